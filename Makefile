@@ -1,0 +1,38 @@
+# xpretrieval — `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Offline caches for the real model and data, when ../shared is beside the checkout (CI, developers).
+# Real users online need none of it: the same configs download from the Hugging Face hub and ir-datasets.
+SHARED_ENV := $(wildcard ../shared/offline/env.sh)
+OFFLINE := $(if $(SHARED_ENV),eval "$$($(SHARED_ENV))" &&,)
+
+.PHONY: help install demo test test-all bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed  ## create .venv and install xpretrieval with its test tools (CPU torch)
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench]"
+	touch $@
+
+demo: install  ## fine-tune all-MiniLM-L6-v2 on SciFact train, print nDCG@10 before/after on SciFact test
+	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) -m xpretrieval train +experiment=demo
+
+test: install  ## the fast test suite (excludes tests marked slow)
+	$(OFFLINE) $(PY) -m pytest -m "not slow" -q
+
+test-all: install  ## every test, slow ones included
+	$(OFFLINE) $(PY) -m pytest -q
+
+bench: install  ## benchmarks: our throughput against sentence-transformers, same model, same batch
+	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/train_throughput.py
+
+lint: install  ## ruff checks
+	$(VENV)/bin/ruff check xpretrieval tests benchmarks
+
+clean:  ## remove run outputs and caches (keeps .venv)
+	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -1,0 +1,135 @@
+"""Training and encoding throughput of xpretrieval against sentence-transformers, same run.
+
+Same model (all-MiniLM-L6-v2), same SciFact training triplets, same batch size, same maximum
+lengths, fp32, on this machine. The peer is sentence-transformers' own model and
+MultipleNegativesRankingLoss stepped in a plain loop with AdamW (its Trainer needs the
+`datasets` and `accelerate` packages, which add data-loading overhead, not model compute).
+Prints samples/s of each and the ratio ours / theirs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+from xpretrieval.batchers import FixedBatcher
+from xpretrieval.data import Split
+from xpretrieval.losses import InfoNCE
+from xpretrieval.models import Dense
+from xpretrieval.retrieval import encode_texts
+from xpretrieval.samplers import PairwiseSampler
+from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def ours_training(collection, batch_size: int, steps: int) -> float:
+    learner = Learner(
+        model=Dense(name_or_path=MODEL, normalize=True, query_max_length=256).build(),
+        collection=collection,
+        sampler=PairwiseSampler(),
+        batcher=FixedBatcher(batch_size),
+        trainer=BatchwiseTrainer(max_steps=steps + 1),
+        loss=InfoNCE(scale=20.0),
+        optimizer=AdamW(lr=2e-5),
+        seed=0,
+    )
+    timings = []
+
+    class Timer:  # per-step wall time, skipping the first (warm-up) step
+        def on_train_start(self, state):
+            self.last = time.perf_counter()
+
+        def on_step_end(self, state):
+            now = time.perf_counter()
+            timings.append(now - self.last)
+            self.last = now
+
+        def on_train_end(self, state):
+            pass
+
+    learner.fit([Timer()])
+    return batch_size * steps / sum(timings[1:])
+
+
+def theirs_training(collection, batch_size: int, steps: int) -> float:
+    model = SentenceTransformer(MODEL, device="cpu")
+    model.max_seq_length = 256
+    loss = MultipleNegativesRankingLoss(model, scale=20.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+    records = PairwiseSampler().records(collection, seed=0)
+    batches = FixedBatcher(batch_size).batches(records)
+    model.train()
+    elapsed = 0.0
+    for step in range(steps + 1):
+        batch = next(batches)
+        start = time.perf_counter()
+        features = [
+            {k: v for k, v in model.tokenize(texts).items()}
+            for texts in (
+                [r.query.text for r in batch],
+                [r.positive.text for r in batch],
+                [r.negative.text for r in batch],
+            )
+        ]
+        value = loss(features, None)
+        optimizer.zero_grad()
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if step:  # the first step is warm-up
+            elapsed += time.perf_counter() - start
+    return batch_size * steps / elapsed
+
+
+def encoding(texts: list[str]) -> tuple[float, float]:
+    ours = Dense(name_or_path=MODEL, normalize=True).build().eval()
+    theirs = SentenceTransformer(MODEL, device="cpu")
+    theirs.max_seq_length = 256
+    encode_texts(ours.encode_documents, texts[:64], 64, torch.device("cpu"))  # warm-up
+    start = time.perf_counter()
+    mine = encode_texts(ours.encode_documents, texts, 64, torch.device("cpu"))
+    ours_rate = len(texts) / (time.perf_counter() - start)
+    theirs.encode(texts[:64], batch_size=64)
+    start = time.perf_counter()
+    other = theirs.encode(texts, batch_size=64, convert_to_tensor=True)
+    theirs_rate = len(texts) / (time.perf_counter() - start)
+    agreement = torch.nn.functional.cosine_similarity(mine, other.float()).min().item()
+    print(f"  min cosine between the two frameworks' vectors: {agreement:.6f}")
+    return ours_rate, theirs_rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--documents", type=int, default=512)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    collection = Split(ir_datasets="beir/scifact/train").load()
+    print(
+        f"{MODEL}, batch {args.batch_size}, {args.steps} timed steps, fp32, "
+        f"{torch.get_num_threads()} CPU threads"
+    )
+    ours = ours_training(collection, args.batch_size, args.steps)
+    theirs = theirs_training(collection, args.batch_size, args.steps)
+    print(
+        f"training samples/s   xpretrieval {ours:8.2f}   sentence-transformers {theirs:8.2f}"
+        f"   ratio {ours / theirs:.2f}"
+    )
+    texts = list(itertools.islice(collection.documents.values(), args.documents))
+    ours_enc, theirs_enc = encoding(texts)
+    print(
+        f"encoding docs/s      xpretrieval {ours_enc:8.2f}   "
+        f"sentence-transformers {theirs_enc:8.2f}"
+        f"   ratio {ours_enc / theirs_enc:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""`python -m xpretrieval train|evaluate` end to end, in subprocesses, on the tiny fixture."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import ir_measures
+import pytest
+
+from tests.conftest import ROOT, TINY_BEIR, tiny_overrides
+
+
+def cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "xpretrieval", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def train_run(tiny_model_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("train-run")
+    result = cli("train", *tiny_overrides(tiny_model_dir), f"hydra.run.dir={run_dir}", cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
+def test_train_writes_every_output(train_run):
+    run_dir, _ = train_run
+    for name in ("config.yaml", "run.trec", "metrics.json", "train_log.csv", "train.log"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "tensorboard").iterdir())
+    checkpoint = run_dir / "checkpoints" / "step-0000006"
+    for name in ("config.json", "model.safetensors", "xpretrieval_model.yaml", "training_state.pt"):
+        assert (checkpoint / name).is_file(), name
+    assert not [p for p in run_dir.rglob("*.tmp")]  # no temporary left behind
+
+
+def test_metrics_match_a_recomputation_from_the_run_file(train_run):
+    run_dir, result = train_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rows = (
+        (TINY_BEIR / "qrels" / "test.tsv").read_text().splitlines()[1:]
+    )  # BEIR: header, 3 columns
+    qrels = [ir_measures.Qrel(*row.split("\t")[:2], int(row.split("\t")[2])) for row in rows]
+    run = list(ir_measures.read_trec_run(str(run_dir / "run.trec")))
+    measures = [ir_measures.parse_measure(name) for name in metrics["aggregate"]]
+    recomputed = ir_measures.calc_aggregate(measures, qrels, run)
+    assert set(metrics["aggregate"]) == {"nDCG@10", "RR@10", "R@100", "AP"}
+    for measure in measures:
+        assert metrics["aggregate"][str(measure)] == pytest.approx(recomputed[measure], abs=1e-6)
+    assert set(metrics["per_query"]) == {"q-violin", "q-tomato", "q-comet", "q-bread"}
+    assert metrics["queries"] == 4 and metrics["documents"] == 20
+    assert "nDCG@10" in result.stdout  # the printed table
+
+
+def test_resolved_config_rebuilds_the_run(train_run):
+    run_dir, _ = train_run
+    config = (run_dir / "config.yaml").read_text()
+    assert "${" not in config and "max_steps: 6" in config
+
+
+def test_evaluate_a_checkpoint_reproduces_the_trained_metrics(train_run, tmp_path):
+    run_dir, _ = train_run
+    checkpoint = run_dir / "checkpoints" / "step-0000006"
+    result = cli(
+        "evaluate",
+        "model=dense",
+        f"model.name_or_path={checkpoint}",
+        "dataset=beir_folder",
+        f"dataset.train.beir_folder={TINY_BEIR}",
+        "model.query_max_length=16",
+        "model.doc_max_length=32",
+        "evaluation.top_k=10",
+        "device=cpu",
+        f"hydra.run.dir={tmp_path}",
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    trained = json.loads((run_dir / "metrics.json").read_text())["aggregate"]
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())["aggregate"]
+    assert evaluated == pytest.approx(trained, abs=1e-6)
+
+
+def test_bad_value_fails_fast_with_the_key(tmp_path):
+    result = cli("train", "loss.scale=-1", f"hydra.run.dir={tmp_path}", cwd=ROOT)
+    assert result.returncode == 2
+    assert "loss.scale must be > 0, got -1.0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_command_prints_usage():
+    result = cli("fit", cwd=ROOT)
+    assert result.returncode == 2 and "usage: python -m xpretrieval" in result.stderr

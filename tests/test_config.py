@@ -1,0 +1,112 @@
+"""Config composition: every preset composes and converts; bad input fails naming the key."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf.errors import ValidationError
+
+from tests.conftest import CONF_DIR, TINY_BEIR, compose_config
+from xpretrieval.errors import ConfigError
+from xpretrieval.experiment import ExperimentConfig, load_experiment
+from xpretrieval.losses import InfoNCE
+from xpretrieval.models import Dense
+
+# presets whose mandatory values (???) a user must give on the command line
+REQUIRED = {"dataset/beir_folder": [f"dataset.train.beir_folder={TINY_BEIR}"]}
+
+
+def presets() -> list[str]:
+    return sorted(f"{path.parent.name}/{path.stem}" for path in CONF_DIR.glob("*/*.yaml"))
+
+
+def test_every_group_has_presets():
+    groups = {preset.split("/")[0] for preset in presets()}
+    expected = {
+        "dataset",
+        "model",
+        "sampler",
+        "batcher",
+        "loss",
+        "optimizer",
+        "trainer",
+        "experiment",
+    }
+    assert expected <= groups
+
+
+@pytest.mark.parametrize("preset", presets())
+def test_every_preset_composes_and_converts(preset):
+    group, name = preset.split("/")
+    choice = f"+experiment={name}" if group == "experiment" else f"{group}={name}"
+    experiment = load_experiment(compose_config(choice, *REQUIRED.get(preset, [])))
+    assert isinstance(experiment, ExperimentConfig)
+
+
+def test_defaults_build_typed_components():
+    experiment = load_experiment(compose_config())
+    assert isinstance(experiment.model, Dense)
+    assert isinstance(experiment.loss, InfoNCE)
+    assert experiment.model.pooling.value == "mean"
+    assert experiment.dataset.test.ir_datasets == "beir/scifact/test"
+
+
+def test_command_line_overrides_reach_the_objects():
+    experiment = load_experiment(
+        compose_config("trainer.max_steps=200", "optimizer.lr=3e-5", "model.pooling=cls")
+    )
+    assert experiment.trainer.max_steps == 200
+    assert experiment.optimizer.lr == pytest.approx(3e-5)
+    assert experiment.model.pooling.value == "cls"
+
+
+def test_beir_folder_preset_uses_one_folder_for_both_splits():
+    experiment = load_experiment(
+        compose_config("dataset=beir_folder", *REQUIRED["dataset/beir_folder"])
+    )
+    assert experiment.dataset.test.beir_folder == str(TINY_BEIR)
+    assert (experiment.dataset.train.split, experiment.dataset.test.split) == ("train", "test")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("loss.scale=-1", r"^loss\.scale must be > 0, got -1"),
+        ("batcher.batch_size=0", r"^batcher\.batch_size must be >= 1, got 0"),
+        ("optimizer.lr=0", r"^optimizer\.lr must be > 0"),
+        ("trainer.max_steps=0", r"^trainer\.max_steps must be >= 1"),
+        ("model.doc_max_length=-5", r"^model\.doc_max_length must be > 0"),
+        ("evaluation.metrics=[nDGC@10]", r"^evaluation\.metrics: 'nDGC@10' is not an ir-measures"),
+        ("dataset.test.beir_folder=/x", r"^dataset\.test\.set exactly one of ir_datasets"),
+        ("loss.symmetric=true loss.in_batch_negatives=false", r"^loss\.symmetric=true needs"),
+    ],
+)
+def test_bad_values_fail_naming_the_key(override, message):
+    cfg = compose_config(*override.split())
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(cfg)
+
+
+def test_unknown_key_is_rejected_at_composition():
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config("loss.sclae=1")
+    assert "Key 'sclae' not in 'InfoNCE'" in str(info.value.__cause__)
+    assert "full_key: loss.sclae" in str(info.value.__cause__)
+
+
+def test_wrong_type_is_rejected_at_composition():
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config("trainer.max_steps=many")
+    assert isinstance(info.value.__cause__, ValidationError)
+    assert "full_key: trainer.max_steps" in str(info.value.__cause__)
+
+
+def test_unknown_enum_value_lists_the_choices():
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config("model.pooling=median")
+    assert "expected one of [cls, mean, max]" in str(info.value.__cause__)
+
+
+def test_unknown_group_option_is_rejected():
+    with pytest.raises(MissingConfigException, match="loss/hingee"):
+        compose_config("loss=hingee")

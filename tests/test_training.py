@@ -1,0 +1,122 @@
+"""The learner on the tiny fixture: it learns, samples deterministically, checkpoints, and
+fails loudly."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+
+import pytest
+import torch
+
+from tests.conftest import TINY_BEIR
+from xpretrieval.batchers import FixedBatcher
+from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.losses import BatchScores, InfoNCE
+from xpretrieval.models import Dense, DenseEncoder
+from xpretrieval.samplers import PairwiseSampler
+from xpretrieval.training import AdamW, BatchwiseTrainer, Hook, Learner
+from xpretrieval.training.checkpoint import Checkpointer
+from xpretrieval.training.learner import TRAINING_STATE_FILE
+from xpretrieval.training.loggers import CSVLogger
+
+
+@pytest.fixture
+def train_split():
+    return load_beir_folder(TINY_BEIR, "train")
+
+
+def make_learner(model_dir, collection, **trainer_args) -> Learner:
+    return Learner(
+        model=Dense(name_or_path=str(model_dir), normalize=True).build(),
+        collection=collection,
+        sampler=PairwiseSampler(),
+        batcher=FixedBatcher(batch_size=4),
+        trainer=BatchwiseTrainer(**trainer_args),
+        loss=InfoNCE(scale=20.0),
+        optimizer=AdamW(lr=2e-3, warmup_ratio=0.0),
+        seed=7,
+    )
+
+
+def ranking_loss(model: DenseEncoder, collection) -> float:
+    """InfoNCE of every training query against all training positives (the known answer)."""
+    query_ids = sorted(collection.qrels)
+    positives = [sorted(collection.qrels[q])[0] for q in query_ids]
+    with torch.no_grad():
+        queries = model.encode_queries([collection.queries[q] for q in query_ids])
+        documents = model.encode_documents([collection.documents[d] for d in positives])
+    rows = torch.arange(len(query_ids))
+    return InfoNCE(scale=20.0)(BatchScores(model.score(queries, documents), rows, rows)).item()
+
+
+def test_training_lowers_the_loss_on_a_known_task(tiny_model_dir, train_split):
+    learner = make_learner(tiny_model_dir, train_split, max_steps=40)
+    learner.model.eval()
+    before = ranking_loss(learner.model, train_split)
+    state = learner.fit()
+    after = ranking_loss(learner.model, train_split)
+    assert state.step == 40
+    assert after < 0.5 * before, (before, after)
+
+
+def test_sampler_is_deterministic_and_draws_unjudged_negatives(train_split):
+    sampler = PairwiseSampler()
+    first = list(itertools.islice(sampler.records(train_split, seed=3), 30))
+    again = list(itertools.islice(sampler.records(train_split, seed=3), 30))
+    other = list(itertools.islice(sampler.records(train_split, seed=4), 30))
+    assert first == again and first != other
+    for record in first:
+        assert record.positive.id in train_split.qrels[record.query.id]
+        assert record.negative.id not in train_split.qrels[record.query.id]
+    epoch = first[: sampler.epoch_size(train_split)]  # one epoch visits every positive pair once
+    assert sorted((r.query.id, r.positive.id) for r in epoch) == sorted(
+        (q, d) for q, judged in train_split.qrels.items() for d in judged
+    )
+
+
+def test_epochs_set_the_number_of_steps():
+    assert BatchwiseTrainer(epochs=2).total_steps(epoch_size=10, batch_size=4) == 5
+    assert BatchwiseTrainer(epochs=2, max_steps=3).total_steps(epoch_size=10, batch_size=4) == 3
+
+
+class Recorder(Hook):
+    def __init__(self):
+        self.moments = []
+
+    def on_train_start(self, state):
+        self.moments.append(("start", state.step))
+
+    def on_step_end(self, state):
+        self.moments.append(("step", state.step))
+
+    def on_train_end(self, state):
+        self.moments.append(("end", state.step))
+
+
+def test_hooks_checkpoints_and_log(tiny_model_dir, train_split, tmp_path):
+    learner = make_learner(tiny_model_dir, train_split, max_steps=5)
+    recorder = Recorder()
+    checkpoints = Checkpointer(tmp_path / "ckpt", every=2, keep=2, save=learner.save_checkpoint)
+    learner.fit([recorder, CSVLogger(tmp_path / "log.csv", every=2), checkpoints])
+    assert recorder.moments == [("start", 0)] + [("step", i) for i in range(1, 6)] + [("end", 5)]
+    # step 2 was pruned (keep=2); step 5 is the final checkpoint
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["step-0000004", "step-0000005"]
+    final = tmp_path / "ckpt" / "step-0000005"
+    assert torch.load(final / TRAINING_STATE_FILE)["step"] == 5
+    reloaded = DenseEncoder.load(final).eval()
+    learner.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(
+            reloaded.encode_queries(["bees"]), learner.model.encode_queries(["bees"])
+        )
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [2, 4, 5]
+    assert {"loss/rank", "loss/total", "learning_rate", "samples_per_second"} <= set(rows[0])
+
+
+def test_non_finite_loss_stops_naming_step_and_term(tiny_model_dir, train_split):
+    learner = make_learner(tiny_model_dir, train_split, max_steps=3)
+    learner.loss = InfoNCE(scale=float("inf"))
+    with pytest.raises(FloatingPointError, match=r"step 1: the loss term 'rank' is nan"):
+        learner.fit()

@@ -1,0 +1,61 @@
+"""`python -m xpretrieval {train,evaluate} [Hydra overrides]`: thin Hydra entry points."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from xpretrieval.errors import UserInputError
+from xpretrieval.experiment import run_evaluate, run_train
+
+logger = logging.getLogger("xpretrieval")
+
+COMMANDS: dict[str, Callable[[DictConfig, Path], dict[str, float]]] = {
+    "train": run_train,
+    "evaluate": run_evaluate,
+}
+
+USAGE = """usage: python -m xpretrieval {train,evaluate} [OVERRIDES...]
+
+  train      train the configured model on dataset.train, then evaluate it on dataset.test
+  evaluate   evaluate the configured model (model.name_or_path) on dataset.test
+
+OVERRIDES are Hydra's: +experiment=dense  dataset=scifact  trainer.max_steps=200
+Add --help after the command for the config groups, --cfg job for the composed config."""
+
+
+def config_dir() -> str:
+    """conf/ inside an installed wheel, or beside the package in a source checkout."""
+    packaged = Path(__file__).parent / "conf"
+    return str(packaged if packaged.is_dir() else Path(__file__).parent.parent / "conf")
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if not args or args[0] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        sys.exit(0 if args and args[0] in ("-h", "--help") else 2)
+    command, overrides = args[0], args[1:]
+    if not any(arg.startswith("hydra.job.name=") for arg in overrides):
+        overrides.append(f"hydra.job.name={command}")
+    sys.argv = [f"{sys.argv[0]} {command}", *overrides]
+
+    @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
+    def task(cfg: DictConfig) -> dict[str, float]:
+        try:
+            return COMMANDS[command](cfg, Path(HydraConfig.get().runtime.output_dir))
+        except UserInputError as error:
+            logger.error("%s", error)
+            sys.exit(2)
+
+    task()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Typed configuration: component dataclasses registered with Hydra, and conversion to objects.
+
+A component's dataclass *is* its config. `register` stores it in Hydra's ConfigStore as
+`schema/<group>/<name>`, which the YAML presets in `conf/<group>/` extend; `to_objects`
+turns a composed tree into those dataclasses, reporting invalid values by their full key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from xpretrieval.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def register(group: str, name: str) -> Callable[[type[T]], type[T]]:
+    """Store a component dataclass as Hydra schema `schema/<group>/<name>` (presets extend it)."""
+
+    def store(cls: type[T]) -> type[T]:
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"{cls.__name__} must be a dataclass to be registered")
+        ConfigStore.instance().store(group=f"schema/{group}", name=name, node=cls)
+        return cls
+
+    return store
+
+
+def register_root(name: str) -> Callable[[type[T]], type[T]]:
+    """Store the root dataclass of a command's config under `name` (used by `conf/*.yaml`)."""
+
+    def store(cls: type[T]) -> type[T]:
+        ConfigStore.instance().store(name=name, node=cls)
+        return cls
+
+    return store
+
+
+def to_objects(cfg: DictConfig) -> Any:
+    """Build the dataclass objects of a composed config.
+
+    Validation in `__post_init__` raises `ValueError("scale must be > 0, got -1")`; this wraps
+    it as `ConfigError("loss.scale must be > 0, got -1")` by locating the node that fails.
+    """
+    try:
+        return OmegaConf.to_object(cfg)
+    except ValueError as error:
+        if isinstance(error, ConfigError):
+            raise
+        prefix = _failing_node_key(cfg)
+        raise ConfigError(f"{prefix}{error}") from error
+
+
+def _failing_node_key(node: DictConfig, prefix: str = "") -> str:
+    """Key prefix (`loss.`) of the deepest structured child whose conversion fails."""
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none() and _is_structured(child):
+            try:
+                OmegaConf.to_object(child)
+            except ValueError:
+                return _failing_node_key(child, f"{prefix}{key}.")
+    return prefix
+
+
+def _is_structured(node: DictConfig) -> bool:
+    object_type = OmegaConf.get_type(node)
+    return object_type is not None and dataclasses.is_dataclass(object_type)

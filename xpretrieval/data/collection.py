@@ -1,0 +1,63 @@
+"""The documents, queries and relevance judgements (qrels) of one split."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from xpretrieval.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+Qrels = dict[str, dict[str, int]]
+"""query id -> document id -> relevance grade."""
+
+
+@dataclass
+class Collection:
+    """One split of a test collection, held in memory.
+
+    `queries` holds only the queries that have at least one judgement, so that evaluation
+    and sampling see the same query set that the metrics are computed over.
+    """
+
+    name: str
+    documents: dict[str, str]
+    queries: dict[str, str]
+    qrels: Qrels
+
+    @classmethod
+    def checked(
+        cls, name: str, documents: dict[str, str], queries: dict[str, str], qrels: Qrels
+    ) -> Collection:
+        """Build a collection, dropping judgements on unknown ids (with a warning) and failing
+        when no judgement remains."""
+        if not documents:
+            raise DataError(f"{name}: the collection has no documents")
+        unknown_queries = sum(len(docs) for qid, docs in qrels.items() if qid not in queries)
+        unknown_docs = 0
+        kept: Qrels = {}
+        for qid, judged in qrels.items():
+            if qid not in queries:
+                continue
+            known = {doc_id: grade for doc_id, grade in judged.items() if doc_id in documents}
+            unknown_docs += len(judged) - len(known)
+            if known:
+                kept[qid] = known
+        if unknown_queries or unknown_docs:
+            logger.warning(
+                "%s: ignored %d judgements naming unknown queries and %d naming unknown documents",
+                name,
+                unknown_queries,
+                unknown_docs,
+            )
+        if not kept:
+            raise DataError(f"{name}: no relevance judgement names a known query and document")
+        judged_queries = {qid: queries[qid] for qid in kept}
+        return cls(name=name, documents=documents, queries=judged_queries, qrels=kept)
+
+    def __repr__(self) -> str:
+        return (
+            f"Collection({self.name!r}: {len(self.documents)} documents, {len(self.queries)} "
+            f"queries, {sum(len(j) for j in self.qrels.values())} judgements)"
+        )

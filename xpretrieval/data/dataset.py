@@ -1,0 +1,46 @@
+"""Dataset configs: where the training and test splits come from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import MISSING
+
+from xpretrieval.config import register
+from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.collection import Collection
+from xpretrieval.data.irds import load_ir_dataset
+
+
+@dataclass
+class Split:
+    """One split, from an ir-datasets id or from a BEIR-layout folder (exactly one of them)."""
+
+    ir_datasets: str | None = None  # e.g. beir/scifact/test
+    beir_folder: str | None = None  # a folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv
+    split: str | None = None  # with beir_folder: which qrels/<split>.tsv (train, dev, test)
+
+    def __post_init__(self) -> None:
+        if (self.ir_datasets is None) == (self.beir_folder is None):
+            raise ValueError(
+                "set exactly one of ir_datasets (an ir-datasets id) and beir_folder (a path), "
+                f"got ir_datasets={self.ir_datasets!r}, beir_folder={self.beir_folder!r}"
+            )
+        if self.beir_folder is not None and not self.split:
+            raise ValueError(f"split must name the qrels file of beir_folder={self.beir_folder!r}")
+
+    def load(self) -> Collection:
+        """Read the split's documents, queries and qrels."""
+        if self.ir_datasets is not None:
+            return load_ir_dataset(self.ir_datasets)
+        return load_beir_folder(self.beir_folder, self.split)
+
+
+@register("dataset", "dataset")
+@dataclass
+class DatasetConfig:
+    """A named dataset: the split trained on (optional for `evaluate`) and the split tested on."""
+
+    name: str = MISSING
+    train: Split | None = None
+    test: Split = MISSING

@@ -1,0 +1,42 @@
+"""Pick the compute device and precision: CUDA, then Apple MPS, then CPU, unless overridden."""
+
+from __future__ import annotations
+
+import contextlib
+from enum import Enum
+
+import torch
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """`name` as given (`cpu`, `cuda:1`…) or, when None, the best available device."""
+    if name is not None:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={name!r} but CUDA is not available on this machine")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class Precision(Enum):
+    """Numeric precision of forward passes; auto is bf16 autocast on a GPU that has it.
+
+    Lower-case names, because configs select members by name (`precision=bf16`)."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+    """The autocast context for `precision` on `device` (a no-op in fp32)."""
+    if precision is Precision.auto:
+        bf16_gpu = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        precision = Precision.bf16 if bf16_gpu else Precision.fp32
+    if precision is Precision.fp32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -1,0 +1,14 @@
+"""Errors caused by the user's input: the CLI prints them as one line instead of a traceback."""
+
+
+class UserInputError(ValueError):
+    """Bad configuration or data; the message says where (key or file:line) and what was
+    expected."""
+
+
+class ConfigError(UserInputError):
+    """An invalid configuration value; the message starts with the value's full key."""
+
+
+class DataError(UserInputError):
+    """Missing or malformed input data; the message names the file (and line)."""

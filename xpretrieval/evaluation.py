@@ -1,0 +1,70 @@
+"""Retrieval effectiveness with ir-measures: aggregate and per-query values of chosen measures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import ir_measures
+
+from xpretrieval.data.collection import Qrels
+from xpretrieval.retrieval.run import Run
+
+DEFAULT_METRICS = ["nDCG@10", "RR@10", "R@100", "AP"]
+
+
+@dataclass
+class EvaluationConfig:
+    """What to retrieve and measure on the test split."""
+
+    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))  # ir-measures names
+    top_k: int = 1000  # documents retrieved per query
+    batch_size: int = 64  # texts encoded at once
+
+    def __post_init__(self) -> None:
+        if not self.metrics:
+            raise ValueError("metrics must name at least one ir-measures measure, e.g. nDCG@10")
+        for name in self.metrics:
+            parse_measure(name)
+        for name in ("top_k", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def parse_measure(name: str) -> ir_measures.Measure:
+    """An ir-measures measure from its name, or a ValueError naming what is accepted."""
+    try:
+        return ir_measures.parse_measure(name)
+    except (NameError, ValueError, SyntaxError, TypeError) as error:
+        raise ValueError(
+            f"metrics: {name!r} is not an ir-measures measure ({error}); "
+            f"examples: {', '.join(DEFAULT_METRICS)}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Aggregate values by measure name, and per-query values: query id -> measure -> value."""
+
+    aggregate: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+
+
+def compute_metrics(run: Run, qrels: Qrels, metrics: list[str]) -> Metrics:
+    """Measure `run` against `qrels` with ir-measures; queries absent from the qrels are
+    ignored."""
+    measures = [parse_measure(name) for name in metrics]
+    scored = [
+        ir_measures.ScoredDoc(query_id, doc_id, score)
+        for query_id, ranking in run.items()
+        for doc_id, score in ranking
+    ]
+    judged = [
+        ir_measures.Qrel(query_id, doc_id, grade)
+        for query_id, docs in qrels.items()
+        for doc_id, grade in docs.items()
+    ]
+    aggregate = ir_measures.calc_aggregate(measures, judged, scored)
+    per_query: dict[str, dict[str, float]] = {}
+    for metric in ir_measures.iter_calc(measures, judged, scored):
+        per_query.setdefault(metric.query_id, {})[str(metric.measure)] = metric.value
+    return Metrics({str(m): float(aggregate[m]) for m in measures}, per_query)

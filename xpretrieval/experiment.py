@@ -1,0 +1,165 @@
+"""The root config of a run and what the commands do with it: train, then evaluate."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from xpretrieval.batchers import Batcher
+from xpretrieval.config import register_root, to_objects
+from xpretrieval.data.collection import Collection
+from xpretrieval.data.dataset import DatasetConfig
+from xpretrieval.device import Precision, resolve_device
+from xpretrieval.errors import ConfigError
+from xpretrieval.evaluation import EvaluationConfig, Metrics, compute_metrics
+from xpretrieval.io import write_json, write_text
+from xpretrieval.losses.base import BatchwiseLoss
+from xpretrieval.models.base import Encoder, ModelConfig
+from xpretrieval.retrieval.exact import retrieve
+from xpretrieval.retrieval.run import write_trec_run
+from xpretrieval.samplers.base import Sampler
+from xpretrieval.training.checkpoint import Checkpointer
+from xpretrieval.training.hooks import ProgressBar
+from xpretrieval.training.learner import Learner, seed_everything
+from xpretrieval.training.loggers import CSVLogger, TensorBoardLogger
+from xpretrieval.training.optim import OptimizerConfig
+from xpretrieval.training.trainers import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+@register_root("experiment_schema")
+@dataclass
+class ExperimentConfig:
+    """Everything one run needs; each field is a component chosen from its conf/ group."""
+
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    sampler: Sampler = MISSING
+    batcher: Batcher = MISSING
+    loss: BatchwiseLoss = MISSING
+    optimizer: OptimizerConfig = MISSING
+    trainer: Trainer = MISSING
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    seed: int = 42
+    device: str | None = None  # cpu, cuda, cuda:1, mps; null picks cuda > mps > cpu
+    precision: Precision = Precision.auto  # auto: bf16 autocast on a GPU that supports it
+    evaluate_before_training: bool = False  # also measure the untrained model, for comparison
+
+
+def load_experiment(cfg: DictConfig) -> ExperimentConfig:
+    """Validate the composed config and build its component objects (no model is loaded yet)."""
+    experiment = to_objects(cfg)
+    if not isinstance(experiment, ExperimentConfig):
+        raise ConfigError(f"expected an ExperimentConfig root, got {type(experiment).__name__}")
+    return experiment
+
+
+def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+    """Train the model on the train split, then evaluate it on the test split; returns metrics."""
+    experiment = load_experiment(cfg)
+    if experiment.dataset.train is None:
+        raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
+    _write_resolved_config(cfg, output_dir)
+    device = resolve_device(experiment.device)
+    seed_everything(experiment.seed)
+    train, test = experiment.dataset.train.load(), experiment.dataset.test.load()
+    logger.info("Train split: %s", train)
+    model = experiment.model.build().to(device)
+    before = None
+    if experiment.evaluate_before_training:
+        before = _evaluate(model, test, experiment, device, output_dir, "before_training_")
+    learner = Learner(
+        model=model,
+        collection=train,
+        sampler=experiment.sampler,
+        batcher=experiment.batcher,
+        trainer=experiment.trainer,
+        loss=experiment.loss,
+        optimizer=experiment.optimizer,
+        seed=experiment.seed,
+        precision=experiment.precision,
+    )
+    checkpoints = Checkpointer(
+        output_dir / "checkpoints",
+        every=experiment.trainer.checkpoint_every,
+        keep=experiment.trainer.keep_checkpoints,
+        save=learner.save_checkpoint,
+    )
+    learner.fit(
+        hooks=[
+            ProgressBar(),
+            CSVLogger(output_dir / "train_log.csv", every=experiment.trainer.log_every),
+            TensorBoardLogger(output_dir / "tensorboard", every=experiment.trainer.log_every),
+            checkpoints,
+        ]
+    )
+    after = _evaluate(model, test, experiment, device, output_dir)
+    print(_table(test, {"before": before, "after": after}))
+    print(f"Trained model: {checkpoints.last}")
+    return after.aggregate
+
+
+def run_evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+    """Evaluate the configured model on the test split; returns the aggregate metrics."""
+    experiment = load_experiment(cfg)
+    _write_resolved_config(cfg, output_dir)
+    device = resolve_device(experiment.device)
+    seed_everything(experiment.seed)
+    test = experiment.dataset.test.load()
+    model = experiment.model.build().to(device)
+    metrics = _evaluate(model, test, experiment, device, output_dir)
+    print(_table(test, {experiment.model.name_or_path: metrics}))
+    return metrics.aggregate
+
+
+def _evaluate(
+    model: Encoder,
+    collection: Collection,
+    experiment: ExperimentConfig,
+    device: torch.device,
+    output_dir: Path,
+    prefix: str = "",
+) -> Metrics:
+    """Retrieve for every test query, write `<prefix>run.trec` and `<prefix>metrics.json`."""
+    settings = experiment.evaluation
+    logger.info("Evaluating on %s", collection)
+    run = retrieve(
+        model, collection, settings.top_k, settings.batch_size, device, experiment.precision
+    )
+    write_trec_run(output_dir / f"{prefix}run.trec", run)
+    metrics = compute_metrics(run, collection.qrels, settings.metrics)
+    write_json(
+        output_dir / f"{prefix}metrics.json",
+        {
+            "dataset": collection.name,
+            "documents": len(collection.documents),
+            "queries": len(collection.queries),
+            "aggregate": metrics.aggregate,
+            "per_query": metrics.per_query,
+        },
+    )
+    logger.info("%s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.aggregate.items()))
+    return metrics
+
+
+def _write_resolved_config(cfg: DictConfig, output_dir: Path) -> None:
+    """The run's config with every interpolation resolved: rebuilds the run as it was."""
+    write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def _table(collection: Collection, columns: dict[str, Metrics | None]) -> str:
+    """A plain-text table of aggregate metrics, one column per model state."""
+    shown = {name: metrics for name, metrics in columns.items() if metrics is not None}
+    names = list(next(iter(shown.values())).aggregate)
+    header = f"{collection.name} ({len(collection.queries)} queries)"
+    width = max(len(header), *(len(n) for n in names))
+    lines = [header.ljust(width) + "".join(f"  {name:>10}" for name in shown)]
+    for measure in names:
+        cells = "".join(f"  {m.aggregate[measure]:>10.4f}" for m in shown.values())
+        lines.append(measure.ljust(width) + cells)
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""InfoNCE, also called the multiple-negatives ranking loss.
+
+Henderson et al. 2017 ("Efficient Natural Language Response Suggestion for Smart Reply"),
+van den Oord et al. 2018 (InfoNCE). Each query must pick its positive out of its own
+negatives and, with in-batch negatives, every other document of the batch: a softmax
+cross-entropy over `scale * score`. The similarity (dot or cosine) is the model's own
+(`model.normalize`), so that training and retrieval always score alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from xpretrieval.config import register
+from xpretrieval.losses.base import BatchScores, BatchwiseLoss
+
+
+@register("loss", "infonce")
+@dataclass
+class InfoNCE(BatchwiseLoss):
+    """Softmax cross-entropy of each query's positive among its candidate documents."""
+
+    scale: float = 20.0  # inverse temperature; 20 suits cosine scores, ~1 suits raw dot products
+    in_batch_negatives: bool = True  # other queries' documents count as negatives
+    symmetric: bool = False  # also pick each positive's query among the batch's queries
+
+    def __post_init__(self) -> None:
+        if self.weight < 0:
+            raise ValueError(f"weight must be >= 0, got {self.weight}")
+        if self.scale <= 0:
+            raise ValueError(f"scale must be > 0, got {self.scale}")
+        if self.symmetric and not self.in_batch_negatives:
+            raise ValueError(
+                "symmetric=true needs in_batch_negatives=true: without them each document "
+                "has only its own query to choose"
+            )
+
+    def __call__(self, batch: BatchScores) -> Tensor:
+        logits = batch.scores * self.scale
+        if not self.in_batch_negatives:
+            own = (
+                batch.owners.unsqueeze(0)
+                == torch.arange(len(logits), device=logits.device)[:, None]
+            )
+            logits = logits.masked_fill(~own, float("-inf"))
+        loss = F.cross_entropy(logits, batch.targets)
+        if self.symmetric:
+            # row i: positive document of query i against all queries of the batch
+            backward = logits[:, batch.targets].T
+            labels = torch.arange(len(backward), device=logits.device)
+            loss = (loss + F.cross_entropy(backward, labels)) / 2
+        return loss

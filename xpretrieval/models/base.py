@@ -1,0 +1,43 @@
+"""The contract every retrieval model keeps, and the base of model configs."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Encodes queries and documents and scores them against each other.
+
+    `score(q, d)` returns all pairs, `[n_queries, n_documents]`, so that training (in-batch
+    negatives) and retrieval (exact search) share one scoring function.
+    """
+
+    max_query_length: int
+    max_document_length: int
+
+    def encode_queries(self, texts: Sequence[str]) -> Tensor: ...
+
+    def encode_documents(self, texts: Sequence[str]) -> Tensor: ...
+
+    def score(self, queries: Tensor, documents: Tensor) -> Tensor: ...
+
+    def save(self, path: str | Path) -> None: ...
+
+    def to(self, device: torch.device) -> Encoder: ...
+
+
+@dataclass
+class ModelConfig(ABC):
+    """Base of model configs; a subclass builds its `Encoder` from a checkpoint name or path."""
+
+    @abstractmethod
+    def build(self) -> Encoder:
+        """Load the weights named by the config and return the ready encoder (on CPU)."""

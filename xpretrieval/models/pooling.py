@@ -1,0 +1,28 @@
+"""Pool token representations into one vector per text, ignoring padding."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+from torch import Tensor
+
+
+class Pooling(Enum):
+    """Lower-case names, because configs select members by name (`model.pooling=mean`)."""
+
+    cls = "cls"  # the first token's vector
+    mean = "mean"  # average over non-padding tokens (sentence-transformers' default)
+    max = "max"  # element-wise maximum over non-padding tokens
+
+
+def pool(hidden: Tensor, attention_mask: Tensor, mode: Pooling) -> Tensor:
+    """`hidden` [batch, tokens, dim] and `attention_mask` [batch, tokens] -> [batch, dim]."""
+    if mode is Pooling.cls:
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    if mode is Pooling.mean:
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+    if mode is Pooling.max:
+        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+    raise ValueError(f"unknown pooling {mode}")

@@ -1,0 +1,88 @@
+"""Exact (brute-force) top-k search over in-memory representations, in bounded chunks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from xpretrieval.data.collection import Collection
+from xpretrieval.device import Precision
+from xpretrieval.models.base import Encoder
+from xpretrieval.retrieval.encode import encode_texts
+from xpretrieval.retrieval.run import Run
+
+logger = logging.getLogger(__name__)
+
+
+def exact_top_k(
+    score: Callable[[Tensor, Tensor], Tensor],
+    queries: Tensor,
+    documents: Tensor,
+    k: int,
+    query_chunk: int = 1024,
+    doc_chunk: int = 16384,
+) -> tuple[Tensor, Tensor]:
+    """The k best documents of every query: (scores, document rows), each `[n_queries, k]`.
+
+    Scores are computed `query_chunk x doc_chunk` at a time and merged into a running top-k,
+    so memory stays bounded whatever the collection size.
+    """
+    k = min(k, len(documents))
+    top_scores, top_rows = [], []
+    for q_start in tqdm(
+        range(0, len(queries), query_chunk), desc="search", leave=False, disable=None
+    ):
+        block = queries[q_start : q_start + query_chunk]
+        best = torch.empty(len(block), 0, dtype=block.dtype, device=block.device)
+        best_rows = torch.empty(len(block), 0, dtype=torch.long, device=block.device)
+        for d_start in range(0, len(documents), doc_chunk):
+            scores = score(block, documents[d_start : d_start + doc_chunk])
+            rows = torch.arange(d_start, d_start + scores.shape[1], device=block.device)
+            merged = torch.cat([best, scores], dim=1)
+            merged_rows = torch.cat([best_rows, rows.expand(len(block), -1)], dim=1)
+            best, picked = merged.topk(min(k, merged.shape[1]), dim=1)
+            best_rows = merged_rows.gather(1, picked)
+        top_scores.append(best)
+        top_rows.append(best_rows)
+    return torch.cat(top_scores), torch.cat(top_rows)
+
+
+def retrieve(
+    model: Encoder,
+    collection: Collection,
+    k: int,
+    batch_size: int,
+    device: torch.device,
+    precision: Precision = Precision.auto,
+) -> Run:
+    """Encode the collection's documents and queries, and rank the top-k for every query."""
+    doc_ids = list(collection.documents)
+    query_ids = list(collection.queries)
+    logger.info("Encoding %d documents and %d queries", len(doc_ids), len(query_ids))
+    documents = encode_texts(
+        model.encode_documents,
+        [collection.documents[i] for i in doc_ids],
+        batch_size,
+        device,
+        precision,
+        desc="encode documents",
+    )
+    queries = encode_texts(
+        model.encode_queries,
+        [collection.queries[i] for i in query_ids],
+        batch_size,
+        device,
+        precision,
+        desc="encode queries",
+    )
+    with torch.inference_mode():
+        scores, rows = exact_top_k(model.score, queries, documents, k)
+    scores, rows = scores.cpu().tolist(), rows.cpu().tolist()
+    return {
+        query_id: [(doc_ids[row], score) for row, score in zip(rows[i], scores[i], strict=True)]
+        for i, query_id in enumerate(query_ids)
+    }

@@ -1,0 +1,42 @@
+"""Runs (ranked documents per query) and their TREC files: `qid Q0 docid rank score tag`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xpretrieval.errors import DataError
+from xpretrieval.io import atomic_file
+
+Run = dict[str, list[tuple[str, float]]]
+"""query id -> [(document id, score)], best first."""
+
+
+def write_trec_run(path: str | Path, run: Run, tag: str = "xpretrieval") -> None:
+    """Write `run` in TREC format, atomically."""
+    with atomic_file(path) as handle:
+        for query_id, ranking in run.items():
+            for rank, (doc_id, score) in enumerate(ranking, start=1):
+                handle.write(f"{query_id} Q0 {doc_id} {rank} {score:.6f} {tag}\n")
+
+
+def read_trec_run(path: str | Path) -> Run:
+    """Read a TREC run file, each query's documents sorted by decreasing score."""
+    run: Run = {}
+    with Path(path).open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 6:
+                raise DataError(
+                    f"{path}:{line_no}: expected 6 fields (qid Q0 docid rank score tag), "
+                    f"got {len(fields)}"
+                )
+            try:
+                score = float(fields[4])
+            except ValueError:
+                raise DataError(f"{path}:{line_no}: score {fields[4]!r} is not a number") from None
+            run.setdefault(fields[0], []).append((fields[2], score))
+    for ranking in run.values():
+        ranking.sort(key=lambda item: -item[1])
+    return run

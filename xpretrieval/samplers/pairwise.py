@@ -1,0 +1,66 @@
+"""Pairwise records from qrels: (query, judged-relevant document, random other document)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from xpretrieval.config import register
+from xpretrieval.data.collection import Collection
+from xpretrieval.samplers.base import Sampler
+from xpretrieval.samplers.records import PairwiseRecord, Text
+
+
+@register("sampler", "pairwise")
+@dataclass
+class PairwiseSampler(Sampler):
+    """One record per (query, relevant document) pair; the negative is drawn uniformly from
+    the documents not judged for that query."""
+
+    min_relevance: int = 1  # judgements with at least this grade are positives
+
+    def positive_pairs(self, collection: Collection) -> list[tuple[str, str]]:
+        """(query id, document id) of every positive judgement, in a stable order."""
+        pairs = [
+            (query_id, doc_id)
+            for query_id, judged in sorted(collection.qrels.items())
+            for doc_id, grade in sorted(judged.items())
+            if grade >= self.min_relevance
+        ]
+        if not pairs:
+            raise ValueError(
+                f"{collection.name}: no judgement has relevance >= sampler.min_relevance="
+                f"{self.min_relevance}; nothing to train on"
+            )
+        return pairs
+
+    def epoch_size(self, collection: Collection) -> int:
+        return len(self.positive_pairs(collection))
+
+    def records(self, collection: Collection, seed: int) -> Iterator[PairwiseRecord]:
+        pairs = self.positive_pairs(collection)
+        doc_ids = list(collection.documents)
+        rng = random.Random(seed)
+        while True:
+            order = list(pairs)
+            rng.shuffle(order)
+            for query_id, positive_id in order:
+                negative_id = _random_unjudged(rng, doc_ids, collection.qrels[query_id], query_id)
+                yield PairwiseRecord(
+                    query=Text(query_id, collection.queries[query_id]),
+                    positive=Text(positive_id, collection.documents[positive_id]),
+                    negative=Text(negative_id, collection.documents[negative_id]),
+                )
+
+
+def _random_unjudged(
+    rng: random.Random, doc_ids: list[str], judged: dict[str, int], query_id: str
+) -> str:
+    """A uniformly drawn document that the query has no judgement for."""
+    if len(judged) >= len(doc_ids):
+        raise ValueError(f"query {query_id!r} has every document judged: no negative to draw")
+    while True:
+        doc_id = doc_ids[rng.randrange(len(doc_ids))]
+        if doc_id not in judged:
+            return doc_id

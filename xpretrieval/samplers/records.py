@@ -1,0 +1,26 @@
+"""Training records: plain typed values that samplers yield and trainers consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Text:
+    """A query or a document: its id and its text."""
+
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class PairwiseRecord:
+    """A query with one relevant and one non-relevant document."""
+
+    query: Text
+    positive: Text
+    negative: Text
+
+    @property
+    def negatives(self) -> tuple[Text, ...]:
+        return (self.negative,)

@@ -1,0 +1,17 @@
+"""Training: the learner's loop, trainer steps, optimisers and hooks."""
+
+from xpretrieval.training.hooks import Hook
+from xpretrieval.training.learner import Learner
+from xpretrieval.training.optim import AdamW, OptimizerConfig
+from xpretrieval.training.state import TrainState
+from xpretrieval.training.trainers import BatchwiseTrainer, Trainer
+
+__all__ = [
+    "AdamW",
+    "BatchwiseTrainer",
+    "Hook",
+    "Learner",
+    "OptimizerConfig",
+    "TrainState",
+    "Trainer",
+]

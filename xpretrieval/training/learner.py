@@ -1,0 +1,147 @@
+"""The Learner: one readable loop from sampled batches to optimiser steps, with hooks around it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from xpretrieval.batchers import Batcher
+from xpretrieval.data.collection import Collection
+from xpretrieval.device import Precision, autocast
+from xpretrieval.losses.base import BatchwiseLoss
+from xpretrieval.models.base import Encoder
+from xpretrieval.samplers.base import Sampler
+from xpretrieval.training.hooks import Hook
+from xpretrieval.training.optim import OptimizerConfig
+from xpretrieval.training.state import TrainState
+from xpretrieval.training.trainers import Trainer
+
+logger = logging.getLogger(__name__)
+
+TRAINING_STATE_FILE = "training_state.pt"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices) so a run repeats for a given seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Learner:
+    """Trains `model` on records that `sampler` draws from `collection`.
+
+    Each step: a batch from the batcher, the trainer's named loss terms, their sum
+    back-propagated, gradients clipped, optimiser and schedule stepped, hooks called.
+    """
+
+    def __init__(
+        self,
+        model: Encoder,
+        collection: Collection,
+        sampler: Sampler,
+        batcher: Batcher,
+        trainer: Trainer,
+        loss: BatchwiseLoss,
+        optimizer: OptimizerConfig,
+        seed: int,
+        precision: Precision = Precision.auto,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"the model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.collection = collection
+        self.sampler = sampler
+        self.batcher = batcher
+        self.trainer = trainer
+        self.loss = loss
+        self.seed = seed
+        self.precision = precision
+        self.epoch_size = sampler.epoch_size(collection)
+        self.max_steps = trainer.total_steps(self.epoch_size, batcher.batch_size)
+        self.optimizer, self.schedule = optimizer.build(model, self.max_steps)
+        self.step = 0
+
+    def fit(self, hooks: Iterable[Hook] = ()) -> TrainState:
+        """Run all steps; returns the final state."""
+        hooks = list(hooks)
+        seed_everything(self.seed)
+        device = next(self.model.parameters()).device
+        batches = self.batcher.batches(self.sampler.records(self.collection, self.seed))
+        logger.info(
+            "Training for %d steps of %d records (%.2f epochs of %d records) on %s",
+            self.max_steps,
+            self.batcher.batch_size,
+            self.max_steps * self.batcher.batch_size / self.epoch_size,
+            self.epoch_size,
+            device,
+        )
+        state = TrainState(step=self.step, max_steps=self.max_steps, epoch=0.0)
+        for hook in hooks:
+            hook.on_train_start(state)
+        self.model.train()
+        start, samples = time.perf_counter(), 0
+        try:
+            while self.step < self.max_steps:
+                batch = next(batches)
+                losses = self._optimise(batch, device)
+                self.step += 1
+                samples += len(batch)
+                elapsed = time.perf_counter() - start
+                state = TrainState(
+                    step=self.step,
+                    max_steps=self.max_steps,
+                    epoch=self.step * self.batcher.batch_size / self.epoch_size,
+                    losses=losses,
+                    learning_rate=self.schedule.get_last_lr()[0],
+                    samples_per_second=samples / elapsed if elapsed > 0 else 0.0,
+                    elapsed_seconds=elapsed,
+                )
+                for hook in hooks:
+                    hook.on_step_end(state)
+        finally:
+            self.model.eval()
+        for hook in hooks:
+            hook.on_train_end(state)
+        return state
+
+    def _optimise(self, batch: list, device: torch.device) -> dict[str, float]:
+        """One optimiser step on `batch`; returns the loss terms and their total as floats."""
+        with autocast(device, self.precision):
+            terms = self.trainer.step(self.model, batch, self.loss)
+        total = torch.stack([term.float() for term in terms.values()]).sum()
+        values = {name: term.item() for name, term in terms.items()}
+        values["total"] = total.item()
+        bad = [name for name, value in values.items() if not math.isfinite(value)]
+        if bad:
+            raise FloatingPointError(
+                f"step {self.step + 1}: the loss term {bad[0]!r} is {values[bad[0]]}; "
+                "lower optimizer.lr or check the data of this batch"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.trainer.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.trainer.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        return values
+
+    def save_checkpoint(self, path: Path) -> None:
+        """Write the model (Hugging Face format) and the optimiser/schedule state into `path`."""
+        self.model.save(path)
+        torch.save(
+            {
+                "step": self.step,
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+            },
+            Path(path) / TRAINING_STATE_FILE,
+        )

@@ -1,0 +1,63 @@
+"""Training logs: a CSV file and TensorBoard event files, one row every `every` steps."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from xpretrieval.training.hooks import Hook
+from xpretrieval.training.state import TrainState
+
+
+def _metrics(state: TrainState) -> dict[str, float]:
+    """The logged values of a step: loss terms, learning rate and throughput."""
+    values = {f"loss/{name}": value for name, value in state.losses.items()}
+    values["learning_rate"] = state.learning_rate
+    values["samples_per_second"] = state.samples_per_second
+    return values
+
+
+def _due(state: TrainState, every: int) -> bool:
+    return state.step % every == 0 or state.finished
+
+
+class CSVLogger(Hook):
+    """Appends `step, epoch, elapsed_seconds, <metrics>` rows to a CSV file."""
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path = Path(path)
+        self.every = every
+        self._columns: list[str] | None = None
+
+    def on_step_end(self, state: TrainState) -> None:
+        if not _due(state, self.every):
+            return
+        row = {"step": state.step, "epoch": round(state.epoch, 4)}
+        row["elapsed_seconds"] = round(state.elapsed_seconds, 3)
+        row.update(_metrics(state))
+        new_file = self._columns is None
+        if new_file:
+            self._columns = list(row)
+        with self.path.open("w" if new_file else "a", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self._columns)
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+class TensorBoardLogger(Hook):
+    """Writes the logged values as TensorBoard scalars (view with `tensorboard --logdir`)."""
+
+    def __init__(self, log_dir: Path, every: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(log_dir=str(log_dir))
+        self.every = every
+
+    def on_step_end(self, state: TrainState) -> None:
+        if _due(state, self.every):
+            for name, value in _metrics(state).items():
+                self._writer.add_scalar(name, value, state.step)
+
+    def on_train_end(self, state: TrainState) -> None:
+        self._writer.close()

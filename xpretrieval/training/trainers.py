@@ -1,0 +1,75 @@
+"""Trainers: how long to train, and what one step computes (records -> named loss terms)."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from xpretrieval.config import register
+from xpretrieval.losses.base import BatchScores, BatchwiseLoss
+from xpretrieval.models.base import Encoder
+
+
+@dataclass
+class Trainer(ABC):
+    """Length and book-keeping of training, and the step that turns a batch into loss terms."""
+
+    max_steps: int | None = None  # when set, wins over epochs
+    epochs: float = 1.0  # passes over the training data, when max_steps is unset
+    grad_clip: float | None = 1.0  # maximum gradient norm; null disables clipping
+    log_every: int = 10  # steps between rows of the CSV / TensorBoard logs
+    checkpoint_every: int = 0  # steps between checkpoints; 0: only the final one
+    keep_checkpoints: int = 2  # most recent checkpoints kept on disk
+
+    def __post_init__(self) -> None:
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.epochs <= 0:
+            raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
+        for name in ("log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+
+    def total_steps(self, epoch_size: int, batch_size: int) -> int:
+        """Steps to run: max_steps, or enough batches for `epochs` passes over the data."""
+        if self.max_steps is not None:
+            return self.max_steps
+        return max(1, math.ceil(self.epochs * epoch_size / batch_size))
+
+    @abstractmethod
+    def step(self, model: Encoder, batch: list, loss: BatchwiseLoss) -> dict[str, Tensor]:
+        """Weighted loss terms of one batch, by name; the learner sums and logs them."""
+
+
+@register("trainer", "batchwise")
+@dataclass
+class BatchwiseTrainer(Trainer):
+    """Scores every query of the batch against every document of the batch.
+
+    The documents are the records' positives then their negatives, so that a batchwise loss
+    can use the other queries' documents as in-batch negatives.
+    """
+
+    def step(self, model: Encoder, batch: list, loss: BatchwiseLoss) -> dict[str, Tensor]:
+        positives = [record.positive.text for record in batch]
+        negatives = [
+            (row, doc.text) for row, record in enumerate(batch) for doc in record.negatives
+        ]
+        queries = model.encode_queries([record.query.text for record in batch])
+        documents = model.encode_documents(positives + [text for _, text in negatives])
+        rows = torch.arange(len(batch), device=queries.device)
+        owners = torch.tensor(
+            [row for row, _ in negatives], dtype=torch.long, device=queries.device
+        )
+        scores = BatchScores(
+            scores=model.score(queries, documents), targets=rows, owners=torch.cat([rows, owners])
+        )
+        return {"rank": loss.weight * loss(scores)}
