@@ -107,8 +107,8 @@ def encoding(texts: list[str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--documents", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--documents", type=int, default=256)
     args = parser.parse_args()
     torch.manual_seed(0)
     collection = Split(ir_datasets="beir/scifact/train").load()
