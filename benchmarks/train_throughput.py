@@ -35,7 +35,7 @@ def ours_training(collection, batch_size: int, steps: int) -> float:
         sampler=PairwiseSampler(),
         batcher=FixedBatcher(batch_size),
         trainer=BatchwiseTrainer(max_steps=steps + 1),
-        loss=InfoNCE(scale=20.0),
+        losses={"rank": InfoNCE(scale=20.0)},
         optimizer=AdamW(lr=2e-5),
         seed=0,
     )

@@ -88,9 +88,9 @@ def test_evaluate_a_checkpoint_reproduces_the_trained_metrics(train_run, tmp_pat
 
 
 def test_bad_value_fails_fast_with_the_key(tmp_path):
-    result = cli("train", "loss.scale=-1", f"hydra.run.dir={tmp_path}", cwd=ROOT)
+    result = cli("train", "losses.rank.scale=-1", f"hydra.run.dir={tmp_path}", cwd=ROOT)
     assert result.returncode == 2
-    assert "loss.scale must be > 0, got -1.0" in result.stderr
+    assert "losses.rank.scale must be > 0, got -1.0" in result.stderr
     assert "Traceback" not in result.stderr
 
 

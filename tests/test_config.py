@@ -38,7 +38,9 @@ def test_every_group_has_presets():
 @pytest.mark.parametrize("preset", presets())
 def test_every_preset_composes_and_converts(preset):
     group, name = preset.split("/")
-    choice = f"+experiment={name}" if group == "experiment" else f"{group}={name}"
+    choice = {"experiment": f"+experiment={name}", "loss": f"loss@losses.rank={name}"}.get(
+        group, f"{group}={name}"
+    )
     experiment = load_experiment(compose_config(choice, *REQUIRED.get(preset, [])))
     assert isinstance(experiment, ExperimentConfig)
 
@@ -46,7 +48,8 @@ def test_every_preset_composes_and_converts(preset):
 def test_defaults_build_typed_components():
     experiment = load_experiment(compose_config())
     assert isinstance(experiment.model, Dense)
-    assert isinstance(experiment.loss, InfoNCE)
+    assert list(experiment.losses) == ["rank"]
+    assert isinstance(experiment.losses["rank"], InfoNCE)
     assert experiment.model.pooling.value == "mean"
     assert experiment.dataset.test.ir_datasets == "beir/scifact/test"
 
@@ -71,14 +74,17 @@ def test_beir_folder_preset_uses_one_folder_for_both_splits():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("loss.scale=-1", r"^loss\.scale must be > 0, got -1"),
+        ("losses.rank.scale=-1", r"^losses\.rank\.scale must be > 0, got -1"),
         ("batcher.batch_size=0", r"^batcher\.batch_size must be >= 1, got 0"),
         ("optimizer.lr=0", r"^optimizer\.lr must be > 0"),
         ("trainer.max_steps=0", r"^trainer\.max_steps must be >= 1"),
         ("model.doc_max_length=-5", r"^model\.doc_max_length must be > 0"),
         ("evaluation.metrics=[nDGC@10]", r"^evaluation\.metrics: 'nDGC@10' is not an ir-measures"),
         ("dataset.test.beir_folder=/x", r"^dataset\.test\.set exactly one of ir_datasets"),
-        ("loss.symmetric=true loss.in_batch_negatives=false", r"^loss\.symmetric=true needs"),
+        (
+            "losses.rank.symmetric=true losses.rank.in_batch_negatives=false",
+            r"^losses\.rank\.symmetric=true needs",
+        ),
     ],
 )
 def test_bad_values_fail_naming_the_key(override, message):
@@ -89,9 +95,9 @@ def test_bad_values_fail_naming_the_key(override, message):
 
 def test_unknown_key_is_rejected_at_composition():
     with pytest.raises(ConfigCompositionException) as info:
-        compose_config("loss.sclae=1")
+        compose_config("losses.rank.sclae=1")
     assert "Key 'sclae' not in 'InfoNCE'" in str(info.value.__cause__)
-    assert "full_key: loss.sclae" in str(info.value.__cause__)
+    assert "full_key: losses.rank.sclae" in str(info.value.__cause__)
 
 
 def test_wrong_type_is_rejected_at_composition():
@@ -109,4 +115,11 @@ def test_unknown_enum_value_lists_the_choices():
 
 def test_unknown_group_option_is_rejected():
     with pytest.raises(MissingConfigException, match="loss/hingee"):
-        compose_config("loss=hingee")
+        compose_config("loss@losses.rank=hingee")
+
+
+def test_an_experiment_without_loss_terms_is_refused(tmp_path):
+    from xpretrieval.experiment import run_train
+
+    with pytest.raises(ConfigError, match="losses is empty"):
+        run_train(compose_config("~loss@losses.rank"), tmp_path)

@@ -33,7 +33,7 @@ def make_learner(model_dir, collection, **trainer_args) -> Learner:
         sampler=PairwiseSampler(),
         batcher=FixedBatcher(batch_size=4),
         trainer=BatchwiseTrainer(**trainer_args),
-        loss=InfoNCE(scale=20.0),
+        losses={"rank": InfoNCE(scale=20.0)},
         optimizer=AdamW(lr=2e-3, warmup_ratio=0.0),
         seed=7,
     )
@@ -117,6 +117,6 @@ def test_hooks_checkpoints_and_log(tiny_model_dir, train_split, tmp_path):
 
 def test_non_finite_loss_stops_naming_step_and_term(tiny_model_dir, train_split):
     learner = make_learner(tiny_model_dir, train_split, max_steps=3)
-    learner.loss = InfoNCE(scale=float("inf"))
+    learner.losses = {"rank": InfoNCE(scale=float("inf"))}
     with pytest.raises(FloatingPointError, match=r"step 1: the loss term 'rank' is nan"):
         learner.fit()

@@ -57,17 +57,12 @@ def to_objects(cfg: DictConfig) -> Any:
 
 
 def _failing_node_key(node: DictConfig, prefix: str = "") -> str:
-    """Key prefix (`loss.`) of the deepest structured child whose conversion fails."""
+    """Key prefix (`losses.rank.`) of the deepest child node whose conversion fails."""
     for key in node.keys():
         child = node._get_node(key)
-        if isinstance(child, DictConfig) and not child._is_none() and _is_structured(child):
+        if isinstance(child, DictConfig) and not child._is_none():
             try:
                 OmegaConf.to_object(child)
             except ValueError:
                 return _failing_node_key(child, f"{prefix}{key}.")
     return prefix
-
-
-def _is_structured(node: DictConfig) -> bool:
-    object_type = OmegaConf.get_type(node)
-    return object_type is not None and dataclasses.is_dataclass(object_type)

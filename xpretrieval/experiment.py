@@ -17,7 +17,7 @@ from xpretrieval.device import Precision, resolve_device
 from xpretrieval.errors import ConfigError
 from xpretrieval.evaluation import EvaluationConfig, Metrics, compute_metrics
 from xpretrieval.io import write_json, write_text
-from xpretrieval.losses.base import BatchwiseLoss
+from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import Encoder, ModelConfig
 from xpretrieval.retrieval.exact import retrieve
 from xpretrieval.retrieval.run import write_trec_run
@@ -41,7 +41,7 @@ class ExperimentConfig:
     model: ModelConfig = MISSING
     sampler: Sampler = MISSING
     batcher: Batcher = MISSING
-    loss: BatchwiseLoss = MISSING
+    losses: dict[str, Loss] = field(default_factory=dict)  # named, weighted training terms
     optimizer: OptimizerConfig = MISSING
     trainer: Trainer = MISSING
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -64,6 +64,8 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     experiment = load_experiment(cfg)
     if experiment.dataset.train is None:
         raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
+    if not experiment.losses:
+        raise ConfigError("losses is empty: add a term, e.g. +loss@losses.rank=infonce")
     _write_resolved_config(cfg, output_dir)
     device = resolve_device(experiment.device)
     seed_everything(experiment.seed)
@@ -79,7 +81,7 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         sampler=experiment.sampler,
         batcher=experiment.batcher,
         trainer=experiment.trainer,
-        loss=experiment.loss,
+        losses=experiment.losses,
         optimizer=experiment.optimizer,
         seed=experiment.seed,
         precision=experiment.precision,
@@ -92,7 +94,7 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     )
     learner.fit(
         hooks=[
-            ProgressBar(),
+            ProgressBar(every=experiment.trainer.log_every),
             CSVLogger(output_dir / "train_log.csv", every=experiment.trainer.log_every),
             TensorBoardLogger(output_dir / "tensorboard", every=experiment.trainer.log_every),
             checkpoints,

@@ -1,4 +1,4 @@
-"""What a batchwise loss receives, and the base of loss configs."""
+"""What a loss receives, and the base of loss configs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class BatchScores:
-    """Scores of the B queries of a batch against the N documents of the same batch.
+    """Scores of the B queries of a batch against the N documents of the same batch, and the
+    representations they were computed from (which regularisers read).
 
     Each document was brought to the batch by one query (its positive or one of its
     negatives): `owners[j]` is that query's row, and `targets[i]` is the column of query
@@ -20,6 +21,8 @@ class BatchScores:
     scores: Tensor  # [B, N]
     targets: Tensor  # [B] long
     owners: Tensor  # [N] long
+    queries: Tensor | None = None  # [B, ...] query representations
+    documents: Tensor | None = None  # [N, ...] document representations
 
     def __post_init__(self) -> None:
         rows, columns = self.scores.shape
@@ -32,11 +35,15 @@ class BatchScores:
 
 
 @dataclass
-class BatchwiseLoss(ABC):
-    """A loss over the scores of a batch; `weight` scales it among the training terms."""
+class Loss(ABC):
+    """A training term computed from a scored batch; `weight` scales it in the total."""
 
     weight: float = 1.0
 
+    def __post_init__(self) -> None:
+        if self.weight < 0:
+            raise ValueError(f"weight must be >= 0, got {self.weight}")
+
     @abstractmethod
     def __call__(self, batch: BatchScores) -> Tensor:
-        """The (unweighted) scalar loss of the batch."""
+        """The (unweighted) scalar value of this term on the batch."""

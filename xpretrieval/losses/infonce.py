@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from xpretrieval.config import register
-from xpretrieval.losses.base import BatchScores, BatchwiseLoss
+from xpretrieval.losses.base import BatchScores, Loss
 
 
 @register("loss", "infonce")
 @dataclass
-class InfoNCE(BatchwiseLoss):
+class InfoNCE(Loss):
     """Softmax cross-entropy of each query's positive among its candidate documents."""
 
     scale: float = 20.0  # inverse temperature; 20 suits cosine scores, ~1 suits raw dot products
@@ -29,8 +29,7 @@ class InfoNCE(BatchwiseLoss):
     symmetric: bool = False  # also pick each positive's query among the batch's queries
 
     def __post_init__(self) -> None:
-        if self.weight < 0:
-            raise ValueError(f"weight must be >= 0, got {self.weight}")
+        super().__post_init__()
         if self.scale <= 0:
             raise ValueError(f"scale must be > 0, got {self.scale}")
         if self.symmetric and not self.in_batch_negatives:

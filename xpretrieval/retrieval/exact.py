@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -60,25 +61,13 @@ def retrieve(
     precision: Precision = Precision.auto,
 ) -> Run:
     """Encode the collection's documents and queries, and rank the top-k for every query."""
-    doc_ids = list(collection.documents)
-    query_ids = list(collection.queries)
+    doc_ids, query_ids = list(collection.documents), list(collection.queries)
     logger.info("Encoding %d documents and %d queries", len(doc_ids), len(query_ids))
-    documents = encode_texts(
-        model.encode_documents,
-        [collection.documents[i] for i in doc_ids],
-        batch_size,
-        device,
-        precision,
-        desc="encode documents",
+    encode = partial(encode_texts, batch_size=batch_size, device=device, precision=precision)
+    documents = encode(
+        model.encode_documents, list(collection.documents.values()), desc="encode documents"
     )
-    queries = encode_texts(
-        model.encode_queries,
-        [collection.queries[i] for i in query_ids],
-        batch_size,
-        device,
-        precision,
-        desc="encode queries",
-    )
+    queries = encode(model.encode_queries, list(collection.queries.values()), desc="encode queries")
     with torch.inference_mode():
         scores, rows = exact_top_k(model.score, queries, documents, k)
     scores, rows = scores.cpu().tolist(), rows.cpu().tolist()

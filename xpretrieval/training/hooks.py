@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from tqdm.auto import tqdm
 
 from xpretrieval.training.state import TrainState
+
+logger = logging.getLogger(__name__)
 
 
 class Hook:
@@ -21,9 +25,11 @@ class Hook:
 
 
 class ProgressBar(Hook):
-    """A tqdm bar over the steps, showing the loss and the training throughput."""
+    """A tqdm bar over the steps showing the loss and the throughput; where there is no terminal
+    (a batch job's log file), a log line every `every` steps instead."""
 
-    def __init__(self) -> None:
+    def __init__(self, every: int) -> None:
+        self.every = every
         self._bar: tqdm | None = None
 
     def on_train_start(self, state: TrainState) -> None:
@@ -33,13 +39,17 @@ class ProgressBar(Hook):
 
     def on_step_end(self, state: TrainState) -> None:
         assert self._bar is not None
-        self._bar.set_postfix(
-            loss=f"{state.losses['total']:.4f}",
-            samples_s=f"{state.samples_per_second:.1f}",
-            lr=f"{state.learning_rate:.2e}",
-            refresh=False,
-        )
-        self._bar.update(1)
+        shown = {
+            "loss": f"{state.losses['total']:.4f}",
+            "samples/s": f"{state.samples_per_second:.1f}",
+            "lr": f"{state.learning_rate:.2e}",
+        }
+        if not self._bar.disable:
+            self._bar.set_postfix(shown, refresh=False)
+            self._bar.update(1)
+        elif state.step % self.every == 0 or state.finished:
+            details = " ".join(f"{name}={value}" for name, value in shown.items())
+            logger.info("step %d/%d %s", state.step, state.max_steps, details)
 
     def on_train_end(self, state: TrainState) -> None:
         if self._bar is not None:

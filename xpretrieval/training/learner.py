@@ -16,7 +16,7 @@ from torch import nn
 from xpretrieval.batchers import Batcher
 from xpretrieval.data.collection import Collection
 from xpretrieval.device import Precision, autocast
-from xpretrieval.losses.base import BatchwiseLoss
+from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import Encoder
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.training.hooks import Hook
@@ -50,7 +50,7 @@ class Learner:
         sampler: Sampler,
         batcher: Batcher,
         trainer: Trainer,
-        loss: BatchwiseLoss,
+        losses: dict[str, Loss],
         optimizer: OptimizerConfig,
         seed: int,
         precision: Precision = Precision.auto,
@@ -62,7 +62,9 @@ class Learner:
         self.sampler = sampler
         self.batcher = batcher
         self.trainer = trainer
-        self.loss = loss
+        if not losses:
+            raise ValueError("losses is empty: training needs at least one loss term")
+        self.losses = losses
         self.seed = seed
         self.precision = precision
         self.epoch_size = sampler.epoch_size(collection)
@@ -116,7 +118,7 @@ class Learner:
     def _optimise(self, batch: list, device: torch.device) -> dict[str, float]:
         """One optimiser step on `batch`; returns the loss terms and their total as floats."""
         with autocast(device, self.precision):
-            terms = self.trainer.step(self.model, batch, self.loss)
+            terms = self.trainer.step(self.model, batch, self.losses)
         total = torch.stack([term.float() for term in terms.values()]).sum()
         values = {name: term.item() for name, term in terms.items()}
         values["total"] = total.item()

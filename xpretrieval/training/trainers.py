@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from xpretrieval.config import register
-from xpretrieval.losses.base import BatchScores, BatchwiseLoss
+from xpretrieval.losses.base import BatchScores, Loss
 from xpretrieval.models.base import Encoder
 
 
@@ -45,7 +45,7 @@ class Trainer(ABC):
         return max(1, math.ceil(self.epochs * epoch_size / batch_size))
 
     @abstractmethod
-    def step(self, model: Encoder, batch: list, loss: BatchwiseLoss) -> dict[str, Tensor]:
+    def step(self, model: Encoder, batch: list, losses: dict[str, Loss]) -> dict[str, Tensor]:
         """Weighted loss terms of one batch, by name; the learner sums and logs them."""
 
 
@@ -58,7 +58,7 @@ class BatchwiseTrainer(Trainer):
     can use the other queries' documents as in-batch negatives.
     """
 
-    def step(self, model: Encoder, batch: list, loss: BatchwiseLoss) -> dict[str, Tensor]:
+    def step(self, model: Encoder, batch: list, losses: dict[str, Loss]) -> dict[str, Tensor]:
         positives = [record.positive.text for record in batch]
         negatives = [
             (row, doc.text) for row, record in enumerate(batch) for doc in record.negatives
@@ -66,10 +66,12 @@ class BatchwiseTrainer(Trainer):
         queries = model.encode_queries([record.query.text for record in batch])
         documents = model.encode_documents(positives + [text for _, text in negatives])
         rows = torch.arange(len(batch), device=queries.device)
-        owners = torch.tensor(
-            [row for row, _ in negatives], dtype=torch.long, device=queries.device
+        owners = torch.tensor([row for row, _ in negatives], dtype=torch.long, device=rows.device)
+        scored = BatchScores(
+            scores=model.score(queries, documents),
+            targets=rows,
+            owners=torch.cat([rows, owners]),
+            queries=queries,
+            documents=documents,
         )
-        scores = BatchScores(
-            scores=model.score(queries, documents), targets=rows, owners=torch.cat([rows, owners])
-        )
-        return {"rank": loss.weight * loss(scores)}
+        return {name: loss.weight * loss(scored) for name, loss in losses.items()}
