@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -12,8 +13,8 @@ import torch
 from tests.conftest import TINY_BEIR
 from xpretrieval.batchers import FixedBatcher
 from xpretrieval.data.beir import load_beir_folder
-from xpretrieval.losses import BatchScores, InfoNCE
-from xpretrieval.models import Dense, DenseEncoder
+from xpretrieval.losses import BatchScores, Flops, InfoNCE, Loss
+from xpretrieval.models import Dense, DenseEncoder, Splade
 from xpretrieval.samplers import PairwiseSampler
 from xpretrieval.training import AdamW, BatchwiseTrainer, Hook, Learner
 from xpretrieval.training.checkpoint import Checkpointer
@@ -120,3 +121,46 @@ def test_non_finite_loss_stops_naming_step_and_term(tiny_model_dir, train_split)
     learner.losses = {"rank": InfoNCE(scale=float("inf"))}
     with pytest.raises(FloatingPointError, match=r"step 1: the loss term 'rank' is nan"):
         learner.fit()
+
+
+@dataclass
+class StepProbe(Loss):
+    """A term worth 1 whose scheduled weight is the step number."""
+
+    def weight_at(self, step: int) -> float:
+        return float(step)
+
+    def __call__(self, batch: BatchScores) -> torch.Tensor:
+        return batch.scores.sum() * 0 + 1.0
+
+
+def test_learner_applies_each_terms_scheduled_weight(tiny_model_dir, train_split):
+    learner = make_learner(tiny_model_dir, train_split, max_steps=3)
+    learner.losses["probe"] = StepProbe()
+    recorder = Recorder()
+    logged = []
+    recorder.on_step_end = lambda state: logged.append(state.losses["probe"])
+    learner.fit([recorder])
+    assert logged == [1.0, 2.0, 3.0]
+
+
+def test_splade_trains_with_a_flops_term(tiny_model_dir, train_split, tmp_path):
+    learner = Learner(
+        model=Splade(name_or_path=str(tiny_model_dir)).build(),
+        collection=train_split,
+        sampler=PairwiseSampler(),
+        batcher=FixedBatcher(batch_size=4),
+        trainer=BatchwiseTrainer(max_steps=4),
+        losses={"rank": InfoNCE(scale=1.0), "flops": Flops(warmup_steps=2)},
+        optimizer=AdamW(lr=1e-3),
+        seed=0,
+    )
+    learner.fit([CSVLogger(tmp_path / "log.csv", every=1)])
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    flops_terms = [float(row["loss/flops"]) for row in rows]
+    assert len(flops_terms) == 4 and all(value > 0 for value in flops_terms)
+    totals = [float(row["loss/total"]) for row in rows]
+    ranks = [float(row["loss/rank"]) for row in rows]
+    assert totals == pytest.approx(
+        [r + f for r, f in zip(ranks, flops_terms, strict=True)], rel=1e-5
+    )

@@ -2,5 +2,6 @@
 
 from xpretrieval.losses.base import BatchScores, Loss
 from xpretrieval.losses.infonce import InfoNCE
+from xpretrieval.losses.regularizers import L1, Flops, Regularizer, Warmup
 
-__all__ = ["BatchScores", "InfoNCE", "Loss"]
+__all__ = ["L1", "BatchScores", "Flops", "InfoNCE", "Loss", "Regularizer", "Warmup"]

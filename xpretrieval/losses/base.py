@@ -44,6 +44,10 @@ class Loss(ABC):
         if self.weight < 0:
             raise ValueError(f"weight must be >= 0, got {self.weight}")
 
+    def weight_at(self, step: int) -> float:
+        """The term's weight at training step `step` (1-based); constant unless scheduled."""
+        return self.weight
+
     @abstractmethod
     def __call__(self, batch: BatchScores) -> Tensor:
         """The (unweighted) scalar value of this term on the batch."""

@@ -3,5 +3,15 @@
 from xpretrieval.models.base import Encoder, ModelConfig
 from xpretrieval.models.dense import Dense, DenseEncoder
 from xpretrieval.models.pooling import Pooling
+from xpretrieval.models.splade import SparsePooling, Splade, SpladeEncoder
 
-__all__ = ["Dense", "DenseEncoder", "Encoder", "ModelConfig", "Pooling"]
+__all__ = [
+    "Dense",
+    "DenseEncoder",
+    "Encoder",
+    "ModelConfig",
+    "Pooling",
+    "SparsePooling",
+    "Splade",
+    "SpladeEncoder",
+]

@@ -117,15 +117,17 @@ class Learner:
 
     def _optimise(self, batch: list, device: torch.device) -> dict[str, float]:
         """One optimiser step on `batch`; returns the loss terms and their total as floats."""
+        step = self.step + 1
         with autocast(device, self.precision):
-            terms = self.trainer.step(self.model, batch, self.losses)
+            raw = self.trainer.step(self.model, batch, self.losses)
+        terms = {name: self.losses[name].weight_at(step) * value for name, value in raw.items()}
         total = torch.stack([term.float() for term in terms.values()]).sum()
-        values = {name: term.item() for name, term in terms.items()}
-        values["total"] = total.item()
-        bad = [name for name, value in values.items() if not math.isfinite(value)]
+        logged = {name: term.item() for name, term in terms.items()}
+        logged["total"] = total.item()
+        bad = [name for name, value in logged.items() if not math.isfinite(value)]
         if bad:
             raise FloatingPointError(
-                f"step {self.step + 1}: the loss term {bad[0]!r} is {values[bad[0]]}; "
+                f"step {step}: the loss term {bad[0]!r} is {logged[bad[0]]}; "
                 "lower optimizer.lr or check the data of this batch"
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -134,7 +136,7 @@ class Learner:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.trainer.grad_clip)
         self.optimizer.step()
         self.schedule.step()
-        return values
+        return logged
 
     def save_checkpoint(self, path: Path) -> None:
         """Write the model (Hugging Face format) and the optimiser/schedule state into `path`."""

@@ -46,7 +46,7 @@ class Trainer(ABC):
 
     @abstractmethod
     def step(self, model: Encoder, batch: list, losses: dict[str, Loss]) -> dict[str, Tensor]:
-        """Weighted loss terms of one batch, by name; the learner sums and logs them."""
+        """Unweighted loss terms of one batch, by name; the learner weighs, sums and logs them."""
 
 
 @register("trainer", "batchwise")
@@ -74,4 +74,4 @@ class BatchwiseTrainer(Trainer):
             queries=queries,
             documents=documents,
         )
-        return {name: loss.weight * loss(scored) for name, loss in losses.items()}
+        return {name: loss(scored) for name, loss in losses.items()}

@@ -1,0 +1,89 @@
+"""SPLADE term weights against a hand-computed example, pruning, decoding and the encoder."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+import torch
+
+from xpretrieval.errors import ConfigError
+from xpretrieval.models import Dense, SparsePooling, Splade, SpladeEncoder
+from xpretrieval.models.splade import keep_top_k, sparsity, splade_weights
+
+E1, E2 = math.e - 1, math.e**2 - 1  # log(1 + relu(x)) = 1 and 2
+# one text, 3 token positions, a 4-term vocabulary; the third position is masked out
+LOGITS = torch.tensor([[[E1, -1.0, 0.0, E2], [E2, E1, -5.0, 0.0], [100.0, 100.0, 100.0, 100.0]]])
+KEEP = torch.tensor([[1, 1, 0]])
+
+
+@pytest.mark.parametrize(
+    ("pooling", "expected"),
+    [(SparsePooling.max, [2.0, 1.0, 0.0, 2.0]), (SparsePooling.sum, [3.0, 1.0, 0.0, 2.0])],
+)
+def test_term_weights_match_hand_computation(pooling, expected):
+    weights = splade_weights(LOGITS, KEEP, pooling, max_active_dims=None)
+    assert weights[0].tolist() == pytest.approx(expected)
+
+
+def test_top_k_pruning_keeps_the_largest_weights():
+    weights = splade_weights(LOGITS, KEEP, SparsePooling.sum, max_active_dims=2)
+    assert weights[0].tolist() == pytest.approx([3.0, 0.0, 0.0, 2.0])
+    assert keep_top_k(torch.tensor([[1.0, 2.0]]), 5).tolist() == [[1.0, 2.0]]
+
+
+def test_sparsity_statistics():
+    stats = sparsity(torch.tensor([[1.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 3.0]]))
+    assert stats == {"active_dims": 1.5, "sparsity_ratio": 0.625}
+
+
+@pytest.fixture(scope="module")
+def splade(tiny_model_dir) -> SpladeEncoder:
+    return Splade(name_or_path=str(tiny_model_dir), doc_max_active_dims=3).build().eval()
+
+
+def test_a_checkpoint_without_mlm_head_gets_a_tied_head_and_a_warning(tiny_model_dir, caplog):
+    with caplog.at_level(logging.WARNING):
+        model = Splade(name_or_path=str(tiny_model_dir)).build()
+    assert "has no masked-LM head" in caplog.text
+    encoder = model.query_encoder
+    assert encoder.get_output_embeddings().weight is encoder.get_input_embeddings().weight
+
+
+def test_encoder_pools_non_special_tokens_only(splade):
+    text = "honey bees pollinate"
+    batch = splade.tokenizer([text], return_tensors="pt")
+    with torch.no_grad():
+        logits = splade.query_encoder(**batch).logits[0, 1:-1]  # without [CLS] and [SEP]
+        expected = torch.log1p(torch.relu(logits)).amax(dim=0)
+        assert torch.allclose(splade.encode_queries([text])[0], expected, atol=1e-6)
+
+
+def test_documents_are_pruned_when_encoding_but_not_in_training(splade):
+    texts = ["honey bees pollinate flowering plants", "lava"]
+    with torch.no_grad():
+        pruned = splade.encode_documents(texts)
+        splade.train()
+        full = splade.encode_documents(texts)
+        splade.eval()
+    assert ((pruned > 0).sum(dim=-1) <= 3).all()
+    assert ((full > 0).sum(dim=-1) > 3).all()
+    assert pruned.shape == (2, len(splade.tokenizer))
+
+
+def test_decode_lists_tokens_by_weight(splade):
+    reps = torch.zeros(1, len(splade.tokenizer))
+    bees, lava = splade.tokenizer.convert_tokens_to_ids(["bees", "lava"])
+    reps[0, bees], reps[0, lava] = 0.5, 2.0
+    assert splade.decode(reps, top_k=5) == [[("lava", 2.0), ("bees", 0.5)]]
+
+
+def test_save_and_load_round_trip(splade, tmp_path):
+    splade.save(tmp_path / "splade")
+    loaded = SpladeEncoder.load(tmp_path / "splade").eval()
+    assert loaded.config.doc_max_active_dims == 3
+    with torch.no_grad():
+        assert torch.allclose(loaded.encode_queries(["bees"]), splade.encode_queries(["bees"]))
+    with pytest.raises(ConfigError, match="does not describe a Dense model"):
+        Dense(name_or_path=str(tmp_path / "splade")).build()

@@ -1,0 +1,91 @@
+"""Sparsity regularisers for learned sparse models, as weighted loss terms.
+
+FLOPS (Paria et al., ICLR 2020, "Minimizing FLOPs to Learn Efficient Sparse
+Representations"): sum_j (mean_i |w_ij|)^2, the expected number of multiplications of a
+query-document product when term j is active with probability mean_i |w_ij|. L1: the mean
+over texts of sum_j |w_ij|. Both are computed over every query and every document of the
+batch given to them, with separate query and document weights, and their overall weight
+can warm up from 0 (SPLADE trains better when sparsity is enforced progressively).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+from torch import Tensor
+
+from xpretrieval.config import register
+from xpretrieval.losses.base import BatchScores, Loss
+
+
+class Warmup(Enum):
+    """How a regulariser's weight grows from 0 to `weight` over `warmup_steps`."""
+
+    quadratic = "quadratic"  # weight * (step / warmup_steps)^2, as naver/splade
+    linear = "linear"  # weight * step / warmup_steps, as neural-cherche's FlopsScheduler
+
+
+@dataclass
+class Regularizer(Loss):
+    """A penalty on the representations: query_weight * P(queries) + doc_weight * P(documents)."""
+
+    query_weight: float = 1.0
+    doc_weight: float = 1.0
+    warmup_steps: int = 0  # steps over which the overall weight grows from 0; 0: constant
+    warmup: Warmup = Warmup.quadratic
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("query_weight", "doc_weight", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def weight_at(self, step: int) -> float:
+        if step >= self.warmup_steps:
+            return self.weight
+        progress = step / self.warmup_steps
+        return self.weight * (progress**2 if self.warmup is Warmup.quadratic else progress)
+
+    def __call__(self, batch: BatchScores) -> Tensor:
+        if batch.queries is None or batch.documents is None:
+            raise ValueError(f"{type(self).__name__} needs the batch's representations")
+        return self.query_weight * self.penalty(batch.queries) + self.doc_weight * self.penalty(
+            batch.documents
+        )
+
+    @abstractmethod
+    def penalty(self, reps: Tensor) -> Tensor:
+        """The penalty of `[n, dim]` representations."""
+
+
+@register("loss", "flops")
+@dataclass
+class Flops(Regularizer):
+    """FLOPS regulariser; with `threshold` > 0, no penalty while FLOPS stays below it."""
+
+    threshold: float = 0.0  # neural-cherche's threshold_flops, without its zero-gradient clip
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.threshold < 0:
+            raise ValueError(f"threshold must be >= 0, got {self.threshold}")
+
+    def penalty(self, reps: Tensor) -> Tensor:
+        return torch.relu(flops(reps) - self.threshold)
+
+
+@register("loss", "l1")
+@dataclass
+class L1(Regularizer):
+    """L1 regulariser: the mean total weight of a representation."""
+
+    def penalty(self, reps: Tensor) -> Tensor:
+        return reps.abs().sum(dim=-1).mean()
+
+
+def flops(reps: Tensor) -> Tensor:
+    """sum_j (mean_i |reps_ij|)^2 over the rows i of `reps` [n, dim]."""
+    return reps.abs().mean(dim=0).pow(2).sum()

@@ -1,0 +1,134 @@
+"""SPLADE: sparse lexical representations from a masked-LM head (Formal et al., SIGIR 2021;
+SPLADE v2, arXiv:2109.10086). A text's weight for vocabulary term j is
+`pool_i log(1 + relu(logit_ij))` over its tokens i (max pooling in v2, sum in v1); queries
+and documents meet by a dot product, which an inverted index computes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+from transformers import AutoModelForMaskedLM, PreTrainedModel
+
+from xpretrieval.config import register
+from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConfig
+
+logger = logging.getLogger(__name__)
+
+
+class SparsePooling(Enum):
+    """Lower-case names, because configs select members by name (`model.pooling=sum`)."""
+
+    max = "max"  # SPLADE v2 / SPLADE++
+    sum = "sum"  # SPLADE v1
+
+
+@register("model", "splade")
+@dataclass
+class Splade(TransformerConfig):
+    """Sparse bi-encoder over any masked-LM checkpoint; vocabulary-sized representations."""
+
+    architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "shared")
+
+    pooling: SparsePooling = SparsePooling.max
+    # at encode time (not in training), keep only the k largest weights of each text
+    query_max_active_dims: int | None = None
+    doc_max_active_dims: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("query_max_active_dims", "doc_max_active_dims"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or null, got {value}")
+
+    def build(self) -> SpladeEncoder:
+        return SpladeEncoder.from_config(self)
+
+
+class SpladeEncoder(TransformerBiEncoder):
+    """Encodes texts into `[n, vocab]` non-negative term weights (dense tensors in training;
+    pruned to `*_max_active_dims` when encoding in eval mode)."""
+
+    auto_class = AutoModelForMaskedLM
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, hf_config: Any) -> PreTrainedModel:
+        """Load the masked LM; a checkpoint without an MLM head (a sentence encoder) gets a new
+        head whose decoder is tied to the input embeddings, and the log says so."""
+        model, info = cls.auto_class.from_pretrained(
+            path, config=hf_config, output_loading_info=True
+        )
+        output, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+        head = [key for key in info["missing_keys"] if key.split(".")[0] in ("cls", "lm_head")]
+        if head:
+            if output.weight is not embeddings.weight:
+                output.weight = embeddings.weight
+            logger.warning(
+                "%s has no masked-LM head: %d head tensors are newly initialised and the "
+                "decoder is tied to the input embeddings; train before trusting its weights",
+                path,
+                len(head),
+            )
+        return model
+
+    def represent(
+        self, output: Any, attention_mask: Tensor, special_tokens_mask: Tensor, is_query: bool
+    ) -> Tensor:
+        return splade_weights(
+            output.logits,
+            attention_mask * (1 - special_tokens_mask),
+            self.config.pooling,
+            None if self.training else self._max_active_dims(is_query),
+        )
+
+    def _max_active_dims(self, is_query: bool) -> int | None:
+        config = self.config
+        return config.query_max_active_dims if is_query else config.doc_max_active_dims
+
+    def score(self, queries: Tensor, documents: Tensor) -> Tensor:
+        """All-pairs dot products of term weights, `[n_queries, n_documents]`."""
+        return queries @ documents.T
+
+    def decode(self, reps: Tensor, top_k: int = 20) -> list[list[tuple[str, float]]]:
+        """The `top_k` heaviest (token, weight) pairs of each representation, heaviest first."""
+        values, ids = reps.float().topk(min(top_k, reps.shape[-1]), dim=-1)
+        decoded = []
+        for row_values, row_ids in zip(values.tolist(), ids.tolist(), strict=True):
+            tokens = self.tokenizer.convert_ids_to_tokens(row_ids)
+            decoded.append([(t, w) for t, w in zip(tokens, row_values, strict=True) if w > 0])
+        return decoded
+
+    @classmethod
+    def load(cls, path: str | Path, config_type: type[Splade] = Splade) -> SpladeEncoder:
+        """Load a SPLADE model written by `save`, with the config it was saved with."""
+        return super().load(path, config_type)
+
+
+def splade_weights(
+    logits: Tensor, token_mask: Tensor, pooling: SparsePooling, max_active_dims: int | None
+) -> Tensor:
+    """`pool_i log(1 + relu(logits[:, i]))` over the tokens kept by `token_mask` ([batch, tokens],
+    1 = keep; padding and special tokens are 0), then optional top-k pruning per row."""
+    weights = torch.log1p(torch.relu(logits)) * token_mask.unsqueeze(-1).to(logits.dtype)
+    reps = weights.amax(dim=1) if pooling is SparsePooling.max else weights.sum(dim=1)
+    return reps if max_active_dims is None else keep_top_k(reps, max_active_dims)
+
+
+def keep_top_k(reps: Tensor, k: int) -> Tensor:
+    """Zero all but the k largest entries of each row."""
+    if k >= reps.shape[-1]:
+        return reps
+    values, ids = reps.topk(k, dim=-1)
+    return torch.zeros_like(reps).scatter(-1, ids, values)
+
+
+def sparsity(reps: Tensor) -> dict[str, float]:
+    """Mean number of non-zero dimensions per row, and the fraction of zero entries."""
+    active = (reps != 0).sum(dim=-1).float().mean().item()
+    return {"active_dims": active, "sparsity_ratio": 1.0 - active / reps.shape[-1]}
