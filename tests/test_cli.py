@@ -97,3 +97,32 @@ def test_bad_value_fails_fast_with_the_key(tmp_path):
 def test_unknown_command_prints_usage():
     result = cli("fit", cwd=ROOT)
     assert result.returncode == 2 and "usage: python -m xpretrieval" in result.stderr
+
+
+def test_show_the_composed_config_with_overrides():
+    result = cli("train", "+experiment=splade", "trainer.max_steps=3", "--cfg", "job", cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "max_steps: 3" in result.stdout and "flops:" in result.stdout
+
+
+def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path):
+    result = cli(
+        "train",
+        "+experiment=splade",
+        *tiny_overrides(tiny_model_dir),
+        "precision=fp32",
+        "losses.flops.warmup_steps=3",
+        f"hydra.run.dir={tmp_path}",
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    index = metrics["index"]
+    assert index["documents"] == 20 and index["postings"] > 0
+    assert 0 < index["doc_active_dims"] == index["postings"] / 20
+    assert 0 < index["query_active_dims"] and index["queries_per_second"] > 0
+    assert set(metrics["aggregate"]) == {"nDCG@10", "RR@10", "R@100", "AP"}
+    saved = (tmp_path / "checkpoints" / "step-0000006" / "xpretrieval_model.yaml").read_text()
+    assert "pooling: max" in saved
+    log = (tmp_path / "train_log.csv").read_text().splitlines()
+    assert "loss/flops" in log[0] and len(log) == 4  # header + steps 2, 4, 6

@@ -43,7 +43,7 @@ def main() -> None:
         sys.exit(0 if args and args[0] in ("-h", "--help") else 2)
     command, overrides = args[0], args[1:]
     if not any(arg.startswith("hydra.job.name=") for arg in overrides):
-        overrides.append(f"hydra.job.name={command}")
+        overrides.insert(0, f"hydra.job.name={command}")  # before any --flag: argparse needs it
     sys.argv = [f"{sys.argv[0]} {command}", *overrides]
 
     @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")

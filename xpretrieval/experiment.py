@@ -19,7 +19,8 @@ from xpretrieval.evaluation import EvaluationConfig, Metrics, compute_metrics
 from xpretrieval.io import write_json, write_text
 from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import Encoder, ModelConfig
-from xpretrieval.retrieval.exact import retrieve
+from xpretrieval.retrieval.index import IndexConfig
+from xpretrieval.retrieval.retrieve import retrieve
 from xpretrieval.retrieval.run import write_trec_run
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.training.checkpoint import Checkpointer
@@ -44,6 +45,7 @@ class ExperimentConfig:
     losses: dict[str, Loss] = field(default_factory=dict)  # named, weighted training terms
     optimizer: OptimizerConfig = MISSING
     trainer: Trainer = MISSING
+    index: IndexConfig = MISSING  # how test documents are searched (exact, inverted)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     seed: int = 42
     device: str | None = None  # cpu, cuda, cuda:1, mps; null picks cuda > mps > cpu
@@ -130,17 +132,24 @@ def _evaluate(
     """Retrieve for every test query, write `<prefix>run.trec` and `<prefix>metrics.json`."""
     settings = experiment.evaluation
     logger.info("Evaluating on %s", collection)
-    run = retrieve(
-        model, collection, settings.top_k, settings.batch_size, device, experiment.precision
+    retrieval = retrieve(
+        model,
+        collection,
+        experiment.index,
+        settings.top_k,
+        settings.batch_size,
+        device,
+        experiment.precision,
     )
-    write_trec_run(output_dir / f"{prefix}run.trec", run)
-    metrics = compute_metrics(run, collection.qrels, settings.metrics)
+    write_trec_run(output_dir / f"{prefix}run.trec", retrieval.run)
+    metrics = compute_metrics(retrieval.run, collection.qrels, settings.metrics)
     write_json(
         output_dir / f"{prefix}metrics.json",
         {
             "dataset": collection.name,
             "documents": len(collection.documents),
             "queries": len(collection.queries),
+            "index": retrieval.statistics,
             "aggregate": metrics.aggregate,
             "per_query": metrics.per_query,
         },

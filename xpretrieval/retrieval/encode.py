@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from xpretrieval.device import Precision, autocast
+
+
+def encode_batches(
+    encode: Callable[[Sequence[str]], Tensor],
+    texts: Sequence[str],
+    batch_size: int,
+    device: torch.device,
+    precision: Precision = Precision.auto,
+    desc: str = "encode",
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """`(rows, reps)` batch after batch: the positions in `texts` and their float32 vectors.
+
+    Texts are batched by decreasing length, which cuts padding (and shows an out-of-memory
+    error on the first batch rather than the last). Indexes consume the batches one at a
+    time, so the collection's representations never need to be held at once.
+    """
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    with torch.inference_mode(), autocast(device, precision):
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc=desc, unit="batch", leave=False, disable=None):
+            rows = order[start : start + batch_size]
+            yield torch.tensor(rows), encode([texts[i] for i in rows]).float()
 
 
 def encode_texts(
@@ -19,20 +41,7 @@ def encode_texts(
     precision: Precision = Precision.auto,
     desc: str = "encode",
 ) -> Tensor:
-    """`encode` applied batch by batch; rows in the order of `texts`, as float32.
-
-    Texts are batched by decreasing length, which cuts padding (and shows an out-of-memory
-    error on the first batch rather than the last).
-    """
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-    parts = []
-    with torch.inference_mode(), autocast(device, precision):
-        for start in tqdm(
-            range(0, len(order), batch_size), desc=desc, unit="batch", leave=False, disable=None
-        ):
-            chunk = order[start : start + batch_size]
-            parts.append(encode([texts[i] for i in chunk]).float())
-    reps = torch.cat(parts)
-    inverse = torch.empty(len(order), dtype=torch.long, device=reps.device)
-    inverse[torch.tensor(order, device=reps.device)] = torch.arange(len(order), device=reps.device)
-    return reps[inverse]
+    """`encode` applied batch by batch; all rows, in the order of `texts`, as float32."""
+    batches = list(encode_batches(encode, texts, batch_size, device, precision, desc))
+    rows = torch.cat([batch_rows for batch_rows, _ in batches])
+    return torch.cat([reps for _, reps in batches])[torch.argsort(rows)]

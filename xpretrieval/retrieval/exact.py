@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from functools import partial
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
-
-from xpretrieval.data.collection import Collection
-from xpretrieval.device import Precision
-from xpretrieval.models.base import Encoder
-from xpretrieval.retrieval.encode import encode_texts
-from xpretrieval.retrieval.run import Run
-
-logger = logging.getLogger(__name__)
 
 
 def exact_top_k(
@@ -50,28 +40,3 @@ def exact_top_k(
         top_scores.append(best)
         top_rows.append(best_rows)
     return torch.cat(top_scores), torch.cat(top_rows)
-
-
-def retrieve(
-    model: Encoder,
-    collection: Collection,
-    k: int,
-    batch_size: int,
-    device: torch.device,
-    precision: Precision = Precision.auto,
-) -> Run:
-    """Encode the collection's documents and queries, and rank the top-k for every query."""
-    doc_ids, query_ids = list(collection.documents), list(collection.queries)
-    logger.info("Encoding %d documents and %d queries", len(doc_ids), len(query_ids))
-    encode = partial(encode_texts, batch_size=batch_size, device=device, precision=precision)
-    documents = encode(
-        model.encode_documents, list(collection.documents.values()), desc="encode documents"
-    )
-    queries = encode(model.encode_queries, list(collection.queries.values()), desc="encode queries")
-    with torch.inference_mode():
-        scores, rows = exact_top_k(model.score, queries, documents, k)
-    scores, rows = scores.cpu().tolist(), rows.cpu().tolist()
-    return {
-        query_id: [(doc_ids[row], score) for row, score in zip(rows[i], scores[i], strict=True)]
-        for i, query_id in enumerate(query_ids)
-    }

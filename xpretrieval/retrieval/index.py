@@ -1,0 +1,93 @@
+"""Index configs: how document representations are stored and searched for the top-k."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from xpretrieval.config import register
+from xpretrieval.retrieval.exact import exact_top_k
+from xpretrieval.retrieval.inverted import InvertedIndex
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class SearchIndex(Protocol):
+    """A built index: the k best documents of each query, as (scores, rows), `[n_queries, k]`."""
+
+    def search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]: ...
+
+    def statistics(self) -> dict[str, float]:
+        """Size of the index: documents, mean active dimensions per document, megabytes."""
+
+
+@dataclass
+class IndexConfig(ABC):
+    """Builds a search index from document representations streamed batch by batch."""
+
+    @abstractmethod
+    def build(
+        self, batches: Iterable[tuple[Tensor, Tensor]], n_documents: int, score: ScoreFn
+    ) -> SearchIndex:
+        """Index `(rows, reps)` batches covering rows 0..n_documents-1 in any order."""
+
+
+@register("index", "exact")
+@dataclass
+class ExactIndex(IndexConfig):
+    """All representations in one tensor, scored exhaustively with the model's own score in
+    bounded chunks. Exact for every model; for sparse models it holds [n_docs, vocab]."""
+
+    query_chunk: int = 1024
+    doc_chunk: int = 16384
+
+    def __post_init__(self) -> None:
+        for name in ("query_chunk", "doc_chunk"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def build(
+        self, batches: Iterable[tuple[Tensor, Tensor]], n_documents: int, score: ScoreFn
+    ) -> SearchIndex:
+        documents: Tensor | None = None
+        for rows, reps in batches:
+            if documents is None:
+                documents = torch.empty(n_documents, *reps.shape[1:], device=reps.device)
+            documents[rows.to(reps.device)] = reps
+        return _ExactSearch(self, documents, score)
+
+
+@dataclass
+class _ExactSearch:
+    config: ExactIndex
+    documents: Tensor
+    score: ScoreFn
+
+    def search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        chunks = self.config.query_chunk, self.config.doc_chunk
+        return exact_top_k(self.score, queries, self.documents, k, *chunks)
+
+    def statistics(self) -> dict[str, float]:
+        documents = self.documents
+        return {
+            "documents": len(documents),
+            "doc_active_dims": (documents != 0).flatten(1).sum(dim=1).float().mean().item(),
+            "megabytes": documents.numel() * documents.element_size() / 2**20,
+        }
+
+
+@register("index", "inverted")
+@dataclass
+class Inverted(IndexConfig):
+    """Posting lists of the non-zero term weights of sparse representations; exact top-k for
+    dot-product scores without a [n_docs, vocab] matrix."""
+
+    def build(
+        self, batches: Iterable[tuple[Tensor, Tensor]], n_documents: int, score: ScoreFn
+    ) -> SearchIndex:
+        return InvertedIndex.from_batches(batches, n_documents)

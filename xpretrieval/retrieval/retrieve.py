@@ -1,0 +1,73 @@
+"""Retrieval: encode a collection into an index, then rank the top-k for every query."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+
+from xpretrieval.data.collection import Collection
+from xpretrieval.device import Precision
+from xpretrieval.models.base import Encoder
+from xpretrieval.retrieval.encode import encode_batches, encode_texts
+from xpretrieval.retrieval.index import IndexConfig
+from xpretrieval.retrieval.run import Run
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """A run and how it was obtained: index size, active dimensions, search latency."""
+
+    run: Run
+    statistics: dict[str, float]
+
+
+def retrieve(
+    model: Encoder,
+    collection: Collection,
+    index: IndexConfig,
+    k: int,
+    batch_size: int,
+    device: torch.device,
+    precision: Precision = Precision.auto,
+) -> Retrieval:
+    """Index the collection's documents with `index`, and rank the top-k for every query."""
+    doc_ids, query_ids = list(collection.documents), list(collection.queries)
+    logger.info("Indexing %d documents (%s)", len(doc_ids), type(index).__name__)
+    batches = encode_batches(
+        model.encode_documents,
+        list(collection.documents.values()),
+        batch_size,
+        device,
+        precision,
+        desc="encode documents",
+    )
+    searcher = index.build(batches, len(doc_ids), model.score)
+    queries = encode_texts(
+        model.encode_queries,
+        list(collection.queries.values()),
+        batch_size,
+        device,
+        precision,
+        desc="encode queries",
+    )
+    start = time.perf_counter()
+    with torch.inference_mode():
+        scores, rows = searcher.search(queries, k)
+    seconds = time.perf_counter() - start
+    statistics = {
+        **searcher.statistics(),
+        "query_active_dims": (queries != 0).flatten(1).sum(dim=1).float().mean().item(),
+        "search_seconds": seconds,
+        "queries_per_second": len(query_ids) / seconds if seconds > 0 else float("inf"),
+    }
+    scores, rows = scores.cpu().tolist(), rows.cpu().tolist()
+    run = {
+        query_id: [(doc_ids[row], score) for row, score in zip(rows[i], scores[i], strict=True)]
+        for i, query_id in enumerate(query_ids)
+    }
+    return Retrieval(run, statistics)
