@@ -38,23 +38,12 @@ def retrieve(
     """Index the collection's documents with `index`, and rank the top-k for every query."""
     doc_ids, query_ids = list(collection.documents), list(collection.queries)
     logger.info("Indexing %d documents (%s)", len(doc_ids), type(index).__name__)
-    batches = encode_batches(
-        model.encode_documents,
-        list(collection.documents.values()),
-        batch_size,
-        device,
-        precision,
-        desc="encode documents",
-    )
+    settings = {"batch_size": batch_size, "device": device, "precision": precision}
+    documents = list(collection.documents.values())
+    batches = encode_batches(model.encode_documents, documents, desc="encode documents", **settings)
     searcher = index.build(batches, len(doc_ids), model.score)
-    queries = encode_texts(
-        model.encode_queries,
-        list(collection.queries.values()),
-        batch_size,
-        device,
-        precision,
-        desc="encode queries",
-    )
+    query_texts = list(collection.queries.values())
+    queries = encode_texts(model.encode_queries, query_texts, desc="encode queries", **settings)
     start = time.perf_counter()
     with torch.inference_mode():
         scores, rows = searcher.search(queries, k)
