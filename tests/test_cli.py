@@ -126,3 +126,4 @@ def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path):
     assert "pooling: max" in saved
     log = (tmp_path / "train_log.csv").read_text().splitlines()
     assert "loss/flops" in log[0] and len(log) == 4  # header + steps 2, 4, 6
+    assert "flops/doc_active_dims" in log[0] and "flops/expected_flops" in log[0]

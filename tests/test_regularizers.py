@@ -93,3 +93,17 @@ def test_regulariser_needs_representations():
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Flops(**kwargs)
+
+
+def test_statistics_match_hand_computation():
+    documents = torch.tensor([[5.0, 0.0, 1.0], [0.0, 4.0, 0.0]])  # active fractions [.5, .5, .5]
+    stats = Flops().statistics(scored(QUERIES, documents))
+    assert stats == pytest.approx(
+        {
+            "query_penalty": 5.0,
+            "doc_penalty": 2.5**2 + 2.0**2 + 0.5**2,
+            "query_active_dims": 1.5,
+            "doc_active_dims": 1.5,
+            "expected_flops": 1.0 * 0.5 + 0.0 * 0.5 + 0.5 * 0.5,  # active fractions [1, 0, .5]
+        }
+    )

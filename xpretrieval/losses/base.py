@@ -51,3 +51,7 @@ class Loss(ABC):
     @abstractmethod
     def __call__(self, batch: BatchScores) -> Tensor:
         """The (unweighted) scalar value of this term on the batch."""
+
+    def statistics(self, batch: BatchScores) -> dict[str, float]:
+        """Values worth logging about the batch beside the term itself (none by default)."""
+        return {}

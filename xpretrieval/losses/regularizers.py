@@ -60,6 +60,21 @@ class Regularizer(Loss):
     def penalty(self, reps: Tensor) -> Tensor:
         """The penalty of `[n, dim]` representations."""
 
+    def statistics(self, batch: BatchScores) -> dict[str, float]:
+        """Each side's penalty and active dimensions, and the expected posting-list FLOPS."""
+        queries, documents = batch.queries, batch.documents
+        if queries is None or documents is None:
+            return {}
+        active_q, active_d = (queries != 0).float(), (documents != 0).float()
+        return {
+            "query_penalty": self.penalty(queries).item(),
+            "doc_penalty": self.penalty(documents).item(),
+            "query_active_dims": active_q.sum(dim=-1).mean().item(),
+            "doc_active_dims": active_d.sum(dim=-1).mean().item(),
+            # terms a query shares with a document on average: the postings it visits per document
+            "expected_flops": (active_q.mean(dim=0) * active_d.mean(dim=0)).sum().item(),
+        }
+
 
 @register("loss", "flops")
 @dataclass

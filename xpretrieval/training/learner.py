@@ -94,7 +94,7 @@ class Learner:
         try:
             while self.step < self.max_steps:
                 batch = next(batches)
-                losses = self._optimise(batch, device)
+                losses, statistics = self._optimise(batch, device)
                 self.step += 1
                 samples += len(batch)
                 elapsed = time.perf_counter() - start
@@ -103,6 +103,7 @@ class Learner:
                     max_steps=self.max_steps,
                     epoch=self.step * self.batcher.batch_size / self.epoch_size,
                     losses=losses,
+                    statistics=statistics,
                     learning_rate=self.schedule.get_last_lr()[0],
                     samples_per_second=samples / elapsed if elapsed > 0 else 0.0,
                     elapsed_seconds=elapsed,
@@ -115,12 +116,15 @@ class Learner:
             hook.on_train_end(state)
         return state
 
-    def _optimise(self, batch: list, device: torch.device) -> dict[str, float]:
-        """One optimiser step on `batch`; returns the loss terms and their total as floats."""
+    def _optimise(
+        self, batch: list, device: torch.device
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """One optimiser step on `batch`; returns the weighted loss terms and their total, and
+        the step's statistics."""
         step = self.step + 1
         with autocast(device, self.precision):
-            raw = self.trainer.step(self.model, batch, self.losses)
-        terms = {name: self.losses[name].weight_at(step) * value for name, value in raw.items()}
+            output = self.trainer.step(self.model, batch, self.losses)
+        terms = {name: self.losses[name].weight_at(step) * v for name, v in output.terms.items()}
         total = torch.stack([term.float() for term in terms.values()]).sum()
         logged = {name: term.item() for name, term in terms.items()}
         logged["total"] = total.item()
@@ -136,7 +140,7 @@ class Learner:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.trainer.grad_clip)
         self.optimizer.step()
         self.schedule.step()
-        return logged
+        return logged, output.statistics
 
     def save_checkpoint(self, path: Path) -> None:
         """Write the model (Hugging Face format) and the optimiser/schedule state into `path`."""

@@ -12,6 +12,7 @@ from xpretrieval.training.state import TrainState
 def _metrics(state: TrainState) -> dict[str, float]:
     """The logged values of a step: loss terms, learning rate and throughput."""
     values = {f"loss/{name}": value for name, value in state.losses.items()}
+    values.update(state.statistics)
     values["learning_rate"] = state.learning_rate
     values["samples_per_second"] = state.samples_per_second
     return values

@@ -13,6 +13,7 @@ class TrainState:
     max_steps: int
     epoch: float  # passes over the training data so far
     losses: dict[str, float] = field(default_factory=dict)  # weighted terms and their "total"
+    statistics: dict[str, float] = field(default_factory=dict)  # e.g. flops/doc_active_dims
     learning_rate: float = 0.0
     samples_per_second: float = 0.0
     elapsed_seconds: float = 0.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -12,6 +12,14 @@ from torch import Tensor
 from xpretrieval.config import register
 from xpretrieval.losses.base import BatchScores, Loss
 from xpretrieval.models.base import Encoder
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What a training step computed: unweighted loss terms, and statistics to log."""
+
+    terms: dict[str, Tensor]
+    statistics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -45,8 +53,9 @@ class Trainer(ABC):
         return max(1, math.ceil(self.epochs * epoch_size / batch_size))
 
     @abstractmethod
-    def step(self, model: Encoder, batch: list, losses: dict[str, Loss]) -> dict[str, Tensor]:
-        """Unweighted loss terms of one batch, by name; the learner weighs, sums and logs them."""
+    def step(self, model: Encoder, batch: list, losses: dict[str, Loss]) -> StepOutput:
+        """Unweighted loss terms of one batch, by name (the learner weighs, sums and logs them),
+        with each term's statistics as `<term>/<statistic>`."""
 
 
 @register("trainer", "batchwise")
@@ -58,7 +67,7 @@ class BatchwiseTrainer(Trainer):
     can use the other queries' documents as in-batch negatives.
     """
 
-    def step(self, model: Encoder, batch: list, losses: dict[str, Loss]) -> dict[str, Tensor]:
+    def step(self, model: Encoder, batch: list, losses: dict[str, Loss]) -> StepOutput:
         positives = [record.positive.text for record in batch]
         negatives = [
             (row, doc.text) for row, record in enumerate(batch) for doc in record.negatives
@@ -74,4 +83,11 @@ class BatchwiseTrainer(Trainer):
             queries=queries,
             documents=documents,
         )
-        return {name: loss(scored) for name, loss in losses.items()}
+        terms = {name: loss(scored) for name, loss in losses.items()}
+        with torch.no_grad():
+            statistics = {
+                f"{name}/{key}": value
+                for name, loss in losses.items()
+                for key, value in loss.statistics(scored).items()
+            }
+        return StepOutput(terms, statistics)
