@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xpretrieval.retrieval import ExactIndex, Inverted, InvertedIndex
+from xpretrieval.errors import ConfigError
+from xpretrieval.retrieval import ExactIndex, Inverted, InvertedIndex, Seismic
 
 
 def random_sparse(
@@ -70,3 +73,28 @@ def test_index_configs_agree_on_sparse_data():
 def test_empty_input_is_refused():
     with pytest.raises(ValueError, match="no documents"):
         InvertedIndex.from_batches([], 0)
+
+
+def test_seismic_with_generous_settings_finds_the_exact_top_k():
+    pytest.importorskip("seismic", reason="pyseismic-lsr is the optional [seismic] extra")
+    generator = torch.Generator().manual_seed(3)
+    documents = random_sparse(generator, 300, 200, 0.05)
+    queries = random_sparse(generator, 12, 200, 0.1)
+    seismic = Seismic(
+        n_postings=10_000, centroid_fraction=1.0, summary_energy=1.0, query_cut=200, heap_factor=1.0
+    )
+    dot = lambda q, d: q @ d.T  # noqa: E731
+    approximate = seismic.build(shuffled_batches(documents, 64, 0), 300, dot).search(queries, 10)
+    exact = (queries @ documents.T).topk(10, dim=1)
+    assert torch.allclose(approximate[0], exact.values, atol=1e-3)  # Seismic stores half floats
+    found = [
+        set(a) & set(e)
+        for a, e in zip(approximate[1].tolist(), exact.indices.tolist(), strict=True)
+    ]
+    assert sum(map(len, found)) / exact.indices.numel() >= 0.99
+
+
+def test_seismic_without_its_package_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "seismic", None)  # makes `import seismic` fail
+    with pytest.raises(ConfigError, match=r"pip install 'xpretrieval\[seismic\]'"):
+        Seismic().build(iter([]), 0, lambda q, d: q @ d.T)

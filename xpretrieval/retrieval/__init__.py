@@ -6,6 +6,7 @@ from xpretrieval.retrieval.index import ExactIndex, IndexConfig, Inverted
 from xpretrieval.retrieval.inverted import InvertedIndex
 from xpretrieval.retrieval.retrieve import Retrieval, retrieve
 from xpretrieval.retrieval.run import Run, read_trec_run, write_trec_run
+from xpretrieval.retrieval.seismic import Seismic
 
 __all__ = [
     "ExactIndex",
@@ -14,6 +15,7 @@ __all__ = [
     "InvertedIndex",
     "Retrieval",
     "Run",
+    "Seismic",
     "encode_batches",
     "encode_texts",
     "exact_top_k",

@@ -55,8 +55,10 @@ def retrieve(
         "queries_per_second": len(query_ids) / seconds if seconds > 0 else float("inf"),
     }
     scores, rows = scores.cpu().tolist(), rows.cpu().tolist()
-    run = {
-        query_id: [(doc_ids[row], score) for row, score in zip(rows[i], scores[i], strict=True)]
+    run = {  # approximate indexes may return fewer than k documents (row -1)
+        query_id: [
+            (doc_ids[row], score) for row, score in zip(rows[i], scores[i], strict=True) if row >= 0
+        ]
         for i, query_id in enumerate(query_ids)
     }
     return Retrieval(run, statistics)
