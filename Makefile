@@ -28,8 +28,9 @@ test: install  ## the fast test suite (excludes tests marked slow)
 test-all: install  ## every test, slow ones included
 	$(OFFLINE) $(PY) -m pytest -q
 
-bench: install  ## benchmarks: our throughput against sentence-transformers, same model, same batch
+bench: install  ## benchmarks: ratios against sentence-transformers, SciPy and Seismic, same run
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/train_throughput.py
+	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/sparse_index.py
 
 lint: install  ## ruff checks
 	$(VENV)/bin/ruff check xpretrieval tests benchmarks
