@@ -112,6 +112,7 @@ def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path):
         *tiny_overrides(tiny_model_dir),
         "precision=fp32",
         "losses.flops.warmup_steps=3",
+        "index.save=true",
         f"hydra.run.dir={tmp_path}",
         cwd=ROOT,
     )
@@ -127,3 +128,23 @@ def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path):
     log = (tmp_path / "train_log.csv").read_text().splitlines()
     assert "loss/flops" in log[0] and len(log) == 4  # header + steps 2, 4, 6
     assert "flops/doc_active_dims" in log[0] and "flops/expected_flops" in log[0]
+    # evaluate searches the saved index: the same run, without encoding documents again
+    checkpoint = tmp_path / "checkpoints" / "step-0000006"
+    result = cli(
+        "evaluate",
+        "model=splade",
+        f"model.name_or_path={checkpoint}",
+        "index=inverted",
+        f"index.load={tmp_path / 'index'}",
+        "dataset=beir_folder",
+        f"dataset.train.beir_folder={TINY_BEIR}",
+        "model.query_max_length=16",
+        "evaluation.top_k=10",
+        "device=cpu",
+        f"hydra.run.dir={tmp_path / 'again'}",
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Searching the saved index" in result.stderr and "encode documents" not in result.stderr
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again["aggregate"] == pytest.approx(metrics["aggregate"], abs=1e-6)

@@ -140,6 +140,7 @@ def _evaluate(
         settings.batch_size,
         device,
         experiment.precision,
+        save_to=output_dir / f"{prefix}index" if experiment.index.save else None,
     )
     write_trec_run(output_dir / f"{prefix}run.trec", retrieval.run)
     metrics = compute_metrics(retrieval.run, collection.qrels, settings.metrics)

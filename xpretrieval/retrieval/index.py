@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -15,6 +16,7 @@ from xpretrieval.retrieval.exact import exact_top_k
 from xpretrieval.retrieval.inverted import InvertedIndex
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
+DOCUMENTS_FILE = "documents.pt"
 
 
 class SearchIndex(Protocol):
@@ -25,16 +27,26 @@ class SearchIndex(Protocol):
     def statistics(self) -> dict[str, float]:
         """Size of the index: documents, mean active dimensions per document, megabytes."""
 
+    def save(self, folder: Path) -> None:
+        """Write the index's files into an existing, empty `folder`."""
+
 
 @dataclass
 class IndexConfig(ABC):
     """Builds a search index from document representations streamed batch by batch."""
+
+    save: bool = False  # also write the built index to <run dir>/index/
+    load: str | None = None  # a saved index folder to search instead of encoding documents
 
     @abstractmethod
     def build(
         self, batches: Iterable[tuple[Tensor, Tensor]], n_documents: int, score: ScoreFn
     ) -> SearchIndex:
         """Index `(rows, reps)` batches covering rows 0..n_documents-1 in any order."""
+
+    @abstractmethod
+    def open(self, folder: Path, score: ScoreFn) -> SearchIndex:
+        """The index that `SearchIndex.save` wrote into `folder`."""
 
 
 @register("index", "exact")
@@ -45,6 +57,9 @@ class ExactIndex(IndexConfig):
 
     query_chunk: int = 1024
     doc_chunk: int = 16384
+
+    def open(self, folder: Path, score: ScoreFn) -> SearchIndex:
+        return _ExactSearch(self, torch.load(folder / DOCUMENTS_FILE), score)
 
     def __post_init__(self) -> None:
         for name in ("query_chunk", "doc_chunk"):
@@ -80,6 +95,9 @@ class _ExactSearch:
             "megabytes": documents.numel() * documents.element_size() / 2**20,
         }
 
+    def save(self, folder: Path) -> None:
+        torch.save(self.documents.cpu(), folder / DOCUMENTS_FILE)
+
 
 @register("index", "inverted")
 @dataclass
@@ -91,3 +109,6 @@ class Inverted(IndexConfig):
         self, batches: Iterable[tuple[Tensor, Tensor]], n_documents: int, score: ScoreFn
     ) -> SearchIndex:
         return InvertedIndex.from_batches(batches, n_documents)
+
+    def open(self, folder: Path, score: ScoreFn) -> SearchIndex:
+        return InvertedIndex.load(folder)

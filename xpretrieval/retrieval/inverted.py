@@ -4,6 +4,7 @@ term-at-a-time accumulation, never building a [n_documents, vocab] matrix."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse
@@ -42,6 +43,16 @@ class InvertedIndex:
             shape=(n_documents, vocab),
         )
         return cls(coo.tocsc())
+
+    FILE = "postings.npz"
+
+    def save(self, folder: Path) -> None:
+        """Write the posting lists as `postings.npz` (SciPy's sparse format) into `folder`."""
+        scipy.sparse.save_npz(folder / self.FILE, self.postings)
+
+    @classmethod
+    def load(cls, folder: Path) -> InvertedIndex:
+        return cls(scipy.sparse.load_npz(folder / cls.FILE).tocsc())
 
     @property
     def n_documents(self) -> int:

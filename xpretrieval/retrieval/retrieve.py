@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -14,6 +15,7 @@ from xpretrieval.models.base import Encoder
 from xpretrieval.retrieval.encode import encode_batches, encode_texts
 from xpretrieval.retrieval.index import IndexConfig
 from xpretrieval.retrieval.run import Run
+from xpretrieval.retrieval.saved import open_index, save_index
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +36,23 @@ def retrieve(
     batch_size: int,
     device: torch.device,
     precision: Precision = Precision.auto,
+    save_to: Path | None = None,
 ) -> Retrieval:
-    """Index the collection's documents with `index`, and rank the top-k for every query."""
+    """Index the collection's documents with `index` (or open the saved one it names), save it
+    to `save_to` if given, and rank the top-k for every query."""
     doc_ids, query_ids = list(collection.documents), list(collection.queries)
-    logger.info("Indexing %d documents (%s)", len(doc_ids), type(index).__name__)
     settings = {"batch_size": batch_size, "device": device, "precision": precision}
-    documents = list(collection.documents.values())
-    batches = encode_batches(model.encode_documents, documents, desc="encode documents", **settings)
-    searcher = index.build(batches, len(doc_ids), model.score)
+    if index.load is not None:
+        logger.info("Searching the saved index %s", index.load)
+        searcher = open_index(index, Path(index.load), doc_ids, model.score)
+    else:
+        documents = list(collection.documents.values())
+        batches = encode_batches(
+            model.encode_documents, documents, desc="encode documents", **settings
+        )
+        searcher = index.build(batches, len(doc_ids), model.score)
+        if save_to is not None:
+            save_index(index, searcher, save_to, doc_ids)
     query_texts = list(collection.queries.values())
     queries = encode_texts(model.encode_queries, query_texts, desc="encode queries", **settings)
     start = time.perf_counter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,9 +69,17 @@ class Seismic(IndexConfig):
         )
         return SeismicSearch(self, index, n_documents, postings)
 
+    def open(self, folder: Path, score: ScoreFn) -> SearchIndex:
+        seismic = _import_seismic()
+        index = seismic.SeismicIndex.load(str(folder / SeismicSearch.FILE))
+        return SeismicSearch(self, index, index.len, index.nnz)
+
 
 class SeismicSearch:
     """A built Seismic index; rows beyond what it returns are padded with -1 and -inf."""
+
+    STEM = "index"  # Seismic's save(STEM) writes FILE
+    FILE = f"{STEM}.index.seismic"
 
     def __init__(self, config: Seismic, index: Any, n_documents: int, postings: int) -> None:
         self.config = config
@@ -103,6 +112,9 @@ class SeismicSearch:
             for j, (query, score, doc) in enumerate(hits[:k]):
                 scores[int(query), j], rows[int(query), j] = score, int(doc)
         return scores, rows
+
+    def save(self, folder: Path) -> None:
+        self.index.save(str(folder / self.STEM))
 
     def statistics(self) -> dict[str, float]:
         return {
