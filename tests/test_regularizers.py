@@ -105,5 +105,24 @@ def test_statistics_match_hand_computation():
             "query_active_dims": 1.5,
             "doc_active_dims": 1.5,
             "expected_flops": 1.0 * 0.5 + 0.0 * 0.5 + 0.5 * 0.5,  # active fractions [1, 0, .5]
+            "scale": 1.0,
         }
     )
+
+
+def test_target_sparsity_scales_the_weight_towards_the_target():
+    term = Flops(weight=0.5, target_doc_active_dims=10.0, adapt_rate=0.1)
+    term.adapt(doc_active_dims=20.0)  # twice too dense: scale *= (20 / 10) ** 0.1
+    assert term.scale == pytest.approx(2**0.1)
+    assert term.weight_at(1) == pytest.approx(0.5 * 2**0.1)
+    term.adapt(doc_active_dims=5.0)  # twice too sparse: scale *= (5 / 10) ** 0.1, back to 1
+    assert term.scale == pytest.approx(1.0)
+    for _ in range(10_000):
+        term.adapt(doc_active_dims=1e6)
+    assert term.scale == 1e3  # bounded
+
+
+def test_only_a_targeted_regulariser_contributes_a_hook():
+    assert Flops().hooks("flops") == []
+    (hook,) = Flops(target_doc_active_dims=5.0).hooks("flops")
+    assert hook.statistic == "flops/doc_active_dims"

@@ -164,3 +164,16 @@ def test_splade_trains_with_a_flops_term(tiny_model_dir, train_split, tmp_path):
     assert totals == pytest.approx(
         [r + f for r, f in zip(ranks, flops_terms, strict=True)], rel=1e-5
     )
+
+
+def test_target_sparsity_hook_moves_the_regulariser_during_training(tiny_model_dir, train_split):
+    flops = Flops(target_doc_active_dims=1.0, adapt_rate=0.1)  # far sparser than the tiny model
+    learner = make_learner(tiny_model_dir, train_split, max_steps=3)
+    learner.model = Splade(name_or_path=str(tiny_model_dir)).build()
+    learner.optimizer, learner.schedule = AdamW(lr=1e-3).build(learner.model, 3)
+    learner.losses = {"rank": InfoNCE(scale=1.0), "flops": flops}
+    recorder = Recorder()
+    scales = []
+    recorder.on_step_end = lambda state: scales.append(state.statistics["flops/scale"])
+    learner.fit([*flops.hooks("flops"), recorder])
+    assert scales[0] == 1.0 and scales[1] > 1.0 and flops.scale > scales[1]

@@ -96,6 +96,7 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     )
     learner.fit(
         hooks=[
+            *(hook for name, loss in experiment.losses.items() for hook in loss.hooks(name)),
             ProgressBar(every=experiment.trainer.log_every),
             CSVLogger(output_dir / "train_log.csv", every=experiment.trainer.log_every),
             TensorBoardLogger(output_dir / "tensorboard", every=experiment.trainer.log_every),

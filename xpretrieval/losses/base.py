@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import Tensor
+
+if TYPE_CHECKING:  # training imports losses: importing it here at run time would be circular
+    from xpretrieval.training.hooks import Hook
 
 
 @dataclass(frozen=True)
@@ -55,3 +59,7 @@ class Loss(ABC):
     def statistics(self, batch: BatchScores) -> dict[str, float]:
         """Values worth logging about the batch beside the term itself (none by default)."""
         return {}
+
+    def hooks(self, name: str) -> list[Hook]:
+        """Training hooks this term needs, given its name in `losses` (none by default)."""
+        return []

@@ -19,6 +19,8 @@ from torch import Tensor
 
 from xpretrieval.config import register
 from xpretrieval.losses.base import BatchScores, Loss
+from xpretrieval.training.hooks import Hook
+from xpretrieval.training.state import TrainState
 
 
 class Warmup(Enum):
@@ -36,18 +38,37 @@ class Regularizer(Loss):
     doc_weight: float = 1.0
     warmup_steps: int = 0  # steps over which the overall weight grows from 0; 0: constant
     warmup: Warmup = Warmup.quadratic
+    # when set, the weight is scaled up or down after each step until documents have about
+    # this many active dimensions: scale *= (active / target) ** adapt_rate
+    target_doc_active_dims: float | None = None
+    adapt_rate: float = 0.05
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("query_weight", "doc_weight", "warmup_steps"):
+        for name in ("query_weight", "doc_weight", "warmup_steps", "adapt_rate"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.target_doc_active_dims is not None and self.target_doc_active_dims <= 0:
+            raise ValueError(
+                f"target_doc_active_dims must be > 0, got {self.target_doc_active_dims}"
+            )
+        self.scale = 1.0  # adaptive multiplier, moved by adapt(); not a config field
 
     def weight_at(self, step: int) -> float:
+        weight = self.weight * self.scale
         if step >= self.warmup_steps:
-            return self.weight
+            return weight
         progress = step / self.warmup_steps
-        return self.weight * (progress**2 if self.warmup is Warmup.quadratic else progress)
+        return weight * (progress**2 if self.warmup is Warmup.quadratic else progress)
+
+    def adapt(self, doc_active_dims: float) -> None:
+        """Move the scale towards the target: up while documents are denser than it."""
+        assert self.target_doc_active_dims is not None
+        ratio = max(doc_active_dims, 1e-6) / self.target_doc_active_dims
+        self.scale = min(1e3, max(1e-3, self.scale * ratio**self.adapt_rate))
+
+    def hooks(self, name: str) -> list[Hook]:
+        return [] if self.target_doc_active_dims is None else [TargetSparsity(self, name)]
 
     def __call__(self, batch: BatchScores) -> Tensor:
         if batch.queries is None or batch.documents is None:
@@ -73,7 +94,19 @@ class Regularizer(Loss):
             "doc_active_dims": active_d.sum(dim=-1).mean().item(),
             # terms a query shares with a document on average: the postings it visits per document
             "expected_flops": (active_q.mean(dim=0) * active_d.mean(dim=0)).sum().item(),
+            "scale": self.scale,
         }
+
+
+class TargetSparsity(Hook):
+    """After each step, adapts a regulariser's scale to the documents' active dimensions."""
+
+    def __init__(self, regularizer: Regularizer, name: str) -> None:
+        self.regularizer = regularizer
+        self.statistic = f"{name}/doc_active_dims"
+
+    def on_step_end(self, state: TrainState) -> None:
+        self.regularizer.adapt(state.statistics[self.statistic])
 
 
 @register("loss", "flops")
