@@ -126,3 +126,16 @@ def test_only_a_targeted_regulariser_contributes_a_hook():
     assert Flops().hooks("flops") == []
     (hook,) = Flops(target_doc_active_dims=5.0).hooks("flops")
     assert hook.statistic == "flops/doc_active_dims"
+
+
+def test_quadratic_warmup_is_neural_cherches_flops_scheduler_one_step_later():
+    """FlopsScheduler(weight, steps): each get() first advances its step (from 1), then
+    returns weight * (step / steps)^2, and stays at weight once step reaches steps."""
+    weight, steps = 3e-4, 7
+    scheduler_step, values = 1, []
+    for _ in range(12):  # its get(), written out
+        if scheduler_step < steps:
+            scheduler_step += 1
+        values.append(weight * (scheduler_step / steps) ** 2)
+    term = Flops(weight=weight, warmup_steps=steps, warmup=Warmup.quadratic)
+    assert values == pytest.approx([term.weight_at(n + 1) for n in range(1, 13)])

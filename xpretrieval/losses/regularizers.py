@@ -26,8 +26,10 @@ from xpretrieval.training.state import TrainState
 class Warmup(Enum):
     """How a regulariser's weight grows from 0 to `weight` over `warmup_steps`."""
 
-    quadratic = "quadratic"  # weight * (step / warmup_steps)^2, as naver/splade
-    linear = "linear"  # weight * step / warmup_steps, as neural-cherche's FlopsScheduler
+    # weight * (step / warmup_steps)^2, as naver/splade; neural-cherche's FlopsScheduler
+    # is the same curve one step ahead (its n-th get() is weight_at(n + 1))
+    quadratic = "quadratic"
+    linear = "linear"  # weight * step / warmup_steps
 
 
 @dataclass
