@@ -121,7 +121,9 @@ def tiny_overrides(model_dir: Path) -> list[str]:
     ]
 
 
-def compose_config(*overrides: str, config_name: str = "config") -> DictConfig:
+def compose_config(
+    *overrides: str, config_name: str = "train", return_hydra_config: bool = False
+) -> DictConfig:
     """Compose conf/<config_name>.yaml with command-line style overrides, as the CLI does."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides))
+        return compose(config_name, list(overrides), return_hydra_config=return_hydra_config)

@@ -45,6 +45,13 @@ def test_every_preset_composes_and_converts(preset):
     assert isinstance(experiment, ExperimentConfig)
 
 
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_each_command_root_composes_and_names_its_job(command):
+    cfg = compose_config(config_name=command, return_hydra_config=True)
+    assert cfg.hydra.job.name == command
+    assert isinstance(load_experiment(compose_config(config_name=command)), ExperimentConfig)
+
+
 def test_defaults_build_typed_components():
     experiment = load_experiment(compose_config())
     assert isinstance(experiment.model, Dense)

@@ -11,6 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from xpretrieval import report
 from xpretrieval.errors import UserInputError
 from xpretrieval.experiment import run_evaluate, run_train
 
@@ -22,9 +23,11 @@ COMMANDS: dict[str, Callable[[DictConfig, Path], dict[str, float]]] = {
 }
 
 USAGE = """usage: python -m xpretrieval {train,evaluate} [OVERRIDES...]
+       python -m xpretrieval report FOLDER [--metric nDCG@10]
 
   train      train the configured model on dataset.train, then evaluate it on dataset.test
   evaluate   evaluate the configured model (model.name_or_path) on dataset.test
+  report     gather the runs under FOLDER (e.g. a multirun) into one table and a plot
 
 OVERRIDES are Hydra's: +experiment=dense  dataset=scifact  trainer.max_steps=200
 Add --help after the command for the config groups, --cfg job for the composed config."""
@@ -38,15 +41,20 @@ def config_dir() -> str:
 
 def main() -> None:
     args = sys.argv[1:]
+    if args and args[0] == "report":
+        try:
+            report.main(args[1:])
+        except UserInputError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+        return
     if not args or args[0] not in COMMANDS:
         print(USAGE, file=sys.stderr)
         sys.exit(0 if args and args[0] in ("-h", "--help") else 2)
-    command, overrides = args[0], args[1:]
-    if not any(arg.startswith("hydra.job.name=") for arg in overrides):
-        overrides.insert(0, f"hydra.job.name={command}")  # before any --flag: argparse needs it
-    sys.argv = [f"{sys.argv[0]} {command}", *overrides]
+    command = args[0]
+    sys.argv = [f"{sys.argv[0]} {command}", *args[1:]]
 
-    @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
+    @hydra.main(config_path=config_dir(), config_name=command, version_base="1.3")
     def task(cfg: DictConfig) -> dict[str, float]:
         try:
             return COMMANDS[command](cfg, Path(HydraConfig.get().runtime.output_dir))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def load_experiment(cfg: DictConfig) -> ExperimentConfig:
 
 def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     """Train the model on the train split, then evaluate it on the test split; returns metrics."""
+    started = time.perf_counter()
     experiment = load_experiment(cfg)
     if experiment.dataset.train is None:
         raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
@@ -76,7 +78,7 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     model = experiment.model.build().to(device)
     before = None
     if experiment.evaluate_before_training:
-        before = _evaluate(model, test, experiment, device, output_dir, "before_training_")
+        before = _evaluate(model, test, experiment, device, output_dir, started, "before_training_")
     learner = Learner(
         model=model,
         collection=train,
@@ -103,7 +105,7 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
             checkpoints,
         ]
     )
-    after = _evaluate(model, test, experiment, device, output_dir)
+    after = _evaluate(model, test, experiment, device, output_dir, started)
     print(_table(test, {"before": before, "after": after}))
     print(f"Trained model: {checkpoints.last}")
     return after.aggregate
@@ -111,13 +113,14 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
 
 def run_evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     """Evaluate the configured model on the test split; returns the aggregate metrics."""
+    started = time.perf_counter()
     experiment = load_experiment(cfg)
     _write_resolved_config(cfg, output_dir)
     device = resolve_device(experiment.device)
     seed_everything(experiment.seed)
     test = experiment.dataset.test.load()
     model = experiment.model.build().to(device)
-    metrics = _evaluate(model, test, experiment, device, output_dir)
+    metrics = _evaluate(model, test, experiment, device, output_dir, started)
     print(_table(test, {experiment.model.name_or_path: metrics}))
     return metrics.aggregate
 
@@ -128,6 +131,7 @@ def _evaluate(
     experiment: ExperimentConfig,
     device: torch.device,
     output_dir: Path,
+    started: float,
     prefix: str = "",
 ) -> Metrics:
     """Retrieve for every test query, write `<prefix>run.trec` and `<prefix>metrics.json`."""
@@ -151,6 +155,7 @@ def _evaluate(
             "dataset": collection.name,
             "documents": len(collection.documents),
             "queries": len(collection.queries),
+            "wall_seconds": time.perf_counter() - started,  # of the command so far
             "index": retrieval.statistics,
             "aggregate": metrics.aggregate,
             "per_query": metrics.per_query,

@@ -1,0 +1,92 @@
+"""The report: runs found, swept parameters as columns, sorted by a metric, plotted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, tiny_overrides
+from tests.test_cli import cli
+from xpretrieval.errors import UserInputError
+from xpretrieval.report import find_runs, swept, table, write_report
+
+
+def fake_run(root: Path, name: str, overrides: list[str], ndcg: float, active: float) -> None:
+    folder = root / name
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    metrics = {"aggregate": {"nDCG@10": ndcg, "AP": ndcg / 2}, "wall_seconds": 12.0}
+    metrics["index"] = {"doc_active_dims": active, "query_active_dims": 9.0, "postings": 1}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    for name, weight, ndcg, active in (("0", "1e-4", 0.61, 300.0), ("1", "1e-3", 0.65, 120.0)):
+        fake_run(
+            tmp_path,
+            name,
+            ["+experiment=splade", f"losses.flops.doc_weight={weight}"],
+            ndcg,
+            active,
+        )
+    return tmp_path
+
+
+def test_table_has_the_swept_parameter_and_the_best_run_first(sweep):
+    runs = find_runs(sweep)
+    assert swept(runs) == ["losses.flops.doc_weight"]  # +experiment is the same in both
+    header, rows = table(runs, "nDCG@10")
+    assert header == [
+        "run",
+        "losses.flops.doc_weight",
+        "nDCG@10",
+        "AP",
+        "query_active_dims",
+        "doc_active_dims",
+        "wall_seconds",
+    ]
+    assert rows[0][:3] == ["1", "1e-3", "0.6500"] and rows[1][:3] == ["0", "1e-4", "0.6100"]
+
+
+def test_report_files_are_written(sweep):
+    text = write_report(sweep, "nDCG@10")
+    assert (sweep / "report.md").read_text() == text
+    assert (sweep / "report.csv").read_text().splitlines()[1].startswith("1,1e-3,0.6500")
+    assert (sweep / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_plot_without_a_single_numeric_parameter(tmp_path):
+    fake_run(tmp_path, "a", ["model=dense"], 0.5, 10.0)
+    fake_run(tmp_path, "b", ["model=splade"], 0.6, 10.0)
+    write_report(tmp_path, "nDCG@10")
+    assert (tmp_path / "report.md").is_file() and not (tmp_path / "report.png").exists()
+
+
+def test_bad_input_is_a_clear_error(tmp_path, sweep):
+    with pytest.raises(UserInputError, match="no run below it has a metrics.json"):
+        find_runs(tmp_path / "0" / ".hydra")
+    with pytest.raises(UserInputError, match="'P@5' is not measured by every run"):
+        table(find_runs(sweep), "P@5")
+
+
+def test_multirun_then_report_through_the_cli(tiny_model_dir, tmp_path):
+    overrides = [o for o in tiny_overrides(tiny_model_dir) if not o.startswith("trainer.max")]
+    result = cli(
+        "train",
+        "-m",
+        *overrides,
+        "trainer.max_steps=2",
+        "losses.rank.scale=1,20",
+        f"hydra.sweep.dir={tmp_path}",
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.glob("*/metrics.json") for p in [p.parent]) == ["0", "1"]
+    result = cli("report", str(tmp_path), cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("| run | losses.rank.scale | nDCG@10 |") and len(lines) == 4
+    assert (tmp_path / "report.png").is_file()
