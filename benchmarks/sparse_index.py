@@ -102,8 +102,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    torch.set_num_threads(1)
     docs, queries = encoded(args.model, args.batch_size)
+    torch.set_num_threads(1)  # the three searches are compared on one thread each
     n_docs, vocab = docs.shape
     print(
         f"SciFact test: {n_docs} documents ({docs.nnz / n_docs:.0f} active terms each), "
