@@ -1,5 +1,5 @@
-"""An inverted index over sparse representations (SPLADE term weights): exact top-k by
-term-at-a-time accumulation, never building a [n_documents, vocab] matrix."""
+"""An inverted index over sparse representations (SPLADE term weights): exact top-k from the
+posting lists, never building a [n_documents, vocab] matrix."""
 
 from __future__ import annotations
 
@@ -71,24 +71,24 @@ class InvertedIndex:
             "megabytes": sum(array.nbytes for array in arrays) / 2**20,
         }
 
-    def search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """The k best documents of each `[vocab]` query row by dot product: (scores, rows)."""
+    def search(self, queries: Tensor, k: int, query_chunk: int = 256) -> tuple[Tensor, Tensor]:
+        """The k best documents of each `[vocab]` query row by dot product: (scores, rows).
+
+        Each chunk of queries is multiplied by the posting lists (SciPy's compiled sparse
+        product accumulates every query's terms over their postings), so only a
+        `[query_chunk, n_documents]` score block is ever dense.
+        """
         k = min(k, self.n_documents)
-        weights = queries.detach().float().cpu().numpy()
-        scores = np.empty((len(weights), k), dtype=np.float32)
-        rows = np.empty((len(weights), k), dtype=np.int64)
-        pointers, documents, values = (
-            self.postings.indptr,
-            self.postings.indices,
-            self.postings.data,
-        )
-        accumulator = np.zeros(self.n_documents, dtype=np.float32)
-        for i, query in enumerate(tqdm(weights, desc="search", leave=False, disable=None)):
-            accumulator[:] = 0.0
-            for term in np.flatnonzero(query):
-                start, end = pointers[term], pointers[term + 1]
-                accumulator[documents[start:end]] += query[term] * values[start:end]
-            best = np.argpartition(-accumulator, k - 1)[:k]
-            best = best[np.argsort(-accumulator[best], kind="stable")]
-            rows[i], scores[i] = best, accumulator[best]
+        by_term = self.postings.T.tocsr()  # [vocab, n_documents]: row t is term t's postings
+        weights = scipy.sparse.csr_matrix(queries.detach().float().cpu().numpy())
+        scores = np.empty((weights.shape[0], k), dtype=np.float32)
+        rows = np.empty((weights.shape[0], k), dtype=np.int64)
+        starts = range(0, weights.shape[0], query_chunk)
+        for start in tqdm(starts, desc="search", leave=False, disable=None):
+            block = (weights[start : start + query_chunk] @ by_term).toarray()
+            best = np.argpartition(-block, k - 1, axis=1)[:, :k]
+            order = np.argsort(-np.take_along_axis(block, best, axis=1), axis=1, kind="stable")
+            best = np.take_along_axis(best, order, axis=1)
+            rows[start : start + len(block)] = best
+            scores[start : start + len(block)] = np.take_along_axis(block, best, axis=1)
         return torch.from_numpy(scores), torch.from_numpy(rows)
