@@ -32,8 +32,9 @@ bench: install  ## benchmarks: ratios against sentence-transformers, SciPy and S
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/train_throughput.py
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/sparse_index.py
 
-lint: install  ## ruff checks
+lint: install  ## ruff checks and formatting
 	$(VENV)/bin/ruff check xpretrieval tests benchmarks
+	$(VENV)/bin/ruff format --check xpretrieval tests benchmarks
 
 clean:  ## remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
