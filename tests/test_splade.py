@@ -87,3 +87,10 @@ def test_save_and_load_round_trip(splade, tmp_path):
         assert torch.allclose(loaded.encode_queries(["bees"]), splade.encode_queries(["bees"]))
     with pytest.raises(ConfigError, match="does not describe a Dense model"):
         Dense(name_or_path=str(tmp_path / "splade")).build()
+
+
+def test_a_built_model_encodes_in_eval_mode_with_pruning(tiny_model_dir):
+    model = Splade(name_or_path=str(tiny_model_dir), doc_max_active_dims=2).build()
+    assert not model.training
+    with torch.no_grad():
+        assert (model.encode_documents(["honey bees pollinate flowering plants"]) > 0).sum() <= 2

@@ -68,6 +68,7 @@ class TransformerBiEncoder(nn.Module):
         self.max_query_length = config.query_max_length
         self.max_document_length = config.doc_max_length
         _check_vocabulary(tokenizer, query_encoder, config.name_or_path)
+        self.eval()  # ready to encode, as Hugging Face models load; the learner calls train()
 
     @classmethod
     def from_config(cls, config: TransformerConfig) -> TransformerBiEncoder:
