@@ -71,13 +71,7 @@ def test_evaluate_a_checkpoint_reproduces_the_trained_metrics(train_run, tmp_pat
     result = cli(
         "evaluate",
         "model=dense",
-        f"model.name_or_path={checkpoint}",
-        "dataset=beir_folder",
-        f"dataset.train.beir_folder={TINY_BEIR}",
-        "model.query_max_length=16",
-        "model.doc_max_length=32",
-        "evaluation.top_k=10",
-        "device=cpu",
+        *tiny_overrides(checkpoint),
         f"hydra.run.dir={tmp_path}",
         cwd=ROOT,
     )
@@ -133,14 +127,9 @@ def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path):
     result = cli(
         "evaluate",
         "model=splade",
-        f"model.name_or_path={checkpoint}",
+        *tiny_overrides(checkpoint),
         "index=inverted",
         f"index.load={tmp_path / 'index'}",
-        "dataset=beir_folder",
-        f"dataset.train.beir_folder={TINY_BEIR}",
-        "model.query_max_length=16",
-        "evaluation.top_k=10",
-        "device=cpu",
         f"hydra.run.dir={tmp_path / 'again'}",
         cwd=ROOT,
     )

@@ -84,7 +84,7 @@ def test_multirun_then_report_through_the_cli(tiny_model_dir, tmp_path):
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in tmp_path.glob("*/metrics.json") for p in [p.parent]) == ["0", "1"]
+    assert sorted(p.parent.name for p in tmp_path.glob("*/metrics.json")) == ["0", "1"]
     result = cli("report", str(tmp_path), cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()

@@ -70,9 +70,7 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
     if not experiment.losses:
         raise ConfigError("losses is empty: add a term, e.g. +loss@losses.rank=infonce")
-    _write_resolved_config(cfg, output_dir)
-    device = resolve_device(experiment.device)
-    seed_everything(experiment.seed)
+    device = _prepare(cfg, experiment, output_dir)
     train, test = experiment.dataset.train.load(), experiment.dataset.test.load()
     logger.info("Train split: %s", train)
     model = experiment.model.build().to(device)
@@ -115,9 +113,7 @@ def run_evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     """Evaluate the configured model on the test split; returns the aggregate metrics."""
     started = time.perf_counter()
     experiment = load_experiment(cfg)
-    _write_resolved_config(cfg, output_dir)
-    device = resolve_device(experiment.device)
-    seed_everything(experiment.seed)
+    device = _prepare(cfg, experiment, output_dir)
     test = experiment.dataset.test.load()
     model = experiment.model.build().to(device)
     metrics = _evaluate(model, test, experiment, device, output_dir, started)
@@ -165,9 +161,11 @@ def _evaluate(
     return metrics
 
 
-def _write_resolved_config(cfg: DictConfig, output_dir: Path) -> None:
-    """The run's config with every interpolation resolved: rebuilds the run as it was."""
+def _prepare(cfg: DictConfig, experiment: ExperimentConfig, output_dir: Path) -> torch.device:
+    """Write the resolved config (it rebuilds the run as it was), seed, and pick the device."""
     write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    seed_everything(experiment.seed)
+    return resolve_device(experiment.device)
 
 
 def _table(collection: Collection, columns: dict[str, Metrics | None]) -> str:

@@ -15,7 +15,13 @@ import torch
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from xpretrieval.errors import ConfigError
 from xpretrieval.models.base import ModelConfig
@@ -73,8 +79,6 @@ class TransformerBiEncoder(nn.Module):
     @classmethod
     def from_config(cls, config: TransformerConfig) -> TransformerBiEncoder:
         """Load tokenizer and encoder(s) named by `config.name_or_path`."""
-        from transformers import AutoTokenizer
-
         path = config.name_or_path
         logger.info("Loading %s model %s", type(config).__name__, path)
         folder = Path(path)

@@ -58,13 +58,13 @@ class ExactIndex(IndexConfig):
     query_chunk: int = 1024
     doc_chunk: int = 16384
 
-    def open(self, folder: Path, score: ScoreFn) -> SearchIndex:
-        return _ExactSearch(self, torch.load(folder / DOCUMENTS_FILE), score)
-
     def __post_init__(self) -> None:
         for name in ("query_chunk", "doc_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def open(self, folder: Path, score: ScoreFn) -> SearchIndex:
+        return _ExactSearch(self, torch.load(folder / DOCUMENTS_FILE), score)
 
     def build(
         self, batches: Iterable[tuple[Tensor, Tensor]], n_documents: int, score: ScoreFn

@@ -17,7 +17,7 @@ class InvertedIndex:
     """For every vocabulary term, the documents where it is active and their weights.
 
     Stored as a SciPy CSC matrix `[n_documents, vocab]`: column t holds term t's posting list
-    (document rows and weights), which is what term-at-a-time scoring reads.
+    (document rows and weights); search multiplies queries by these lists, term by term.
     """
 
     def __init__(self, postings: scipy.sparse.csc_matrix) -> None:
