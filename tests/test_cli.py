@@ -105,6 +105,7 @@ def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path):
         "+experiment=splade",
         *tiny_overrides(tiny_model_dir),
         "precision=fp32",
+        "model.new_head_bias=0",
         "losses.flops.warmup_steps=3",
         "index.save=true",
         f"hydra.run.dir={tmp_path}",

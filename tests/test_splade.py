@@ -40,15 +40,21 @@ def test_sparsity_statistics():
 
 @pytest.fixture(scope="module")
 def splade(tiny_model_dir) -> SpladeEncoder:
-    return Splade(name_or_path=str(tiny_model_dir), doc_max_active_dims=3).build().eval()
+    config = Splade(name_or_path=str(tiny_model_dir), doc_max_active_dims=3, new_head_bias=0.0)
+    return config.build().eval()
 
 
-def test_a_checkpoint_without_mlm_head_gets_a_tied_head_and_a_warning(tiny_model_dir, caplog):
+def test_a_checkpoint_without_mlm_head_gets_a_lexical_head_and_a_warning(tiny_model_dir, caplog):
     with caplog.at_level(logging.WARNING):
-        model = Splade(name_or_path=str(tiny_model_dir)).build()
+        model = Splade(name_or_path=str(tiny_model_dir), new_head_bias=-2.5).build()
     assert "has no masked-LM head" in caplog.text
     encoder = model.query_encoder
-    assert encoder.get_output_embeddings().weight is encoder.get_input_embeddings().weight
+    output = encoder.get_output_embeddings()
+    assert output.weight is encoder.get_input_embeddings().weight
+    assert torch.equal(output.bias, torch.full_like(output.bias, -2.5))
+    transform = encoder.cls.predictions.transform.dense
+    assert torch.equal(transform.weight, torch.eye(transform.in_features))
+    assert not transform.bias.any()
 
 
 def test_encoder_pools_non_special_tokens_only(splade):

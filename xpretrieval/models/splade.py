@@ -39,6 +39,10 @@ class Splade(TransformerConfig):
     # at encode time (not in training), keep only the k largest weights of each text
     query_max_active_dims: int | None = None
     doc_max_active_dims: int | None = None
+    # bias of the vocabulary logits when the checkpoint has no MLM head and one is created:
+    # negative values make the new head sparse from the start (-5: ~800 active terms per
+    # 230-token document with all-MiniLM-L6-v2; 0: every term is active)
+    new_head_bias: float = -5.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -58,22 +62,25 @@ class SpladeEncoder(TransformerBiEncoder):
     auto_class = AutoModelForMaskedLM
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, hf_config: Any) -> PreTrainedModel:
+    def from_pretrained(
+        cls, path: str | Path, hf_config: Any, config: TransformerConfig
+    ) -> PreTrainedModel:
         """Load the masked LM; a checkpoint without an MLM head (a sentence encoder) gets a new
-        head whose decoder is tied to the input embeddings, and the log says so."""
+        head with a lexical start (see `init_lexical_head`), and the log says so."""
         model, info = cls.auto_class.from_pretrained(
             path, config=hf_config, output_loading_info=True
         )
-        output, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
-        head = [key for key in info["missing_keys"] if key.split(".")[0] in ("cls", "lm_head")]
+        head = [key for key in info["missing_keys"] if key.split(".")[0] in HEAD_PREFIXES]
         if head:
-            if output.weight is not embeddings.weight:
-                output.weight = embeddings.weight
+            bias = config.new_head_bias if isinstance(config, Splade) else 0.0
+            init_lexical_head(model, bias)
             logger.warning(
-                "%s has no masked-LM head: %d head tensors are newly initialised and the "
-                "decoder is tied to the input embeddings; train before trusting its weights",
+                "%s has no masked-LM head: %d head tensors are newly initialised (identity "
+                "transform, decoder tied to the input embeddings, bias %g); train before "
+                "trusting its weights",
                 path,
                 len(head),
+                bias,
             )
         return model
 
@@ -108,6 +115,30 @@ class SpladeEncoder(TransformerBiEncoder):
     def load(cls, path: str | Path, config_type: type[Splade] = Splade) -> SpladeEncoder:
         """Load a SPLADE model written by `save`, with the config it was saved with."""
         return super().load(path, config_type)
+
+
+HEAD_PREFIXES = ("cls", "lm_head", "vocab_transform", "vocab_projector", "vocab_layer_norm")
+
+
+def init_lexical_head(model: PreTrainedModel, bias: float) -> None:
+    """Make a new MLM head predict each position's own token: square transform layers become
+    the identity and the decoder is tied to the input embeddings, so a logit is the match of
+    a contextual state with a term's embedding (a lexical start instead of a random one);
+    `bias` shifts every logit, so that only the best-matching terms start active."""
+    output, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            square = (
+                isinstance(module, torch.nn.Linear) and module.in_features == module.out_features
+            )
+            if square and name.split(".")[0] in HEAD_PREFIXES:
+                module.weight.copy_(torch.eye(module.in_features))
+                if module.bias is not None:
+                    module.bias.zero_()
+        if output.weight is not embeddings.weight:
+            output.weight = embeddings.weight
+        if output.bias is not None:
+            output.bias.fill_(bias)
 
 
 def splade_weights(

@@ -94,10 +94,10 @@ class TransformerBiEncoder(nn.Module):
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
             if saved is not None and not saved.shared:
-                query_encoder = cls.load_encoder(folder / "query", config.config_overrides)
-                document_encoder = cls.load_encoder(folder / "document", config.config_overrides)
+                query_encoder = cls.load_encoder(folder / "query", config)
+                document_encoder = cls.load_encoder(folder / "document", config)
             else:
-                query_encoder = cls.load_encoder(path, config.config_overrides)
+                query_encoder = cls.load_encoder(path, config)
                 document_encoder = None if config.shared else copy.deepcopy(query_encoder)
         except (OSError, ValueError) as error:  # transformers raises either for a non-model
             raise ConfigError(
@@ -106,20 +106,23 @@ class TransformerBiEncoder(nn.Module):
         return cls(config, tokenizer, query_encoder, document_encoder)
 
     @classmethod
-    def load_encoder(cls, path: str | Path, overrides: dict[str, Any]) -> PreTrainedModel:
-        """`auto_class.from_pretrained`, with some fields of its Hugging Face config replaced."""
+    def load_encoder(cls, path: str | Path, config: TransformerConfig) -> PreTrainedModel:
+        """`auto_class.from_pretrained`, with the Hugging Face config fields that
+        `config.config_overrides` names replaced."""
         hf_config = AutoConfig.from_pretrained(path)
-        for key, value in overrides.items():
+        for key, value in config.config_overrides.items():
             if not hasattr(hf_config, key):
                 raise ConfigError(
                     f"model.config_overrides.{key}: {type(hf_config).__name__} of {path} has no "
                     f"field {key!r}"
                 )
             setattr(hf_config, key, value)
-        return cls.from_pretrained(path, hf_config)
+        return cls.from_pretrained(path, hf_config, config)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, hf_config: Any) -> PreTrainedModel:
+    def from_pretrained(
+        cls, path: str | Path, hf_config: Any, config: TransformerConfig
+    ) -> PreTrainedModel:
         """The encoder's weights; subclasses may check or complete what the checkpoint lacks."""
         return cls.auto_class.from_pretrained(path, config=hf_config)
 
