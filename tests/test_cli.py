@@ -138,3 +138,29 @@ def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path):
     assert "Searching the saved index" in result.stderr and "encode documents" not in result.stderr
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["aggregate"] == pytest.approx(metrics["aggregate"], abs=1e-6)
+
+
+def test_sparse_embed_experiment_end_to_end(tiny_model_dir, tmp_path):
+    result = cli(
+        "train",
+        "+experiment=sparse_embed",
+        *tiny_overrides(tiny_model_dir),
+        "precision=fp32",
+        "model.new_head_bias=0",
+        "model.embedding_dim=8",
+        "model.query_terms=8",
+        "model.doc_terms=16",
+        "losses.flops.warmup_steps=3",
+        f"hydra.run.dir={tmp_path}",
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    header = (tmp_path / "train_log.csv").read_text().splitlines()[0]
+    assert {"loss/rank", "loss/sparse", "loss/flops", "flops/doc_active_dims"} <= set(
+        header.split(",")
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0 < metrics["index"]["query_active_dims"] <= 8
+    assert 0 < metrics["index"]["doc_active_dims"] <= 16
+    saved = tmp_path / "checkpoints" / "step-0000006"
+    assert (saved / "sparse_embed_projection.safetensors").is_file()

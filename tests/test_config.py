@@ -12,8 +12,13 @@ from xpretrieval.experiment import ExperimentConfig, load_experiment
 from xpretrieval.losses import InfoNCE
 from xpretrieval.models import Dense
 
-# presets whose mandatory values (???) a user must give on the command line
-REQUIRED = {"dataset/beir_folder": [f"dataset.train.beir_folder={TINY_BEIR}"]}
+# presets whose mandatory values (???) a user must give on the command line, or that need
+# a matching component (a regulariser needs a sparse model)
+REQUIRED = {
+    "dataset/beir_folder": [f"dataset.train.beir_folder={TINY_BEIR}"],
+    "loss/flops": ["model=splade"],
+    "loss/l1": ["model=splade"],
+}
 
 
 def presets() -> list[str]:
@@ -130,3 +135,22 @@ def test_an_experiment_without_loss_terms_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="losses is empty"):
         run_train(compose_config("~loss@losses.rank"), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["+loss@losses.flops=flops"],
+            "losses.flops: Flops regularises vocabulary term weights, which a Dense model",
+        ),
+        (["losses.rank.part=dense"], "losses.rank.part=dense: a Dense model's score has no"),
+        (
+            ["+experiment=sparse_embed", "losses.sparse.part=lexical"],
+            r"losses.sparse.part=lexical: .* \(parts: sparse, dense\)",
+        ),
+    ],
+)
+def test_a_loss_the_model_cannot_feed_is_refused_before_loading(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(compose_config(*overrides))

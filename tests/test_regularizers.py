@@ -17,8 +17,8 @@ def scored(queries: torch.Tensor = QUERIES, documents: torch.Tensor = DOCUMENTS)
         scores=queries @ documents.T,
         targets=torch.zeros(len(queries), dtype=torch.long),
         owners=torch.zeros(len(documents), dtype=torch.long),
-        queries=queries,
-        documents=documents,
+        query_terms=queries,
+        doc_terms=documents,
     )
 
 
@@ -74,11 +74,11 @@ def test_no_warmup_means_a_constant_weight():
     assert Flops(weight=0.5, warmup_steps=0).weight_at(0) == 0.5
 
 
-def test_regulariser_needs_representations():
+def test_regulariser_needs_term_weights():
     batch = BatchScores(
         torch.zeros(1, 1), torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)
     )
-    with pytest.raises(ValueError, match="needs the batch's representations"):
+    with pytest.raises(ValueError, match="needs vocabulary term weights"):
         Flops()(batch)
 
 

@@ -146,7 +146,7 @@ def test_learner_applies_each_terms_scheduled_weight(tiny_model_dir, train_split
 
 def test_splade_trains_with_a_flops_term(tiny_model_dir, train_split, tmp_path):
     learner = Learner(
-        model=Splade(name_or_path=str(tiny_model_dir)).build(),
+        model=Splade(name_or_path=str(tiny_model_dir), new_head_bias=0.0).build(),
         collection=train_split,
         sampler=PairwiseSampler(),
         batcher=FixedBatcher(batch_size=4),
@@ -169,7 +169,7 @@ def test_splade_trains_with_a_flops_term(tiny_model_dir, train_split, tmp_path):
 def test_target_sparsity_hook_moves_the_regulariser_during_training(tiny_model_dir, train_split):
     flops = Flops(target_doc_active_dims=1.0, adapt_rate=0.1)  # far sparser than the tiny model
     learner = make_learner(tiny_model_dir, train_split, max_steps=3)
-    learner.model = Splade(name_or_path=str(tiny_model_dir)).build()
+    learner.model = Splade(name_or_path=str(tiny_model_dir), new_head_bias=0.0).build()
     learner.optimizer, learner.schedule = AdamW(lr=1e-3).build(learner.model, 3)
     learner.losses = {"rank": InfoNCE(scale=1.0), "flops": flops}
     recorder = Recorder()

@@ -19,6 +19,7 @@ from xpretrieval.errors import ConfigError
 from xpretrieval.evaluation import EvaluationConfig, Metrics, compute_metrics
 from xpretrieval.io import write_json, write_text
 from xpretrieval.losses.base import Loss
+from xpretrieval.losses.regularizers import Regularizer
 from xpretrieval.models.base import Encoder, ModelConfig
 from xpretrieval.retrieval.index import IndexConfig
 from xpretrieval.retrieval.retrieve import retrieve
@@ -59,7 +60,26 @@ def load_experiment(cfg: DictConfig) -> ExperimentConfig:
     experiment = to_objects(cfg)
     if not isinstance(experiment, ExperimentConfig):
         raise ConfigError(f"expected an ExperimentConfig root, got {type(experiment).__name__}")
+    check_losses_fit_model(experiment.losses, experiment.model)
     return experiment
+
+
+def check_losses_fit_model(losses: dict[str, Loss], model: ModelConfig) -> None:
+    """Refuse, before any weights load, a loss term that needs what the model does not give."""
+    kind = type(model).__name__
+    for name, loss in losses.items():
+        if isinstance(loss, Regularizer) and not model.has_term_weights:
+            raise ConfigError(
+                f"losses.{name}: {type(loss).__name__} regularises vocabulary term weights, "
+                f"which a {kind} model does not have; use model=splade or model=sparse_embed, "
+                f"or remove the term (~loss@losses.{name})"
+            )
+        if loss.part is not None and loss.part not in model.score_parts:
+            parts = ", ".join(model.score_parts) or "none"
+            raise ConfigError(
+                f"losses.{name}.part={loss.part}: a {kind} model's score has no such part "
+                f"(parts: {parts}); set losses.{name}.part=null"
+            )
 
 
 def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from torch import Tensor
@@ -27,6 +27,11 @@ class BatchScores:
     owners: Tensor  # [N] long
     queries: Tensor | None = None  # [B, ...] query representations
     documents: Tensor | None = None  # [N, ...] document representations
+    # vocabulary-sized term weights [B or N, vocab] of sparse models, which regularisers read
+    query_terms: Tensor | None = None
+    doc_terms: Tensor | None = None
+    # named parts of a score that is a sum (SparseEmbed: sparse and dense), each [B, N]
+    parts: dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         rows, columns = self.scores.shape
@@ -37,12 +42,24 @@ class BatchScores:
                 f"{tuple(self.owners.shape)}"
             )
 
+    def on(self, part: str | None) -> BatchScores:
+        """The same batch scored by one named part of the model's score (None: the total)."""
+        if part is None:
+            return self
+        if part not in self.parts:
+            known = ", ".join(self.parts) or "none: its score has no parts"
+            raise ValueError(f"the model's score has no part {part!r} (parts: {known})")
+        return replace(self, scores=self.parts[part])
+
 
 @dataclass
 class Loss(ABC):
     """A training term computed from a scored batch; `weight` scales it in the total."""
 
     weight: float = 1.0
+    # which named part of the model's score the term sees (SparseEmbed: sparse or dense);
+    # null: the whole score
+    part: str | None = None
 
     def __post_init__(self) -> None:
         if self.weight < 0:

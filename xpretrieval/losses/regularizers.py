@@ -73,11 +73,13 @@ class Regularizer(Loss):
         return [] if self.target_doc_active_dims is None else [TargetSparsity(self, name)]
 
     def __call__(self, batch: BatchScores) -> Tensor:
-        if batch.queries is None or batch.documents is None:
-            raise ValueError(f"{type(self).__name__} needs the batch's representations")
-        return self.query_weight * self.penalty(batch.queries) + self.doc_weight * self.penalty(
-            batch.documents
-        )
+        if batch.query_terms is None or batch.doc_terms is None:
+            raise ValueError(
+                f"{type(self).__name__} needs vocabulary term weights, which only sparse models "
+                "(model=splade, model=sparse_embed) give"
+            )
+        queries, documents = batch.query_terms, batch.doc_terms
+        return self.query_weight * self.penalty(queries) + self.doc_weight * self.penalty(documents)
 
     @abstractmethod
     def penalty(self, reps: Tensor) -> Tensor:
@@ -85,7 +87,7 @@ class Regularizer(Loss):
 
     def statistics(self, batch: BatchScores) -> dict[str, float]:
         """Each side's penalty and active dimensions, and the expected posting-list FLOPS."""
-        queries, documents = batch.queries, batch.documents
+        queries, documents = batch.query_terms, batch.doc_terms
         if queries is None or documents is None:
             return {}
         active_q, active_d = (queries != 0).float(), (documents != 0).float()

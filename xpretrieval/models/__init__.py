@@ -3,6 +3,7 @@
 from xpretrieval.models.base import Encoder, ModelConfig
 from xpretrieval.models.dense import Dense, DenseEncoder
 from xpretrieval.models.pooling import Pooling
+from xpretrieval.models.sparse_embed import SparseEmbed, SparseEmbedEncoder
 from xpretrieval.models.splade import SparsePooling, Splade, SpladeEncoder
 
 __all__ = [
@@ -11,6 +12,8 @@ __all__ = [
     "Encoder",
     "ModelConfig",
     "Pooling",
+    "SparseEmbed",
+    "SparseEmbedEncoder",
     "SparsePooling",
     "Splade",
     "SpladeEncoder",

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -18,6 +18,10 @@ class Encoder(Protocol):
 
     `score(q, d)` returns all pairs, `[n_queries, n_documents]`, so that training (in-batch
     negatives) and retrieval (exact search) share one scoring function.
+
+    Optional capabilities, used when present: `term_weights(reps) -> [n, vocab]` (sparse
+    models; regularisers read it) and `score_parts(q, d) -> {name: [n_q, n_d]}` (a score that
+    is a sum of named parts, each of which a loss term can train: `losses.<name>.part`).
     """
 
     max_query_length: int
@@ -36,7 +40,14 @@ class Encoder(Protocol):
 
 @dataclass
 class ModelConfig(ABC):
-    """Base of model configs; a subclass builds its `Encoder` from a checkpoint name or path."""
+    """Base of model configs; a subclass builds its `Encoder` from a checkpoint name or path.
+
+    The class variables say, before any weights load, what the built encoder offers, so
+    that a config combining it with a loss that needs more fails at start-up.
+    """
+
+    has_term_weights: ClassVar[bool] = False  # the encoder has `term_weights` (sparse models)
+    score_parts: ClassVar[tuple[str, ...]] = ()  # names `score_parts` returns, if any
 
     @abstractmethod
     def build(self) -> Encoder:

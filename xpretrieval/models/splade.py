@@ -28,21 +28,29 @@ class SparsePooling(Enum):
     sum = "sum"  # SPLADE v1
 
 
-@register("model", "splade")
 @dataclass
-class Splade(TransformerConfig):
-    """Sparse bi-encoder over any masked-LM checkpoint; vocabulary-sized representations."""
+class MaskedLMConfig(TransformerConfig):
+    """Fields of the models whose term weights come from a masked-LM head."""
 
-    architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "shared")
+    has_term_weights: ClassVar[bool] = True
 
     pooling: SparsePooling = SparsePooling.max
-    # at encode time (not in training), keep only the k largest weights of each text
-    query_max_active_dims: int | None = None
-    doc_max_active_dims: int | None = None
     # bias of the vocabulary logits when the checkpoint has no MLM head and one is created:
     # negative values make the new head sparse from the start (-5: ~800 active terms per
     # 230-token document with all-MiniLM-L6-v2; 0: every term is active)
     new_head_bias: float = -5.0
+
+
+@register("model", "splade")
+@dataclass
+class Splade(MaskedLMConfig):
+    """Sparse bi-encoder over any masked-LM checkpoint; vocabulary-sized representations."""
+
+    architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "shared")
+
+    # at encode time (not in training), keep only the k largest weights of each text
+    query_max_active_dims: int | None = None
+    doc_max_active_dims: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -72,7 +80,7 @@ class SpladeEncoder(TransformerBiEncoder):
         )
         head = [key for key in info["missing_keys"] if key.split(".")[0] in HEAD_PREFIXES]
         if head:
-            bias = config.new_head_bias if isinstance(config, Splade) else 0.0
+            bias = config.new_head_bias if isinstance(config, MaskedLMConfig) else 0.0
             init_lexical_head(model, bias)
             logger.warning(
                 "%s has no masked-LM head: %d head tensors are newly initialised (identity "
@@ -102,9 +110,13 @@ class SpladeEncoder(TransformerBiEncoder):
         """All-pairs dot products of term weights, `[n_queries, n_documents]`."""
         return queries @ documents.T
 
+    def term_weights(self, reps: Tensor) -> Tensor:
+        """SPLADE representations are the vocabulary term weights themselves."""
+        return reps
+
     def decode(self, reps: Tensor, top_k: int = 20) -> list[list[tuple[str, float]]]:
         """The `top_k` heaviest (token, weight) pairs of each representation, heaviest first."""
-        values, ids = reps.float().topk(min(top_k, reps.shape[-1]), dim=-1)
+        values, ids = self.term_weights(reps).float().topk(min(top_k, reps.shape[-1]), dim=-1)
         decoded = []
         for row_values, row_ids in zip(values.tolist(), ids.tolist(), strict=True):
             tokens = self.tokenizer.convert_ids_to_tokens(row_ids)

@@ -58,6 +58,7 @@ class TransformerBiEncoder(nn.Module):
     output into representations (`represent`) and score them (`score`)."""
 
     auto_class: ClassVar[type] = AutoModel  # the Hugging Face class that loads the encoder
+    encoder_kwargs: ClassVar[dict[str, Any]] = {}  # extra arguments of the encoder's forward
 
     def __init__(
         self,
@@ -149,7 +150,8 @@ class TransformerBiEncoder(nn.Module):
             return_special_tokens_mask=True,
         ).to(self.device)
         special = batch.pop("special_tokens_mask")
-        return self.represent(encoder(**batch), batch["attention_mask"], special, is_query)
+        output = encoder(**batch, **self.encoder_kwargs)
+        return self.represent(output, batch["attention_mask"], special, is_query)
 
     @abstractmethod
     def represent(

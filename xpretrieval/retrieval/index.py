@@ -25,7 +25,7 @@ class SearchIndex(Protocol):
     def search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]: ...
 
     def statistics(self) -> dict[str, float]:
-        """Size of the index: documents, mean active dimensions per document, megabytes."""
+        """Size of the index: documents and megabytes (sparse indexes: active terms too)."""
 
     def save(self, folder: Path) -> None:
         """Write the index's files into an existing, empty `folder`."""
@@ -91,7 +91,6 @@ class _ExactSearch:
         documents = self.documents
         return {
             "documents": len(documents),
-            "doc_active_dims": (documents != 0).flatten(1).sum(dim=1).float().mean().item(),
             "megabytes": documents.numel() * documents.element_size() / 2**20,
         }
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from xpretrieval.data.collection import Collection
 from xpretrieval.device import Precision
@@ -42,6 +44,8 @@ def retrieve(
     to `save_to` if given, and rank the top-k for every query."""
     doc_ids, query_ids = list(collection.documents), list(collection.queries)
     settings = {"batch_size": batch_size, "device": device, "precision": precision}
+    term_weights = getattr(model, "term_weights", None)  # sparse models: count active terms
+    doc_active: list[int] = []
     if index.load is not None:
         logger.info("Searching the saved index %s", index.load)
         searcher = open_index(index, Path(index.load), doc_ids, model.score)
@@ -50,6 +54,8 @@ def retrieve(
         batches = encode_batches(
             model.encode_documents, documents, desc="encode documents", **settings
         )
+        if term_weights is not None:
+            batches = _counting_active(batches, term_weights, doc_active)
         searcher = index.build(batches, len(doc_ids), model.score)
         if save_to is not None:
             save_index(index, searcher, save_to, doc_ids)
@@ -61,10 +67,13 @@ def retrieve(
     seconds = time.perf_counter() - start
     statistics = {
         **searcher.statistics(),
-        "query_active_dims": (queries != 0).flatten(1).sum(dim=1).float().mean().item(),
         "search_seconds": seconds,
         "queries_per_second": len(query_ids) / seconds if seconds > 0 else float("inf"),
     }
+    if term_weights is not None:
+        statistics["query_active_dims"] = _mean(_active_terms(term_weights, queries))
+    if doc_active:
+        statistics["doc_active_dims"] = _mean(doc_active)
     scores, rows = scores.cpu().tolist(), rows.cpu().tolist()
     run = {  # approximate indexes may return fewer than k documents (row -1)
         query_id: [
@@ -73,3 +82,23 @@ def retrieve(
         for i, query_id in enumerate(query_ids)
     }
     return Retrieval(run, statistics)
+
+
+def _active_terms(term_weights: Callable[[Tensor], Tensor], reps: Tensor) -> list[int]:
+    """The number of non-zero vocabulary terms of each representation."""
+    return (term_weights(reps) != 0).sum(dim=1).tolist()
+
+
+def _counting_active(
+    batches: Iterator[tuple[Tensor, Tensor]],
+    term_weights: Callable[[Tensor], Tensor],
+    counts: list[int],
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """The same batches, appending each document's active terms to `counts` on the way."""
+    for rows, reps in batches:
+        counts.extend(_active_terms(term_weights, reps))
+        yield rows, reps
+
+
+def _mean(values: list[int]) -> float:
+    return sum(values) / len(values) if values else 0.0

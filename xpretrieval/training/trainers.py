@@ -76,18 +76,24 @@ class BatchwiseTrainer(Trainer):
         documents = model.encode_documents(positives + [text for _, text in negatives])
         rows = torch.arange(len(batch), device=queries.device)
         owners = torch.tensor([row for row, _ in negatives], dtype=torch.long, device=rows.device)
+        # optional capabilities: a score made of named parts, vocabulary term weights
+        parts = model.score_parts(queries, documents) if hasattr(model, "score_parts") else {}
+        term_weights = getattr(model, "term_weights", None)
         scored = BatchScores(
-            scores=model.score(queries, documents),
+            scores=sum(parts.values()) if parts else model.score(queries, documents),
             targets=rows,
             owners=torch.cat([rows, owners]),
             queries=queries,
             documents=documents,
+            query_terms=None if term_weights is None else term_weights(queries),
+            doc_terms=None if term_weights is None else term_weights(documents),
+            parts=parts,
         )
-        terms = {name: loss(scored) for name, loss in losses.items()}
+        terms = {name: loss(scored.on(loss.part)) for name, loss in losses.items()}
         with torch.no_grad():
             statistics = {
                 f"{name}/{key}": value
                 for name, loss in losses.items()
-                for key, value in loss.statistics(scored).items()
+                for key, value in loss.statistics(scored.on(loss.part)).items()
             }
         return StepOutput(terms, statistics)
