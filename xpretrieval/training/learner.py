@@ -19,6 +19,7 @@ from xpretrieval.device import Precision, autocast
 from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import Encoder
 from xpretrieval.samplers.base import Sampler
+from xpretrieval.training.grad_cache import backward_cached, encode_cached
 from xpretrieval.training.hooks import Hook
 from xpretrieval.training.optim import OptimizerConfig
 from xpretrieval.training.state import TrainState
@@ -121,9 +122,36 @@ class Learner:
     ) -> tuple[dict[str, float], dict[str, float]]:
         """One optimiser step on `batch`; returns the weighted loss terms and their total, and
         the step's statistics."""
+        self.optimizer.zero_grad(set_to_none=True)
+        logged, statistics = self.compute_gradients(batch, device)
+        if self.trainer.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.trainer.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        return logged, statistics
+
+    def compute_gradients(
+        self, batch: list, device: torch.device
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Accumulate into `.grad` the gradients of the weighted sum of the batch's loss terms;
+        returns the weighted terms and their total, and the step's statistics.
+
+        With a batcher that splits batches, texts are encoded by micro-batches and the loss
+        is computed once on the whole batch (`grad_cache`): the same value and gradients as
+        in one pass."""
         step = self.step + 1
+        micro = self.batcher.micro_batch_size()
+        query_texts, doc_texts = self.trainer.texts(batch)
+        model = self.model
         with autocast(device, self.precision):
-            output = self.trainer.step(self.model, batch, self.losses)
+            if micro is None:
+                queries = model.encode_queries(query_texts)
+                documents = model.encode_documents(doc_texts)
+            else:
+                cached_queries = encode_cached(model.encode_queries, query_texts, micro)
+                cached_documents = encode_cached(model.encode_documents, doc_texts, micro)
+                queries, documents = cached_queries.reps, cached_documents.reps
+            output = self.trainer.loss_terms(model, batch, queries, documents, self.losses)
         terms = {name: self.losses[name].weight_at(step) * v for name, v in output.terms.items()}
         total = torch.stack([term.float() for term in terms.values()]).sum()
         logged = {name: term.item() for name, term in terms.items()}
@@ -134,12 +162,11 @@ class Learner:
                 f"step {step}: the loss term {bad[0]!r} is {logged[bad[0]]}; "
                 "lower optimizer.lr or check the data of this batch"
             )
-        self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        if self.trainer.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.trainer.grad_clip)
-        self.optimizer.step()
-        self.schedule.step()
+        if micro is not None:
+            with autocast(device, self.precision):
+                backward_cached(model.encode_queries, cached_queries)
+                backward_cached(model.encode_documents, cached_documents)
         return logged, output.statistics
 
     def save_checkpoint(self, path: Path) -> None:

@@ -53,9 +53,27 @@ class Trainer(ABC):
         return max(1, math.ceil(self.epochs * epoch_size / batch_size))
 
     @abstractmethod
+    def texts(self, batch: list) -> tuple[list[str], list[str]]:
+        """The query texts and the document texts that a batch needs encoded."""
+
+    @abstractmethod
+    def loss_terms(
+        self,
+        model: Encoder,
+        batch: list,
+        queries: Tensor,
+        documents: Tensor,
+        losses: dict[str, Loss],
+    ) -> StepOutput:
+        """Unweighted loss terms of a batch whose texts are encoded, by name (the learner
+        weighs, sums and logs them), with each term's statistics as `<term>/<statistic>`."""
+
     def step(self, model: Encoder, batch: list, losses: dict[str, Loss]) -> StepOutput:
-        """Unweighted loss terms of one batch, by name (the learner weighs, sums and logs them),
-        with each term's statistics as `<term>/<statistic>`."""
+        """Encode the batch's texts and compute its loss terms, in one pass."""
+        query_texts, doc_texts = self.texts(batch)
+        queries = model.encode_queries(query_texts)
+        documents = model.encode_documents(doc_texts)
+        return self.loss_terms(model, batch, queries, documents, losses)
 
 
 @register("trainer", "batchwise")
@@ -67,15 +85,22 @@ class BatchwiseTrainer(Trainer):
     can use the other queries' documents as in-batch negatives.
     """
 
-    def step(self, model: Encoder, batch: list, losses: dict[str, Loss]) -> StepOutput:
+    def texts(self, batch: list) -> tuple[list[str], list[str]]:
         positives = [record.positive.text for record in batch]
-        negatives = [
-            (row, doc.text) for row, record in enumerate(batch) for doc in record.negatives
-        ]
-        queries = model.encode_queries([record.query.text for record in batch])
-        documents = model.encode_documents(positives + [text for _, text in negatives])
+        negatives = [doc.text for record in batch for doc in record.negatives]
+        return [record.query.text for record in batch], positives + negatives
+
+    def loss_terms(
+        self,
+        model: Encoder,
+        batch: list,
+        queries: Tensor,
+        documents: Tensor,
+        losses: dict[str, Loss],
+    ) -> StepOutput:
         rows = torch.arange(len(batch), device=queries.device)
-        owners = torch.tensor([row for row, _ in negatives], dtype=torch.long, device=rows.device)
+        owners = [row for row, record in enumerate(batch) for _ in record.negatives]
+        owners = torch.tensor(owners, dtype=torch.long, device=rows.device)
         # optional capabilities: a score made of named parts, vocabulary term weights
         parts = model.score_parts(queries, documents) if hasattr(model, "score_parts") else {}
         term_weights = getattr(model, "term_weights", None)

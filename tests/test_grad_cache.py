@@ -1,0 +1,92 @@
+"""Splitting a batch never changes the loss: GradCache micro-batches give the loss and the
+gradients of the unsplit batch, for InfoNCE and for SPLADE with FLOPS."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from tests.conftest import TINY_BEIR
+from xpretrieval.batchers import FixedBatcher, MicroBatcher
+from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.losses import Flops, InfoNCE
+from xpretrieval.models import Dense, Splade
+from xpretrieval.samplers import PairwiseSampler
+from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
+from xpretrieval.training.grad_cache import backward_cached, encode_cached
+
+NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+CPU = torch.device("cpu")
+
+
+def gradients_of(model_config, losses, batcher, records) -> tuple[dict, dict]:
+    torch.manual_seed(0)
+    model = model_config.build().train()
+    learner = Learner(
+        model=model,
+        collection=load_beir_folder(TINY_BEIR, "train"),
+        sampler=PairwiseSampler(),
+        batcher=batcher,
+        trainer=BatchwiseTrainer(),
+        losses=losses,
+        optimizer=AdamW(),
+        seed=0,
+    )
+    logged, _ = learner.compute_gradients(records, CPU)
+    return logged, {
+        name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None
+    }
+
+
+@pytest.fixture(scope="module")
+def records():
+    sampled = PairwiseSampler().records(load_beir_folder(TINY_BEIR, "train"), seed=3)
+    return list(itertools.islice(sampled, 6))
+
+
+@pytest.mark.parametrize(
+    ("model", "losses"),
+    [
+        ("dense", {"rank": InfoNCE(scale=20.0)}),
+        ("splade", {"rank": InfoNCE(scale=1.0), "flops": Flops(query_weight=0.3, doc_weight=0.1)}),
+    ],
+)
+@pytest.mark.parametrize("micro", [1, 4])
+def test_micro_batches_give_the_loss_and_gradients_of_the_whole_batch(
+    tiny_model_dir, records, model, losses, micro
+):
+    common = {"name_or_path": str(tiny_model_dir), "config_overrides": NO_DROPOUT}
+    config = (
+        Dense(normalize=True, **common) if model == "dense" else Splade(new_head_bias=0.0, **common)
+    )
+    whole, whole_grads = gradients_of(config, losses, FixedBatcher(batch_size=6), records)
+    split, split_grads = gradients_of(
+        config, losses, MicroBatcher(batch_size=6, micro=micro), records
+    )
+    assert split == pytest.approx(whole, abs=1e-5)
+    assert whole_grads.keys() == split_grads.keys() and whole_grads
+    for name, gradient in whole_grads.items():
+        assert torch.allclose(split_grads[name], gradient, atol=1e-5), name
+
+
+def test_replayed_micro_batches_see_the_same_dropout(tiny_model_dir):
+    model = Dense(name_or_path=str(tiny_model_dir)).build().train()  # dropout on
+    seen = []
+
+    def encode(texts):
+        reps = model.encode_queries(texts)
+        seen.append(reps.detach().clone())
+        return reps
+
+    texts = ["honey bees", "lava flows", "glaciers carve valleys"]
+    cached = encode_cached(encode, texts, micro_batch_size=2)
+    cached.reps.sum().backward()
+    state = torch.get_rng_state()
+    backward_cached(encode, cached)
+    assert torch.equal(torch.get_rng_state(), state)  # the replay leaves the global stream
+    first_pass, replay = seen[:2], seen[2:]
+    for original, again in zip(first_pass, replay, strict=True):
+        assert torch.equal(original, again)
+    assert not torch.equal(seen[0], model.encode_queries(texts[:2]).detach())  # dropout is on
