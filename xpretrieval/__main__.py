@@ -8,12 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hydra
+from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from xpretrieval import report
 from xpretrieval.errors import UserInputError
 from xpretrieval.experiment import run_evaluate, run_train
+from xpretrieval.resume import resumed_overrides
+from xpretrieval.training.interrupt import TrainingInterrupted
 
 logger = logging.getLogger("xpretrieval")
 
@@ -56,11 +59,22 @@ def main() -> None:
 
     @hydra.main(config_path=config_dir(), config_name=command, version_base="1.3")
     def task(cfg: DictConfig) -> dict[str, float]:
+        output_dir = Path(HydraConfig.get().runtime.output_dir)
         try:
-            return COMMANDS[command](cfg, Path(HydraConfig.get().runtime.output_dir))
+            if command == "train" and cfg.get("resume"):
+                # the run's own config (its saved overrides, then today's), in its own folder
+                output_dir = Path(cfg.resume)
+                overrides = list(HydraConfig.get().overrides.task)
+                cfg = compose(command, overrides=resumed_overrides(output_dir, overrides))
+            return COMMANDS[command](cfg, output_dir)
         except UserInputError as error:
             logger.error("%s", error)
             sys.exit(2)
+        except TrainingInterrupted as stop:
+            logger.warning(
+                "%s; continue with: python -m xpretrieval train resume=%s", stop, output_dir
+            )
+            sys.exit(128 + stop.signal_number)
 
     task()
 

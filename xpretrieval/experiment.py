@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -21,15 +21,17 @@ from xpretrieval.io import write_json, write_text
 from xpretrieval.losses.base import Loss
 from xpretrieval.losses.regularizers import Regularizer
 from xpretrieval.models.base import Encoder, ModelConfig
+from xpretrieval.resume import last_checkpoint
 from xpretrieval.retrieval.index import IndexConfig
 from xpretrieval.retrieval.retrieve import retrieve
 from xpretrieval.retrieval.run import write_trec_run
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.training.checkpoint import Checkpointer
 from xpretrieval.training.hooks import ProgressBar
-from xpretrieval.training.learner import Learner, seed_everything
+from xpretrieval.training.learner import Learner
 from xpretrieval.training.loggers import CSVLogger, TensorBoardLogger
 from xpretrieval.training.optim import OptimizerConfig
+from xpretrieval.training.random_state import seed_everything
 from xpretrieval.training.trainers import Trainer
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ class ExperimentConfig:
     device: str | None = None  # cpu, cuda, cuda:1, mps; null picks cuda > mps > cpu
     precision: Precision = Precision.auto  # auto: bf16 autocast on a GPU that supports it
     evaluate_before_training: bool = False  # also measure the untrained model, for comparison
+    # a run directory to continue from its last checkpoint, exactly as if never interrupted
+    resume: str | None = None
 
 
 def load_experiment(cfg: DictConfig) -> ExperimentConfig:
@@ -93,9 +97,14 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     device = _prepare(cfg, experiment, output_dir)
     train, test = experiment.dataset.train.load(), experiment.dataset.test.load()
     logger.info("Train split: %s", train)
-    model = experiment.model.build().to(device)
+    checkpoint = None if experiment.resume is None else last_checkpoint(Path(experiment.resume))
+    model_config = experiment.model
+    if checkpoint is not None:
+        logger.info("Resuming from %s", checkpoint)
+        model_config = replace(model_config, name_or_path=str(checkpoint))
+    model = model_config.build().to(device)
     before = None
-    if experiment.evaluate_before_training:
+    if experiment.evaluate_before_training and checkpoint is None:
         before = _evaluate(model, test, experiment, device, output_dir, started, "before_training_")
     learner = Learner(
         model=model,
@@ -108,18 +117,21 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         seed=experiment.seed,
         precision=experiment.precision,
     )
+    if checkpoint is not None:
+        learner.restore(checkpoint)
     checkpoints = Checkpointer(
         output_dir / "checkpoints",
         every=experiment.trainer.checkpoint_every,
         keep=experiment.trainer.keep_checkpoints,
         save=learner.save_checkpoint,
     )
+    every = experiment.trainer.log_every
     learner.fit(
         hooks=[
             *(hook for name, loss in experiment.losses.items() for hook in loss.hooks(name)),
-            ProgressBar(every=experiment.trainer.log_every),
-            CSVLogger(output_dir / "train_log.csv", every=experiment.trainer.log_every),
-            TensorBoardLogger(output_dir / "tensorboard", every=experiment.trainer.log_every),
+            ProgressBar(every=every),
+            CSVLogger(output_dir / "train_log.csv", every=every),
+            TensorBoardLogger(output_dir / "tensorboard", every=every, start_step=learner.step),
             checkpoints,
         ]
     )

@@ -77,6 +77,14 @@ class Loss(ABC):
         """Values worth logging about the batch beside the term itself (none by default)."""
         return {}
 
+    def state_dict(self) -> dict[str, float]:
+        """What the term learned during training (checkpointed for exact resumption)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        """Restore what `state_dict` returned (a stateless term has nothing to restore)."""
+        del state
+
     def hooks(self, name: str) -> list[Hook]:
         """Training hooks this term needs, given its name in `losses` (none by default)."""
         return []

@@ -69,6 +69,12 @@ class Regularizer(Loss):
         ratio = max(doc_active_dims, 1e-6) / self.target_doc_active_dims
         self.scale = min(1e3, max(1e-3, self.scale * ratio**self.adapt_rate))
 
+    def state_dict(self) -> dict[str, float]:
+        return {"scale": self.scale}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.scale = state.get("scale", 1.0)
+
     def hooks(self, name: str) -> list[Hook]:
         return [] if self.target_doc_active_dims is None else [TargetSparsity(self, name)]
 

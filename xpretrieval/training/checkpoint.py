@@ -45,6 +45,9 @@ class Checkpointer(Hook):
         if self.last is None or self.last.name != checkpoint_name(state.step):
             self._checkpoint(state.step)
 
+    def on_interrupt(self, state: TrainState) -> None:
+        self.on_train_end(state)  # the run can be resumed from the step it stopped at
+
     def _checkpoint(self, step: int) -> None:
         target = self.directory / checkpoint_name(step)
         with atomic_directory(target) as tmp:

@@ -23,6 +23,9 @@ class Hook:
     def on_train_end(self, state: TrainState) -> None:
         """After the last step, also when training stops early."""
 
+    def on_interrupt(self, state: TrainState) -> None:
+        """When a signal (SIGINT, SIGTERM) stops training after the step of `state`."""
+
 
 class ProgressBar(Hook):
     """A tqdm bar over the steps showing the loss and the throughput; where there is no terminal

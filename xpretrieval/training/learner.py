@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections.abc import Iterable
+from itertools import islice
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -21,20 +20,19 @@ from xpretrieval.models.base import Encoder
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.training.grad_cache import backward_cached, encode_cached
 from xpretrieval.training.hooks import Hook
+from xpretrieval.training.interrupt import StopSignals, TrainingInterrupted
 from xpretrieval.training.optim import OptimizerConfig
+from xpretrieval.training.random_state import (
+    capture_random_state,
+    restore_random_state,
+    seed_everything,
+)
 from xpretrieval.training.state import TrainState
 from xpretrieval.training.trainers import Trainer
 
 logger = logging.getLogger(__name__)
 
 TRAINING_STATE_FILE = "training_state.pt"
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (all devices) so a run repeats for a given seed."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 class Learner:
@@ -72,13 +70,19 @@ class Learner:
         self.max_steps = trainer.total_steps(self.epoch_size, batcher.batch_size)
         self.optimizer, self.schedule = optimizer.build(model, self.max_steps)
         self.step = 0
+        self._resumed_random_state: dict | None = None
 
     def fit(self, hooks: Iterable[Hook] = ()) -> TrainState:
         """Run all steps; returns the final state."""
         hooks = list(hooks)
         seed_everything(self.seed)
         device = next(self.model.parameters()).device
-        batches = self.batcher.batches(self.sampler.records(self.collection, self.seed))
+        records = self.sampler.records(self.collection, self.seed)
+        if self.step:  # resumed: skip the records of the steps already taken
+            records = islice(records, self.step * self.batcher.batch_size, None)
+            assert self._resumed_random_state is not None
+            restore_random_state(self._resumed_random_state)
+        batches = self.batcher.batches(records)
         logger.info(
             "Training for %d steps of %d records (%.2f epochs of %d records) on %s",
             self.max_steps,
@@ -93,24 +97,29 @@ class Learner:
         self.model.train()
         start, samples = time.perf_counter(), 0
         try:
-            while self.step < self.max_steps:
-                batch = next(batches)
-                losses, statistics = self._optimise(batch, device)
-                self.step += 1
-                samples += len(batch)
-                elapsed = time.perf_counter() - start
-                state = TrainState(
-                    step=self.step,
-                    max_steps=self.max_steps,
-                    epoch=self.step * self.batcher.batch_size / self.epoch_size,
-                    losses=losses,
-                    statistics=statistics,
-                    learning_rate=self.schedule.get_last_lr()[0],
-                    samples_per_second=samples / elapsed if elapsed > 0 else 0.0,
-                    elapsed_seconds=elapsed,
-                )
-                for hook in hooks:
-                    hook.on_step_end(state)
+            with StopSignals() as signals:
+                while self.step < self.max_steps:
+                    batch = next(batches)
+                    losses, statistics = self._optimise(batch, device)
+                    self.step += 1
+                    samples += len(batch)
+                    elapsed = time.perf_counter() - start
+                    state = TrainState(
+                        step=self.step,
+                        max_steps=self.max_steps,
+                        epoch=self.step * self.batcher.batch_size / self.epoch_size,
+                        losses=losses,
+                        statistics=statistics,
+                        learning_rate=self.schedule.get_last_lr()[0],
+                        samples_per_second=samples / elapsed if elapsed > 0 else 0.0,
+                        elapsed_seconds=elapsed,
+                    )
+                    for hook in hooks:
+                        hook.on_step_end(state)
+                    if signals.received is not None:
+                        for hook in hooks:
+                            hook.on_interrupt(state)
+                        raise TrainingInterrupted(signals.received, self.step)
         finally:
             self.model.eval()
         for hook in hooks:
@@ -170,13 +179,28 @@ class Learner:
         return logged, output.statistics
 
     def save_checkpoint(self, path: Path) -> None:
-        """Write the model (Hugging Face format) and the optimiser/schedule state into `path`."""
+        """Write the model (Hugging Face format) and all that `restore` needs to continue
+        exactly: step, optimiser, schedule, loss-term state and random generators."""
         self.model.save(path)
         torch.save(
             {
                 "step": self.step,
                 "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(),
+                "losses": {name: loss.state_dict() for name, loss in self.losses.items()},
+                "random": capture_random_state(),
             },
             Path(path) / TRAINING_STATE_FILE,
         )
+
+    def restore(self, path: Path) -> None:
+        """Continue from a checkpoint that `save_checkpoint` wrote, whose weights the model
+        already holds: the next `fit` takes step `step + 1` with the records, learning rate
+        and random draws that the uninterrupted run would have used."""
+        state = torch.load(Path(path) / TRAINING_STATE_FILE, weights_only=True)
+        self.step = state["step"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        for name, loss in self.losses.items():
+            loss.load_state_dict(state["losses"].get(name, {}))
+        self._resumed_random_state = state["random"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
+from xpretrieval.io import write_text
 from xpretrieval.training.hooks import Hook
 from xpretrieval.training.state import TrainState
 
@@ -23,12 +25,24 @@ def _due(state: TrainState, every: int) -> bool:
 
 
 class CSVLogger(Hook):
-    """Appends `step, epoch, elapsed_seconds, <metrics>` rows to a CSV file."""
+    """Appends `step, epoch, elapsed_seconds, <metrics>` rows to a CSV file; a resumed run
+    continues the file after dropping the rows logged past its checkpoint."""
 
     def __init__(self, path: Path, every: int) -> None:
         self.path = Path(path)
         self.every = every
         self._columns: list[str] | None = None
+
+    def on_train_start(self, state: TrainState) -> None:
+        if state.step == 0 or not self.path.is_file():
+            return
+        with self.path.open(newline="", encoding="utf-8") as handle:
+            header, *rows = list(csv.reader(handle))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerows([header, *(row for row in rows if int(row[0]) <= state.step)])
+        write_text(self.path, buffer.getvalue())
+        self._columns = header
 
     def on_step_end(self, state: TrainState) -> None:
         if not _due(state, self.every):
@@ -49,10 +63,12 @@ class CSVLogger(Hook):
 class TensorBoardLogger(Hook):
     """Writes the logged values as TensorBoard scalars (view with `tensorboard --logdir`)."""
 
-    def __init__(self, log_dir: Path, every: int) -> None:
+    def __init__(self, log_dir: Path, every: int, start_step: int = 0) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self._writer = SummaryWriter(log_dir=str(log_dir))
+        # resuming from start_step: events a killed run wrote after it are discarded
+        purge = start_step + 1 if start_step else None
+        self._writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
         self.every = every
 
     def on_step_end(self, state: TrainState) -> None:
@@ -61,4 +77,7 @@ class TensorBoardLogger(Hook):
                 self._writer.add_scalar(name, value, state.step)
 
     def on_train_end(self, state: TrainState) -> None:
+        self._writer.close()
+
+    def on_interrupt(self, state: TrainState) -> None:
         self._writer.close()

@@ -1,0 +1,132 @@
+"""Exact resumption: a run killed (SIGKILL) or stopped (SIGTERM) mid-training and resumed
+gives the loss curve and metrics of the uninterrupted run, bit for bit, on CPU."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, tiny_overrides
+from xpretrieval.errors import ConfigError
+from xpretrieval.resume import last_checkpoint, resumed_overrides
+
+STEPS = 40
+
+
+def train_command(model_dir: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "xpretrieval",
+        "train",
+        *tiny_overrides(model_dir),
+        f"trainer.max_steps={STEPS}",
+        "trainer.checkpoint_every=5",
+        "trainer.log_every=1",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
+
+
+def losses(run_dir: Path) -> list[dict[str, str]]:
+    """The logged rows without the timing columns, which differ between runs."""
+    with (run_dir / "train_log.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    timing = {"elapsed_seconds", "samples_per_second"}
+    return [{k: v for k, v in row.items() if k not in timing} for row in rows]
+
+
+def stop_after_first_checkpoint(command: list[str], run_dir: Path, how: int) -> int:
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = run_dir / "checkpoints" / "step-0000005"
+    deadline = time.monotonic() + 300
+    while not first.is_dir() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(how)
+    _, stderr = process.communicate(timeout=300)
+    assert first.is_dir(), stderr.decode()[-3000:]
+    return process.returncode
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model_dir, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    result = subprocess.run(train_command(tiny_model_dir, run_dir), cwd=ROOT, capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    return run_dir
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_a_stopped_run_resumes_to_the_same_losses_and_metrics(
+    tiny_model_dir, tmp_path, uninterrupted, how
+):
+    command = train_command(tiny_model_dir, tmp_path)
+    returncode = stop_after_first_checkpoint(command, tmp_path, how)
+    assert returncode in (-how, 128 + how)  # killed, or stopped after saving a checkpoint
+    assert not (tmp_path / "metrics.json").exists()
+    stopped_at = last_checkpoint(tmp_path)
+    assert int(stopped_at.name.split("-")[1]) < STEPS
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xpretrieval",
+            "train",
+            f"resume={tmp_path}",
+            f"hydra.run.dir={tmp_path / 'resume-log'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming from {stopped_at}" in resumed.stderr
+    assert losses(tmp_path) == losses(uninterrupted)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["aggregate"]
+    assert metrics == json.loads((uninterrupted / "metrics.json").read_text())["aggregate"]
+
+
+def test_sigterm_saves_a_checkpoint_at_the_step_it_stops(tiny_model_dir, tmp_path):
+    process = subprocess.Popen(
+        train_command(tiny_model_dir, tmp_path),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (tmp_path / "checkpoints" / "step-0000005").is_dir() and process.poll() is None:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM after step" in stderr
+    assert f"continue with: python -m xpretrieval train resume={tmp_path}" in stderr
+    step = int(stderr.split("stopped by SIGTERM after step ")[1].split(";")[0])
+    assert last_checkpoint(tmp_path).name == f"step-{step:07d}"
+
+
+def test_resume_needs_a_run_directory_with_a_checkpoint(tmp_path):
+    with pytest.raises(ConfigError, match="no checkpoint under"):
+        last_checkpoint(tmp_path)
+    with pytest.raises(ConfigError, match="not a run directory"):
+        resumed_overrides(tmp_path, [])
+
+
+def test_overrides_given_again_replace_the_saved_ones(tmp_path):
+    (tmp_path / ".hydra").mkdir()
+    saved = "- +experiment=splade\n- trainer.max_steps=10\n- seed=3\n"
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(saved)
+    given = ["resume=x", "trainer.max_steps=20"]
+    assert resumed_overrides(tmp_path, given) == [
+        "+experiment=splade",
+        "seed=3",
+        "resume=x",
+        "trainer.max_steps=20",
+    ]
