@@ -164,3 +164,19 @@ def test_sparse_embed_experiment_end_to_end(tiny_model_dir, tmp_path):
     assert 0 < metrics["index"]["doc_active_dims"] <= 16
     saved = tmp_path / "checkpoints" / "step-0000006"
     assert (saved / "sparse_embed_projection.safetensors").is_file()
+
+
+def test_train_validates_on_held_out_queries_and_tests_the_best_weights(tiny_model_dir, tmp_path):
+    result = cli(
+        "train",
+        *tiny_overrides(tiny_model_dir),
+        "validation.every=3",
+        "validation.held_out_queries=3",
+        f"hydra.run.dir={tmp_path}",
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(held out)': 20 documents, 3 queries" in result.stderr
+    rows = (tmp_path / "validation.csv").read_text().splitlines()
+    assert rows[0] == "step,nDCG@10" and [row.split(",")[0] for row in rows[1:]] == ["3", "6"]
+    assert "Restored the weights of step" in result.stderr

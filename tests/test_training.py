@@ -99,7 +99,7 @@ def test_hooks_checkpoints_and_log(tiny_model_dir, train_split, tmp_path):
     learner = make_learner(tiny_model_dir, train_split, max_steps=5)
     recorder = Recorder()
     checkpoints = Checkpointer(tmp_path / "ckpt", every=2, keep=2, save=learner.save_checkpoint)
-    learner.fit([recorder, CSVLogger(tmp_path / "log.csv", every=2), checkpoints])
+    learner.fit([recorder, CSVLogger(tmp_path, every=2), checkpoints])
     assert recorder.moments == [("start", 0)] + [("step", i) for i in range(1, 6)] + [("end", 5)]
     # step 2 was pruned (keep=2); step 5 is the final checkpoint
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["step-0000004", "step-0000005"]
@@ -111,7 +111,7 @@ def test_hooks_checkpoints_and_log(tiny_model_dir, train_split, tmp_path):
         assert torch.allclose(
             reloaded.encode_queries(["bees"]), learner.model.encode_queries(["bees"])
         )
-    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "train_log.csv").open()))
     assert [int(r["step"]) for r in rows] == [2, 4, 5]
     assert {"loss/rank", "loss/total", "learning_rate", "samples_per_second"} <= set(rows[0])
 
@@ -155,8 +155,8 @@ def test_splade_trains_with_a_flops_term(tiny_model_dir, train_split, tmp_path):
         optimizer=AdamW(lr=1e-3),
         seed=0,
     )
-    learner.fit([CSVLogger(tmp_path / "log.csv", every=1)])
-    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    learner.fit([CSVLogger(tmp_path, every=1)])
+    rows = list(csv.DictReader((tmp_path / "train_log.csv").open()))
     flops_terms = [float(row["loss/flops"]) for row in rows]
     assert len(flops_terms) == 4 and all(value > 0 for value in flops_terms)
     totals = [float(row["loss/total"]) for row in rows]

@@ -30,13 +30,14 @@ class EvaluationConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-def parse_measure(name: str) -> ir_measures.Measure:
-    """An ir-measures measure from its name, or a ValueError naming what is accepted."""
+def parse_measure(name: str, field: str = "metrics") -> ir_measures.Measure:
+    """An ir-measures measure from its name, or a ValueError naming the config `field` and
+    what is accepted."""
     try:
         return ir_measures.parse_measure(name)
     except (NameError, ValueError, SyntaxError, TypeError) as error:
         raise ValueError(
-            f"metrics: {name!r} is not an ir-measures measure ({error}); "
+            f"{field}: {name!r} is not an ir-measures measure ({error}); "
             f"examples: {', '.join(DEFAULT_METRICS)}"
         ) from None
 

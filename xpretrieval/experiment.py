@@ -33,6 +33,7 @@ from xpretrieval.training.loggers import CSVLogger, TensorBoardLogger
 from xpretrieval.training.optim import OptimizerConfig
 from xpretrieval.training.random_state import seed_everything
 from xpretrieval.training.trainers import Trainer
+from xpretrieval.training.validation import BestModel, ValidationConfig, Validator
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +52,21 @@ class ExperimentConfig:
     trainer: Trainer = MISSING
     index: IndexConfig = MISSING  # how test documents are searched (exact, inverted)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     seed: int = 42
     device: str | None = None  # cpu, cuda, cuda:1, mps; null picks cuda > mps > cpu
     precision: Precision = Precision.auto  # auto: bf16 autocast on a GPU that supports it
     evaluate_before_training: bool = False  # also measure the untrained model, for comparison
     # a run directory to continue from its last checkpoint, exactly as if never interrupted
     resume: str | None = None
+
+    def __post_init__(self) -> None:
+        validation = self.validation
+        if validation.enabled and self.dataset.dev is None and not validation.held_out_queries:
+            raise ValueError(
+                f"validation.every={validation.every} needs queries to validate on: set "
+                "dataset.dev or validation.held_out_queries (e.g. 100)"
+            )
 
 
 def load_experiment(cfg: DictConfig) -> ExperimentConfig:
@@ -96,6 +106,7 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         raise ConfigError("losses is empty: add a term, e.g. +loss@losses.rank=infonce")
     device = _prepare(cfg, experiment, output_dir)
     train, test = experiment.dataset.train.load(), experiment.dataset.test.load()
+    train, validation = _validation_split(experiment, train)
     logger.info("Train split: %s", train)
     checkpoint = None if experiment.resume is None else last_checkpoint(Path(experiment.resume))
     model_config = experiment.model
@@ -126,19 +137,42 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         save=learner.save_checkpoint,
     )
     every = experiment.trainer.log_every
-    learner.fit(
-        hooks=[
-            *(hook for name, loss in experiment.losses.items() for hook in loss.hooks(name)),
-            ProgressBar(every=every),
-            CSVLogger(output_dir / "train_log.csv", every=every),
-            TensorBoardLogger(output_dir / "tensorboard", every=every, start_step=learner.step),
-            checkpoints,
-        ]
-    )
+    hooks = [
+        *(hook for name, loss in experiment.losses.items() for hook in loss.hooks(name)),
+        ProgressBar(every=every),
+        CSVLogger(output_dir, every=every),
+        TensorBoardLogger(output_dir / "tensorboard", every=every, start_step=learner.step),
+        checkpoints,
+    ]
+    validator = best = None
+    if validation is not None:
+        settings = experiment.validation
+        index = replace(experiment.index, save=False, load=None)
+        batch_size = experiment.evaluation.batch_size
+        validator = Validator(settings, validation, index, batch_size, device, experiment.precision)
+        best = BestModel(model, settings.metric, settings.patience)
+        hooks.append(best)
+    learner.fit(hooks, validator)
+    if best is not None and experiment.validation.restore_best:
+        best.restore()
     after = _evaluate(model, test, experiment, device, output_dir, started)
     print(_table(test, {"before": before, "after": after}))
     print(f"Trained model: {checkpoints.last}")
     return after.aggregate
+
+
+def _validation_split(
+    experiment: ExperimentConfig, train: Collection
+) -> tuple[Collection, Collection | None]:
+    """The training collection and the one to validate on (None without validation)."""
+    settings = experiment.validation
+    if not settings.enabled:
+        return train, None
+    if experiment.dataset.dev is not None:
+        return train, experiment.dataset.dev.load()
+    train, held_out = train.hold_out(settings.held_out_queries, experiment.seed)
+    logger.info("Validating on %s", held_out)
+    return train, held_out
 
 
 def run_evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass
 
 from xpretrieval.errors import DataError
@@ -55,6 +56,25 @@ class Collection:
             raise DataError(f"{name}: no relevance judgement names a known query and document")
         judged_queries = {qid: queries[qid] for qid in kept}
         return cls(name=name, documents=documents, queries=judged_queries, qrels=kept)
+
+    def hold_out(self, n: int, seed: int) -> tuple[Collection, Collection]:
+        """(the collection without `n` of its queries, those `n` queries), drawn with `seed`;
+        both keep every document."""
+        ids = sorted(self.queries)
+        if not 0 < n < len(ids):
+            raise DataError(
+                f"{self.name}: cannot hold out {n} of its {len(ids)} judged queries; "
+                "hold out at least one and leave at least one to train on"
+            )
+        random.Random(seed).shuffle(ids)
+        held = set(ids[:n])
+
+        def part(name: str, keep: bool) -> Collection:
+            queries = {q: text for q, text in self.queries.items() if (q in held) != keep}
+            qrels = {q: judged for q, judged in self.qrels.items() if q in queries}
+            return Collection(name, self.documents, queries, qrels)
+
+        return part(self.name, keep=True), part(f"{self.name} (held out)", keep=False)
 
     def __repr__(self) -> str:
         return (

@@ -39,8 +39,10 @@ class Split:
 @register("dataset", "dataset")
 @dataclass
 class DatasetConfig:
-    """A named dataset: the split trained on (optional for `evaluate`) and the split tested on."""
+    """A named dataset: the split trained on (optional for `evaluate`), an optional split to
+    validate on while training, and the split tested on."""
 
     name: str = MISSING
     train: Split | None = None
+    dev: Split | None = None
     test: Split = MISSING

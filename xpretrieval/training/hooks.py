@@ -20,6 +20,13 @@ class Hook:
     def on_step_end(self, state: TrainState) -> None:
         """After each optimiser step."""
 
+    def on_validation(self, state: TrainState, metrics: dict[str, float]) -> None:
+        """After the model was measured on the validation queries at the step of `state`."""
+
+    def should_stop(self) -> bool:
+        """Asked after each step: True ends training early (e.g. no progress in validation)."""
+        return False
+
     def on_train_end(self, state: TrainState) -> None:
         """After the last step, also when training stops early."""
 
@@ -53,6 +60,10 @@ class ProgressBar(Hook):
         elif state.step % self.every == 0 or state.finished:
             details = " ".join(f"{name}={value}" for name, value in shown.items())
             logger.info("step %d/%d %s", state.step, state.max_steps, details)
+
+    def on_validation(self, state: TrainState, metrics: dict[str, float]) -> None:
+        shown = " ".join(f"{name}={value:.4f}" for name, value in metrics.items())
+        logger.info("step %d/%d validation %s", state.step, state.max_steps, shown)
 
     def on_train_end(self, state: TrainState) -> None:
         if self._bar is not None:

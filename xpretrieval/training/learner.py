@@ -29,6 +29,7 @@ from xpretrieval.training.random_state import (
 )
 from xpretrieval.training.state import TrainState
 from xpretrieval.training.trainers import Trainer
+from xpretrieval.training.validation import Validator
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,9 @@ class Learner:
         self.step = 0
         self._resumed_random_state: dict | None = None
 
-    def fit(self, hooks: Iterable[Hook] = ()) -> TrainState:
-        """Run all steps; returns the final state."""
+    def fit(self, hooks: Iterable[Hook] = (), validator: Validator | None = None) -> TrainState:
+        """Run all steps (fewer if a hook asks to stop); returns the final state. When given,
+        `validator` measures the model when due, and hooks see it in `on_validation`."""
         hooks = list(hooks)
         seed_everything(self.seed)
         device = next(self.model.parameters()).device
@@ -116,6 +118,12 @@ class Learner:
                     )
                     for hook in hooks:
                         hook.on_step_end(state)
+                    if validator is not None and validator.due(state):
+                        metrics = validator.validate(self.model)
+                        for hook in hooks:
+                            hook.on_validation(state, metrics)
+                    if any([hook.should_stop() for hook in hooks]):
+                        break
                     if signals.received is not None:
                         for hook in hooks:
                             hook.on_interrupt(state)

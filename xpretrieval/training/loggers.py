@@ -24,32 +24,25 @@ def _due(state: TrainState, every: int) -> bool:
     return state.step % every == 0 or state.finished
 
 
-class CSVLogger(Hook):
-    """Appends `step, epoch, elapsed_seconds, <metrics>` rows to a CSV file; a resumed run
-    continues the file after dropping the rows logged past its checkpoint."""
+class _StepTable:
+    """A CSV file of rows keyed by their first column, `step`; columns come from the first row."""
 
-    def __init__(self, path: Path, every: int) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.every = every
         self._columns: list[str] | None = None
 
-    def on_train_start(self, state: TrainState) -> None:
-        if state.step == 0 or not self.path.is_file():
+    def truncate_after(self, step: int) -> None:
+        """Keep the rows up to `step` of an existing file, and continue it (a resumed run)."""
+        if not self.path.is_file():
             return
         with self.path.open(newline="", encoding="utf-8") as handle:
             header, *rows = list(csv.reader(handle))
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerows([header, *(row for row in rows if int(row[0]) <= state.step)])
+        csv.writer(buffer).writerows([header, *(row for row in rows if int(row[0]) <= step)])
         write_text(self.path, buffer.getvalue())
         self._columns = header
 
-    def on_step_end(self, state: TrainState) -> None:
-        if not _due(state, self.every):
-            return
-        row = {"step": state.step, "epoch": round(state.epoch, 4)}
-        row["elapsed_seconds"] = round(state.elapsed_seconds, 3)
-        row.update(_metrics(state))
+    def append(self, row: dict[str, float]) -> None:
         new_file = self._columns is None
         if new_file:
             self._columns = list(row)
@@ -58,6 +51,33 @@ class CSVLogger(Hook):
             if new_file:
                 writer.writeheader()
             writer.writerow(row)
+
+
+class CSVLogger(Hook):
+    """Appends `step, epoch, elapsed_seconds, <metrics>` rows to `train_log.csv` and
+    validation results to `validation.csv` in `folder`; a resumed run continues both files
+    after dropping the rows logged past its checkpoint."""
+
+    def __init__(self, folder: Path, every: int) -> None:
+        self.every = every
+        self.train = _StepTable(Path(folder) / "train_log.csv")
+        self.validation = _StepTable(Path(folder) / "validation.csv")
+
+    def on_train_start(self, state: TrainState) -> None:
+        if state.step:
+            self.train.truncate_after(state.step)
+            self.validation.truncate_after(state.step)
+
+    def on_step_end(self, state: TrainState) -> None:
+        if not _due(state, self.every):
+            return
+        row = {"step": state.step, "epoch": round(state.epoch, 4)}
+        row["elapsed_seconds"] = round(state.elapsed_seconds, 3)
+        row.update(_metrics(state))
+        self.train.append(row)
+
+    def on_validation(self, state: TrainState, metrics: dict[str, float]) -> None:
+        self.validation.append({"step": state.step, **metrics})
 
 
 class TensorBoardLogger(Hook):
@@ -75,6 +95,10 @@ class TensorBoardLogger(Hook):
         if _due(state, self.every):
             for name, value in _metrics(state).items():
                 self._writer.add_scalar(name, value, state.step)
+
+    def on_validation(self, state: TrainState, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            self._writer.add_scalar(f"validation/{name}", value, state.step)
 
     def on_train_end(self, state: TrainState) -> None:
         self._writer.close()

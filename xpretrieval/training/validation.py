@@ -1,0 +1,135 @@
+"""Validation while training: measure the model on held-out queries every N steps, keep the
+best weights by a metric, and stop early when it stops improving."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from xpretrieval.data.collection import Collection
+from xpretrieval.device import Precision
+from xpretrieval.evaluation import compute_metrics, parse_measure
+from xpretrieval.models.base import Encoder
+from xpretrieval.retrieval.index import IndexConfig
+from xpretrieval.retrieval.retrieve import retrieve
+from xpretrieval.training.hooks import Hook
+from xpretrieval.training.state import TrainState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ValidationConfig:
+    """When and on what to validate; off unless `every` > 0."""
+
+    every: int = 0  # steps between validations (and after the last step); 0: no validation
+    # train queries set aside for validation (and removed from training) when the dataset
+    # has no dev split; chosen at random with the run's seed
+    held_out_queries: int = 0
+    metric: str = "nDCG@10"  # ir-measures name; higher is better
+    patience: int | None = None  # validations without improvement before stopping; null: never
+    restore_best: bool = True  # test the best validated weights rather than the last ones
+    top_k: int = 100  # documents retrieved per validation query
+
+    def __post_init__(self) -> None:
+        for name in ("every", "held_out_queries"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or null, got {self.patience}")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        parse_measure(self.metric, field="metric")
+
+    @property
+    def enabled(self) -> bool:
+        return self.every > 0
+
+
+class Validator:
+    """Measures `metric` of a model on a validation collection (in eval mode, then back)."""
+
+    def __init__(
+        self,
+        config: ValidationConfig,
+        collection: Collection,
+        index: IndexConfig,
+        batch_size: int,
+        device: torch.device,
+        precision: Precision,
+    ) -> None:
+        self.config = config
+        self.collection = collection
+        self.index = index
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+
+    def due(self, state: TrainState) -> bool:
+        return state.step % self.config.every == 0 or state.finished
+
+    def validate(self, model: Encoder) -> dict[str, float]:
+        assert isinstance(model, nn.Module)
+        model.eval()
+        try:
+            retrieval = retrieve(
+                model,
+                self.collection,
+                self.index,
+                self.config.top_k,
+                self.batch_size,
+                self.device,
+                self.precision,
+            )
+        finally:
+            model.train()
+        return compute_metrics(retrieval.run, self.collection.qrels, [self.config.metric]).aggregate
+
+
+class BestModel(Hook):
+    """Keeps a copy of the weights with the best validation `metric`, and asks to stop after
+    `patience` validations in a row without a strictly better value (a worse or equal value
+    never resets the count)."""
+
+    def __init__(self, model: nn.Module, metric: str, patience: int | None) -> None:
+        self.model = model
+        self.metric = metric
+        self.patience = patience
+        self.best: float | None = None
+        self.best_step = 0
+        self.stale = 0  # validations since the last improvement
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def on_validation(self, state: TrainState, metrics: dict[str, float]) -> None:
+        value = metrics[self.metric]
+        if self.best is not None and value <= self.best:
+            self.stale += 1
+            return
+        self.best, self.best_step, self.stale = value, state.step, 0
+        self.weights = {
+            name: tensor.detach().to("cpu", copy=True)
+            for name, tensor in self.model.state_dict().items()
+        }
+
+    def should_stop(self) -> bool:
+        stop = self.patience is not None and self.stale >= self.patience
+        if stop:
+            logger.info(
+                "Stopping early: %s has not improved on %.4f (step %d) in %d validations",
+                self.metric,
+                self.best,
+                self.best_step,
+                self.stale,
+            )
+        return stop
+
+    def restore(self) -> None:
+        """Put the best weights back into the model (if any validation ran)."""
+        if self.weights is not None:
+            self.model.load_state_dict(self.weights)
+            logger.info(
+                "Restored the weights of step %d (%s=%.4f)", self.best_step, self.metric, self.best
+            )
