@@ -10,16 +10,30 @@ import pytest
 from tests.conftest import ROOT, tiny_overrides
 from tests.test_cli import cli
 from xpretrieval.errors import UserInputError
+from xpretrieval.evaluation import paired_t_test
 from xpretrieval.report import find_runs, swept, table, write_report
 
 
-def fake_run(root: Path, name: str, overrides: list[str], ndcg: float, active: float) -> None:
+def fake_run(
+    root: Path, name: str, overrides: list[str], ndcg: float, active: float, shift: float = 0.0
+) -> None:
+    """A run folder: its overrides, metrics (8 queries, per-query nDCG@10 about base + shift),
+    a training log and a validation log."""
     folder = root / name
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     metrics = {"aggregate": {"nDCG@10": ndcg, "AP": ndcg / 2}, "wall_seconds": 12.0}
     metrics["index"] = {"doc_active_dims": active, "query_active_dims": 9.0, "postings": 1}
+    metrics["per_query"] = {
+        f"q{i}": {"nDCG@10": base + shift * (1 + i % 3 / 10), "AP": base / 2}
+        for i, base in enumerate(PER_QUERY)
+    }
     (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "train_log.csv").write_text("step,loss/total\n1,2.0\n2,1.5\n")
+    (folder / "validation.csv").write_text("step,nDCG@10\n2,0.4\n")
+
+
+PER_QUERY = [0.1, 0.5, 0.3, 0.9, 0.2, 0.7, 0.4, 0.6]
 
 
 @pytest.fixture
@@ -55,7 +69,32 @@ def test_report_files_are_written(sweep):
     text = write_report(sweep, "nDCG@10")
     assert (sweep / "report.md").read_text() == text
     assert (sweep / "report.csv").read_text().splitlines()[1].startswith("1,1e-3,0.6500")
-    assert (sweep / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for figure in ("report.png", "report_training.png"):
+        assert (sweep / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paired_t_test_matches_hand_computation():
+    # differences 1, 1, 1, 2: mean 1.25, sd 0.5, t = 1.25 / (0.5 / 2) = 5 with 3 degrees of
+    # freedom, two-sided p = 0.01539
+    a = {q: {"m": v} for q, v in zip("abcd", [1.0, 2.0, 3.0, 4.0], strict=True)}
+    b = {q: {"m": v} for q, v in zip("abcd", [2.0, 3.0, 4.0, 6.0], strict=True)}
+    assert paired_t_test(a, b, "m") == pytest.approx(0.01539, abs=1e-5)
+    assert paired_t_test(a, {"a": {"m": 1.0}}, "m") == paired_t_test(
+        a, {**a, "b": {"m": 0.0}, "c": {"m": 0.0}, "d": {"m": 0.0}}, "m"
+    )
+
+
+def test_runs_significantly_different_from_the_baseline_are_marked(tmp_path):
+    fake_run(tmp_path, "base", ["seed=1"], 0.46, 10.0)
+    fake_run(tmp_path, "better", ["seed=2"], 0.56, 10.0, shift=0.1)  # +0.10 to +0.12 per query
+    fake_run(tmp_path, "same", ["seed=3"], 0.46, 10.0)
+    text = write_report(tmp_path, "nDCG@10", baseline="base")
+    lines = text.splitlines()
+    assert lines[2].startswith("| better | 2 | 0.5600* | 0.2800 |")  # AP is unchanged
+    assert "| base (baseline) | 1 | 0.4600 |" in text and "| same | 3 | 0.4600 |" in text
+    assert "paired t-test against base" in text
+    with pytest.raises(UserInputError, match="--baseline 'nope' is not a run below"):
+        write_report(tmp_path, "nDCG@10", baseline="nope")
 
 
 def test_no_plot_without_a_single_numeric_parameter(tmp_path):

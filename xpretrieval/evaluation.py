@@ -69,3 +69,19 @@ def compute_metrics(run: Run, qrels: Qrels, metrics: list[str]) -> Metrics:
     for metric in ir_measures.iter_calc(measures, judged, scored):
         per_query.setdefault(metric.query_id, {})[str(metric.measure)] = metric.value
     return Metrics({str(m): float(aggregate[m]) for m in measures}, per_query)
+
+
+def paired_t_test(
+    baseline: dict[str, dict[str, float]], other: dict[str, dict[str, float]], measure: str
+) -> float:
+    """Two-sided p-value of a paired t-test on `measure` over the baseline's queries (per-query
+    values as in `Metrics.per_query`; a query the other run lacks counts as 0). NaN when
+    the two runs agree on every query."""
+    from scipy.stats import ttest_rel
+
+    queries = sorted(baseline)
+    a = [baseline[q].get(measure, 0.0) for q in queries]
+    b = [other.get(q, {}).get(measure, 0.0) for q in queries]
+    if a == b:
+        return float("nan")
+    return float(ttest_rel(a, b).pvalue)

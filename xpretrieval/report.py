@@ -1,6 +1,7 @@
 """`python -m xpretrieval report DIR`: every run under DIR (a Hydra multirun folder, or any
-folder of runs) in one table, sorted by a metric, with a plot of that metric against the
-swept parameter. Writes report.md, report.csv and report.png into DIR."""
+folder of runs) in one table, sorted by a metric, with paired significance tests against a
+baseline run, a plot of that metric against the swept parameter, and the training curves.
+Writes report.md, report.csv, report.png and report_training.png into DIR."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from pathlib import Path
 import yaml
 
 from xpretrieval.errors import UserInputError
-from xpretrieval.io import atomic_file, write_text
+from xpretrieval.evaluation import paired_t_test
+from xpretrieval.io import write_text
+from xpretrieval.report_plots import plot_sweep, plot_training
 
 INDEX_COLUMNS = ("query_active_dims", "doc_active_dims")
 
@@ -28,6 +31,7 @@ class RunSummary:
     metrics: dict[str, float]
     index: dict[str, float]
     wall_seconds: float | None
+    per_query: dict[str, dict[str, float]]
 
 
 def find_runs(root: Path) -> list[RunSummary]:
@@ -49,6 +53,7 @@ def find_runs(root: Path) -> list[RunSummary]:
                 data["aggregate"],
                 data.get("index", {}),
                 data.get("wall_seconds"),
+                data.get("per_query", {}),
             )
         )
     if not runs:
@@ -62,8 +67,24 @@ def swept(runs: list[RunSummary]) -> list[str]:
     return [key for key in keys if len({run.overrides.get(key) for run in runs}) > 1]
 
 
-def table(runs: list[RunSummary], metric: str) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (best `metric` first): run, swept parameters, metrics, sparsity, time."""
+def find_baseline(runs: list[RunSummary], root: Path, name: str) -> RunSummary:
+    """The run named `name`: its folder's path below `root` (or its folder name)."""
+    matches = [run for run in runs if name in (str(run.path.relative_to(root)), run.path.name)]
+    if len(matches) != 1:
+        known = ", ".join(str(run.path.relative_to(root)) for run in runs)
+        found = "matches several runs" if matches else "is not a run"
+        raise UserInputError(f"--baseline {name!r} {found} below {root} (runs: {known})")
+    return matches[0]
+
+
+def table(
+    runs: list[RunSummary],
+    metric: str,
+    baseline: RunSummary | None = None,
+    alpha: float = 0.05,
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (best `metric` first): run, swept parameters, metrics, sparsity, time.
+    With a baseline, a metric whose paired t-test against it gives p < alpha is marked `*`."""
     if any(metric not in run.metrics for run in runs):
         raise UserInputError(f"--metric {metric!r} is not measured by every run")
     parameters = swept(runs)
@@ -72,16 +93,25 @@ def table(runs: list[RunSummary], metric: str) -> tuple[list[str], list[list[str
     header = ["run", *parameters, *measures, *index_columns, "wall_seconds"]
     rows = []
     for run in sorted(runs, key=lambda r: -r.metrics[metric]):
+        name = run.path.name + (" (baseline)" if run is baseline else "")
         rows.append(
             [
-                run.path.name,
+                name,
                 *(run.overrides.get(p, "") for p in parameters),
-                *(f"{run.metrics.get(m, float('nan')):.4f}" for m in measures),
+                *(_cell(run, m, baseline, alpha) for m in measures),
                 *(f"{run.index[c]:.1f}" for c in index_columns),
                 "" if run.wall_seconds is None else f"{run.wall_seconds:.0f}",
             ]
         )
     return header, rows
+
+
+def _cell(run: RunSummary, measure: str, baseline: RunSummary | None, alpha: float) -> str:
+    text = f"{run.metrics.get(measure, float('nan')):.4f}"
+    if baseline is None or run is baseline or not baseline.per_query:
+        return text
+    p_value = paired_t_test(baseline.per_query, run.per_query, measure)
+    return text + ("*" if p_value < alpha else "")
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -90,51 +120,23 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(runs: list[RunSummary], metric: str, path: Path) -> bool:
-    """PNG of `metric` (and documents' active dimensions, when known) against the one numeric
-    swept parameter; False when the sweep has no single numeric parameter."""
-    parameters = swept(runs)
-    if len(parameters) != 1:
-        return False
-    try:
-        points = sorted((float(run.overrides[parameters[0]]), run) for run in runs)
-    except (KeyError, ValueError):
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    xs = [x for x, _ in points]
-    axis.plot(xs, [run.metrics[metric] for _, run in points], "o-", color="tab:blue")
-    axis.set_xlabel(parameters[0])
-    axis.set_ylabel(metric, color="tab:blue")
-    if min(xs) > 0 and max(xs) / min(xs) >= 100:
-        axis.set_xscale("log")
-    if all("postings" in run.index for _, run in points):  # sparse indexes: the trade-off
-        sparsity = axis.twinx()
-        active = [run.index["doc_active_dims"] for _, run in points]
-        sparsity.plot(xs, active, "s--", color="tab:orange")
-        sparsity.set_ylabel("active dimensions per document", color="tab:orange")
-    axis.set_title(f"{metric} against {parameters[0]}")
-    figure.tight_layout()
-    with atomic_file(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=120)
-    plt.close(figure)
-    return True
-
-
-def write_report(root: Path, metric: str) -> str:
-    """Write report.md, report.csv (and report.png) into `root`; returns the markdown table."""
+def write_report(root: Path, metric: str, baseline: str | None = None, alpha: float = 0.05) -> str:
+    """Write report.md, report.csv (and the plots) into `root`; returns the markdown table."""
     runs = find_runs(root)
-    header, rows = table(runs, metric)
+    reference = None if baseline is None else find_baseline(runs, root, baseline)
+    header, rows = table(runs, metric, reference, alpha)
     text = markdown(header, rows)
+    if reference is not None:
+        text += (
+            f"\n`*`: p < {alpha} in a paired t-test against {reference.path.name} over the "
+            "per-query values (scipy.stats.ttest_rel).\n"
+        )
     write_text(root / "report.md", text)
     buffer = io.StringIO()
     csv.writer(buffer).writerows([header, *rows])
     write_text(root / "report.csv", buffer.getvalue())
-    plot(runs, metric, root / "report.png")
+    plot_sweep(runs, swept(runs), metric, root / "report.png")
+    plot_training(runs, root / "report_training.png")
     return text
 
 
@@ -142,7 +144,9 @@ def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m xpretrieval report", description=__doc__)
     parser.add_argument("folder", type=Path, help="a multirun folder, or any folder of runs")
     parser.add_argument("--metric", default="nDCG@10", help="sort by this measure (nDCG@10)")
+    parser.add_argument("--baseline", help="run (its folder below FOLDER) to test others against")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
     options = parser.parse_args(args)
     if not options.folder.is_dir():
         raise UserInputError(f"{options.folder} is not a folder")
-    print(write_report(options.folder, options.metric), end="")
+    print(write_report(options.folder, options.metric, options.baseline, options.alpha), end="")
