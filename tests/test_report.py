@@ -111,8 +111,11 @@ def test_bad_input_is_a_clear_error(tmp_path, sweep):
         table(find_runs(sweep), "P@5")
 
 
-def test_multirun_then_report_through_the_cli(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_multirun_then_report_through_the_cli(tiny_model_dir, tmp_path, launcher):
     overrides = [o for o in tiny_overrides(tiny_model_dir) if not o.startswith("trainer.max")]
+    if launcher == "joblib":  # parallel local runs
+        overrides += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
     result = cli(
         "train",
         "-m",
@@ -128,4 +131,4 @@ def test_multirun_then_report_through_the_cli(tiny_model_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("| run | losses.rank.scale | nDCG@10 |") and len(lines) == 4
-    assert (tmp_path / "report.png").is_file()
+    assert (tmp_path / "report.png").is_file() and (tmp_path / "report_training.png").is_file()
