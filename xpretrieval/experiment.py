@@ -100,6 +100,9 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     """Train the model on the train split, then evaluate it on the test split; returns metrics."""
     started = time.perf_counter()
     experiment = load_experiment(cfg)
+    if not experiment.model.trainable:
+        name = type(experiment.model).__name__
+        raise ConfigError(f"a {name} model has nothing to train; run `evaluate` with it instead")
     if experiment.dataset.train is None:
         raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
     if not experiment.losses:
@@ -183,7 +186,8 @@ def run_evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     test = experiment.dataset.test.load()
     model = experiment.model.build().to(device)
     metrics = _evaluate(model, test, experiment, device, output_dir, started)
-    print(_table(test, {experiment.model.name_or_path: metrics}))
+    name = getattr(experiment.model, "name_or_path", type(experiment.model).__name__)
+    print(_table(test, {name: metrics}))
     return metrics.aggregate
 
 

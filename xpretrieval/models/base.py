@@ -46,6 +46,7 @@ class ModelConfig(ABC):
     that a config combining it with a loss that needs more fails at start-up.
     """
 
+    trainable: ClassVar[bool] = True  # False: only `evaluate` applies (BM25)
     has_term_weights: ClassVar[bool] = False  # the encoder has `term_weights` (sparse models)
     score_parts: ClassVar[tuple[str, ...]] = ()  # names `score_parts` returns, if any
 

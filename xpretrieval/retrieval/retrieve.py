@@ -41,7 +41,12 @@ def retrieve(
     save_to: Path | None = None,
 ) -> Retrieval:
     """Index the collection's documents with `index` (or open the saved one it names), save it
-    to `save_to` if given, and rank the top-k for every query."""
+    to `save_to` if given, and rank the top-k for every query. A model that ranks texts
+    itself (BM25: `rank(collection, k)`) does so, without encoding or index."""
+    if hasattr(model, "rank"):
+        start = time.perf_counter()
+        run, statistics = model.rank(collection, k)
+        return Retrieval(run, {**statistics, "search_seconds": time.perf_counter() - start})
     doc_ids, query_ids = list(collection.documents), list(collection.queries)
     settings = {"batch_size": batch_size, "device": device, "precision": precision}
     term_weights = getattr(model, "term_weights", None)  # sparse models: count active terms

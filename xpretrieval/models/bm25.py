@@ -1,0 +1,78 @@
+"""BM25 (Robertson and Zaragoza 2009) through bm25s: the lexical baseline, and a first-stage
+retriever. It has no encoder to train: `evaluate model=bm25` ranks a collection with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import bm25s
+import Stemmer
+import torch
+
+from xpretrieval.config import register
+from xpretrieval.data.collection import Collection
+from xpretrieval.models.base import ModelConfig
+from xpretrieval.retrieval.run import Run
+
+
+@register("model", "bm25")
+@dataclass
+class Bm25(ModelConfig):
+    """BM25 scoring of stemmed, stop-word-filtered words (bm25s' Lucene variant by default)."""
+
+    trainable: ClassVar[bool] = False
+
+    k1: float = 0.9  # term-frequency saturation (Anserini's BEIR setting)
+    b: float = 0.4  # document-length normalisation (Anserini's BEIR setting)
+    method: str = "lucene"  # bm25s variant: lucene, robertson, atire, bm25l, bm25+
+    stemmer: str | None = "english"  # a PyStemmer language, or null for none
+    stopwords: str | None = "en"  # a bm25s stop-word list, or null for none
+
+    def __post_init__(self) -> None:
+        if self.k1 < 0 or not 0 <= self.b <= 1:
+            raise ValueError(f"k1 must be >= 0 and b in [0, 1], got k1={self.k1}, b={self.b}")
+        if self.stemmer is not None and self.stemmer not in Stemmer.algorithms():
+            raise ValueError(
+                f"stemmer: {self.stemmer!r} is not a PyStemmer language "
+                f"({', '.join(Stemmer.algorithms()[:6])}, ...)"
+            )
+
+    def build(self) -> Bm25Retriever:
+        return Bm25Retriever(self)
+
+
+class Bm25Retriever:
+    """Indexes a collection's documents with bm25s and ranks its queries."""
+
+    def __init__(self, config: Bm25) -> None:
+        self.config = config
+        self._stemmer = None if config.stemmer is None else Stemmer.Stemmer(config.stemmer)
+
+    def to(self, device: torch.device) -> Bm25Retriever:
+        """BM25 runs on the CPU whatever the device (kept for the models' interface)."""
+        return self
+
+    def rank(self, collection: Collection, k: int) -> tuple[Run, dict[str, float]]:
+        """The top-k documents of every query, and the index's size."""
+        config = self.config
+        doc_ids = list(collection.documents)
+        index = bm25s.BM25(k1=config.k1, b=config.b, method=config.method)
+        index.index(self._tokenize(list(collection.documents.values())), show_progress=False)
+        queries = self._tokenize(list(collection.queries.values()))
+        k = min(k, len(doc_ids))
+        rows, scores = index.retrieve(queries, k=k, show_progress=False, n_threads=0)
+        run = {
+            query_id: [
+                (doc_ids[row], float(score))
+                for row, score in zip(rows[i], scores[i], strict=True)
+                if score > 0  # bm25s fills a short result list with zero-score documents
+            ]
+            for i, query_id in enumerate(collection.queries)
+        }
+        return run, {"documents": len(doc_ids), "vocabulary": len(index.vocab_dict)}
+
+    def _tokenize(self, texts: list[str]) -> bm25s.tokenization.Tokenized:
+        return bm25s.tokenize(
+            texts, stopwords=self.config.stopwords, stemmer=self._stemmer, show_progress=False
+        )
