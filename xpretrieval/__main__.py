@@ -12,7 +12,7 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from xpretrieval import report
+from xpretrieval import baselines, report
 from xpretrieval.errors import UserInputError
 from xpretrieval.experiment import run_evaluate, run_train
 from xpretrieval.resume import resumed_overrides
@@ -25,12 +25,16 @@ COMMANDS: dict[str, Callable[[DictConfig, Path], dict[str, float]]] = {
     "evaluate": run_evaluate,
 }
 
+TOOLS: dict[str, Callable[[list[str]], None]] = {"report": report.main, "baseline": baselines.main}
+
 USAGE = """usage: python -m xpretrieval {train,evaluate} [OVERRIDES...]
-       python -m xpretrieval report FOLDER [--metric nDCG@10]
+       python -m xpretrieval report FOLDER [--metric nDCG@10] [--baseline RUN]
+       python -m xpretrieval baseline [--fast] experiments/NAME...
 
   train      train the configured model on dataset.train, then evaluate it on dataset.test
   evaluate   evaluate the configured model (model.name_or_path) on dataset.test
-  report     gather the runs under FOLDER (e.g. a multirun) into one table and a plot
+  report     gather the runs under FOLDER (e.g. a multirun) into one table and plots
+  baseline   re-run recorded baselines and compare with their recorded metrics
 
 OVERRIDES are Hydra's: +experiment=dense  dataset=scifact  trainer.max_steps=200
 Add --help after the command for the config groups, --cfg job for the composed config."""
@@ -44,9 +48,9 @@ def config_dir() -> str:
 
 def main() -> None:
     args = sys.argv[1:]
-    if args and args[0] == "report":
+    if args and args[0] in TOOLS:
         try:
-            report.main(args[1:])
+            TOOLS[args[0]](args[1:])
         except UserInputError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)

@@ -76,6 +76,18 @@ class Collection:
 
         return part(self.name, keep=True), part(f"{self.name} (held out)", keep=False)
 
+    def subsample_documents(self, n: int, seed: int) -> Collection:
+        """The collection with every judged document and others drawn with `seed`, `n` in
+        all (or every judged one, if they are more)."""
+        judged = {doc_id for docs in self.qrels.values() for doc_id in docs}
+        others = sorted(set(self.documents) - judged)
+        random.Random(seed).shuffle(others)
+        kept = judged | set(others[: max(0, n - len(judged))])
+        if len(judged) > n:
+            logger.warning("%s: %d judged documents are more than %d", self.name, len(judged), n)
+        documents = {doc_id: text for doc_id, text in self.documents.items() if doc_id in kept}
+        return Collection(self.name, documents, self.queries, self.qrels)
+
     def __repr__(self) -> str:
         return (
             f"Collection({self.name!r}: {len(self.documents)} documents, {len(self.queries)} "

@@ -19,6 +19,9 @@ class Split:
     ir_datasets: str | None = None  # e.g. beir/scifact/test
     beir_folder: str | None = None  # a folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv
     split: str | None = None  # with beir_folder: which qrels/<split>.tsv (train, dev, test)
+    # keep every judged document and only this many in all (others drawn at random, always
+    # the same ones): a smaller, still realistic collection for quick runs; null: all
+    max_documents: int | None = None
 
     def __post_init__(self) -> None:
         if (self.ir_datasets is None) == (self.beir_folder is None):
@@ -28,12 +31,18 @@ class Split:
             )
         if self.beir_folder is not None and not self.split:
             raise ValueError(f"split must name the qrels file of beir_folder={self.beir_folder!r}")
+        if self.max_documents is not None and self.max_documents < 1:
+            raise ValueError(f"max_documents must be >= 1 or null, got {self.max_documents}")
 
     def load(self) -> Collection:
         """Read the split's documents, queries and qrels."""
         if self.ir_datasets is not None:
-            return load_ir_dataset(self.ir_datasets)
-        return load_beir_folder(self.beir_folder, self.split)
+            collection = load_ir_dataset(self.ir_datasets)
+        else:
+            collection = load_beir_folder(self.beir_folder, self.split)
+        if self.max_documents is None:
+            return collection
+        return collection.subsample_documents(self.max_documents, seed=0)
 
 
 @register("dataset", "dataset")

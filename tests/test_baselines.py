@@ -1,0 +1,46 @@
+"""The recorded baselines' fast checks: few steps on a 400-document SciFact test, pinned
+values, so that a change shifting a baseline fails here (the full runs: experiments/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from xpretrieval.baselines import BASELINE_FILE, Outcome, load_baseline, run_check
+from xpretrieval.errors import ConfigError
+
+BASELINES = sorted(path.parent for path in (ROOT / "experiments").glob(f"*/{BASELINE_FILE}"))
+
+
+def test_every_baseline_file_is_valid_and_has_a_readme():
+    assert {path.name for path in BASELINES} >= {
+        "bm25_scifact",
+        "minilm_zero_shot_scifact",
+        "dense_scifact",
+    }
+    for folder in BASELINES:
+        load_baseline(folder)
+        assert (folder / "README.md").is_file(), folder
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("folder", BASELINES, ids=[path.name for path in BASELINES])
+def test_fast_check_reproduces_its_pinned_values(folder: Path, tmp_path):
+    outcome = run_check(load_baseline(folder).fast, tmp_path)
+    assert not outcome.failures
+
+
+def test_an_outcome_outside_the_tolerance_fails():
+    outcome = Outcome({"nDCG@10": 0.70}, {"nDCG@10": 0.72, "R@100": 0.9}, tolerance=0.01)
+    assert outcome.failures == [
+        "nDCG@10: measured 0.7000, expected 0.7200 +/- 0.01",
+        "R@100: measured nan, expected 0.9000 +/- 0.01",
+    ]
+
+
+def test_a_malformed_baseline_file_names_itself(tmp_path):
+    (tmp_path / BASELINE_FILE).write_text("full: {command: [fit], expected: {}, tolerance: 1}\n")
+    with pytest.raises(ConfigError, match=f"{BASELINE_FILE}: .*command must start with train"):
+        load_baseline(tmp_path)

@@ -1,0 +1,117 @@
+"""`python -m xpretrieval baseline [--fast] FOLDER...`: re-run recorded baselines and compare
+their metrics with the recorded ones.
+
+Each `experiments/<name>/baseline.yaml` gives the command of the baseline (`full`: the run
+whose numbers its README reports) and a shrunken variant (`fast`: few steps on the test
+fixture, pinned values) that `make test` runs, so that a change shifting a baseline fails CI:
+
+    full:
+      command: [evaluate, model=bm25]
+      expected: {nDCG@10: 0.6762}
+      tolerance: 0.002
+    fast: ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from xpretrieval.errors import ConfigError
+
+BASELINE_FILE = "baseline.yaml"
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: relative paths in commands
+
+
+@dataclass
+class Check:
+    """A command of `python -m xpretrieval` and the metrics it must reproduce."""
+
+    command: list[str]
+    expected: dict[str, float]
+    tolerance: float  # largest accepted absolute difference of each metric
+
+    def __post_init__(self) -> None:
+        if not self.command or self.command[0] not in ("train", "evaluate"):
+            raise ValueError(f"command must start with train or evaluate, got {self.command}")
+        if not self.expected:
+            raise ValueError("expected must name at least one metric")
+        if self.tolerance < 0:
+            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+
+
+@dataclass
+class Baseline:
+    full: Check
+    fast: Check
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Measured against expected values of one check."""
+
+    measured: dict[str, float]
+    expected: dict[str, float]
+    tolerance: float
+
+    @property
+    def failures(self) -> list[str]:
+        return [
+            f"{name}: measured {self.measured.get(name, float('nan')):.4f}, expected "
+            f"{value:.4f} +/- {self.tolerance}"
+            for name, value in self.expected.items()
+            if not abs(self.measured.get(name, float("inf")) - value) <= self.tolerance
+        ]
+
+
+def load_baseline(folder: Path) -> Baseline:
+    """The baseline recorded in `folder/baseline.yaml`, validated."""
+    path = Path(folder) / BASELINE_FILE
+    if not path.is_file():
+        raise ConfigError(f"{folder}: no {BASELINE_FILE}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Baseline), OmegaConf.load(path))
+        return OmegaConf.to_object(merged)
+    except (OmegaConfBaseException, ValueError) as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def run_check(check: Check, workdir: Path) -> Outcome:
+    """Run the check's command (from the checkout) into `workdir`; compare its metrics."""
+    command = [sys.executable, "-m", "xpretrieval", *check.command, f"hydra.run.dir={workdir}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(check.command)} failed:\n{result.stderr[-3000:]}")
+    metrics = json.loads((workdir / "metrics.json").read_text(encoding="utf-8"))["aggregate"]
+    return Outcome(metrics, check.expected, check.tolerance)
+
+
+def main(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m xpretrieval baseline", description=__doc__)
+    parser.add_argument("folders", nargs="+", type=Path, help="experiments/<name> folders")
+    parser.add_argument("--fast", action="store_true", help="the shrunken check of make test")
+    options = parser.parse_args(args)
+    failed = 0
+    for folder in options.folders:
+        baseline = load_baseline(folder)
+        check = baseline.fast if options.fast else baseline.full
+        with tempfile.TemporaryDirectory() as workdir:
+            outcome = run_check(check, Path(workdir))
+        for name, value in check.expected.items():
+            print(
+                f"{folder.name:28} {name:10} expected {value:.4f}  measured "
+                f"{outcome.measured.get(name, float('nan')):.4f}"
+            )
+        for failure in outcome.failures:
+            print(f"{folder.name}: FAILED {failure}", file=sys.stderr)
+        failed += bool(outcome.failures)
+    sys.exit(1 if failed else 0)
