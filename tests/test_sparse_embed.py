@@ -68,7 +68,7 @@ def test_blocked_scores_equal_a_brute_force_loop(n_queries, n_documents, block, 
     queries = random_reps(generator, n_queries, 3, vocabulary=8)
     documents = random_reps(generator, n_documents, 5, vocabulary=8)
     original = module.SCORE_BLOCK_ELEMENTS
-    module.SCORE_BLOCK_ELEMENTS = block  # 1 and 7: one or two documents per block
+    module.SCORE_BLOCK_ELEMENTS = block  # 1 and 7: one query per group of matches
     try:
         sparse, dense = sparse_embed_scores(queries, documents)
     finally:

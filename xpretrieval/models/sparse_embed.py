@@ -28,7 +28,7 @@ from xpretrieval.models.splade import MaskedLMConfig, SpladeEncoder, splade_weig
 from xpretrieval.models.transformer import TransformerConfig
 
 PROJECTION_FILE = "sparse_embed_projection.safetensors"
-# bounds the [documents, queries, terms, dim] block that scoring gathers at once
+# bounds the matched embedding elements that scoring holds at once
 SCORE_BLOCK_ELEMENTS = 2**24
 
 
@@ -145,33 +145,82 @@ def unpack(reps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def sparse_embed_scores(queries: Tensor, documents: Tensor) -> tuple[Tensor, Tensor]:
     """All-pairs (sparse, dense) scores of packed representations, each `[n_q, n_d]`.
 
-    Documents are taken in blocks: a block's table from vocabulary term to slot finds, for
-    every query term, the document's slot holding the same term (or an empty slot), so
-    only matching terms are multiplied and memory stays bounded for any collection.
+    Only the (query term, document term) pairs that share a term are multiplied: document
+    terms are sorted by term id, so the documents holding a query's term are one contiguous
+    range (found by binary search), as in an inverted index. Queries are taken in groups
+    whose matches fit `SCORE_BLOCK_ELEMENTS`, so memory stays bounded for any collection.
     """
     q_ids, q_weights, q_embeddings = unpack(queries)
     d_ids, d_weights, d_embeddings = unpack(documents)
-    n_queries, query_terms = q_ids.shape
     doc_terms, dim = d_embeddings.shape[1:]
-    vocabulary = int(max(q_ids.max(), d_ids.max())) + 2  # the last column: "not activated"
-    absent = vocabulary - 1
-    q_ids = q_ids.masked_fill(q_weights <= 0, absent)
-    # one empty slot (weight 0, zero embedding) that absent terms point to
-    d_weights = torch.cat([d_weights, d_weights.new_zeros(len(d_ids), 1)], dim=1)
-    d_embeddings = torch.cat([d_embeddings, d_embeddings.new_zeros(len(d_ids), 1, dim)], dim=1)
-    block = max(1, SCORE_BLOCK_ELEMENTS // max(1, n_queries * query_terms * dim))
-    sparse, dense = [], []
-    for start in range(0, len(d_ids), block):
-        stop = min(start + block, len(d_ids))
-        ids = d_ids[start:stop].masked_fill(d_weights[start:stop, :-1] <= 0, absent)
-        slots = torch.full((stop - start, vocabulary), doc_terms, device=ids.device)
-        positions = torch.arange(doc_terms, device=ids.device).expand_as(ids)
-        slots.scatter_(1, ids, positions)
-        slots[:, absent] = doc_terms
-        matched = slots[:, q_ids.flatten()].view(stop - start, n_queries, query_terms)
-        weights = d_weights[start:stop].gather(1, matched.flatten(1)).view_as(matched)
-        rows = torch.arange(start, stop, device=ids.device).view(-1, 1, 1)
-        embeddings = d_embeddings[rows, matched]  # [block, n_q, query_terms, dim]
-        sparse.append(torch.einsum("qt,dqt->qd", q_weights, weights))
-        dense.append(torch.einsum("qte,dqte->qd", q_embeddings, embeddings))
-    return torch.cat(sparse, dim=1), torch.cat(dense, dim=1)
+    # the activated document terms, as postings sorted by term id
+    active = (d_weights > 0).flatten().nonzero().squeeze(1)
+    terms, order = d_ids.flatten()[active].sort()
+    postings = active[order]  # positions in the flattened [n_d, doc_terms] layout
+    # for each activated query term, the range of postings with the same term
+    q_active = q_weights > 0
+    starts = torch.searchsorted(terms, q_ids, right=False)
+    counts = (torch.searchsorted(terms, q_ids, right=True) - starts) * q_active
+    per_query = counts.sum(dim=1).tolist()
+    sparse = q_weights.new_zeros(len(q_ids), len(d_ids))
+    dense = q_embeddings.new_zeros(len(q_ids), len(d_ids))
+    budget = max(1, SCORE_BLOCK_ELEMENTS // dim)
+    first = 0
+    while first < len(q_ids):
+        last, matches = first, 0
+        while last < len(q_ids) and (last == first or matches + per_query[last] <= budget):
+            matches += per_query[last]
+            last += 1
+        rows = slice(first, last)
+        sparse, dense = _add_matches(
+            sparse,
+            dense,
+            rows,
+            starts[rows],
+            counts[rows],
+            postings,
+            doc_terms,
+            q_weights,
+            q_embeddings,
+            d_weights.flatten(),
+            d_embeddings.reshape(-1, dim),
+        )
+        first = last
+    return sparse, dense
+
+
+def _add_matches(
+    sparse: Tensor,
+    dense: Tensor,
+    rows: slice,
+    starts: Tensor,
+    counts: Tensor,
+    postings: Tensor,
+    doc_terms: int,
+    q_weights: Tensor,
+    q_embeddings: Tensor,
+    d_weights: Tensor,
+    d_embeddings: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """The scores with the contributions of the query `rows`' matching term pairs added."""
+    flat_counts = counts.flatten()
+    term = torch.repeat_interleave(
+        torch.arange(len(flat_counts), device=counts.device), flat_counts
+    )
+    if len(term) == 0:
+        return sparse, dense
+    # the i-th match of a query term is posting starts + i
+    offsets = torch.arange(len(term), device=term.device) - torch.repeat_interleave(
+        flat_counts.cumsum(0) - flat_counts, flat_counts
+    )
+    posting = postings[starts.flatten()[term] + offsets]
+    query = rows.start + torch.div(term, counts.shape[1], rounding_mode="floor")
+    slot = term % counts.shape[1]
+    document = torch.div(posting, doc_terms, rounding_mode="floor")
+    sparse_part = q_weights[query, slot] * d_weights[posting]
+    dense_part = (q_embeddings[query, slot] * d_embeddings[posting]).sum(dim=-1)
+    index = (query, document)
+    return (
+        sparse.index_put(index, sparse_part.to(sparse.dtype), accumulate=True),
+        dense.index_put(index, dense_part.to(dense.dtype), accumulate=True),
+    )
