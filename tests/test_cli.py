@@ -180,3 +180,35 @@ def test_train_validates_on_held_out_queries_and_tests_the_best_weights(tiny_mod
     rows = (tmp_path / "validation.csv").read_text().splitlines()
     assert rows[0] == "step,nDCG@10" and [row.split(",")[0] for row in rows[1:]] == ["3", "6"]
     assert "Restored the weights of step" in result.stderr
+
+
+def test_a_run_directory_is_never_shared(train_run, tiny_model_dir):
+    run_dir, _ = train_run
+    again = cli("train", *tiny_overrides(tiny_model_dir), f"hydra.run.dir={run_dir}", cwd=ROOT)
+    assert again.returncode == 2
+    assert f"{run_dir} already holds a run (config.yaml)" in again.stderr
+    assert f"resume={run_dir}" in again.stderr
+
+
+def test_a_run_directory_locked_by_a_live_run_is_refused(tmp_path):
+    from xpretrieval.run_dir import claim_run_dir
+
+    claim_run_dir(tmp_path, resuming=False)  # this process holds the lock now
+    holder = "from pathlib import Path; from xpretrieval.run_dir import claim_run_dir; "
+    other = subprocess.run(
+        [sys.executable, "-c", holder + f"claim_run_dir(Path({str(tmp_path)!r}), False)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert other.returncode != 0
+    assert "another xpretrieval run is writing to this directory" in other.stderr
+
+
+def test_run_directory_records_versions_commit_and_data(train_run):
+    run_dir, _ = train_run
+    environment = json.loads((run_dir / "environment.json").read_text())
+    assert environment["packages"]["torch"] and environment["packages"]["xpretrieval"]
+    assert environment["git"] is None or len(environment["git"]["commit"]) == 40
+    assert environment["datasets"]["train"]["documents"] == 20
+    assert environment["datasets"]["test"]["queries"] > 0 and environment["device"] == "cpu"

@@ -25,6 +25,7 @@ from xpretrieval.resume import last_checkpoint
 from xpretrieval.retrieval.index import IndexConfig
 from xpretrieval.retrieval.retrieve import retrieve
 from xpretrieval.retrieval.run import write_trec_run
+from xpretrieval.run_dir import claim_run_dir, write_environment
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.training.checkpoint import Checkpointer
 from xpretrieval.training.hooks import ProgressBar
@@ -111,6 +112,7 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     train, test = experiment.dataset.train.load(), experiment.dataset.test.load()
     train, validation = _validation_split(experiment, train)
     logger.info("Train split: %s", train)
+    _record_environment(output_dir, device, train=train, test=test)
     checkpoint = None if experiment.resume is None else last_checkpoint(Path(experiment.resume))
     model_config = experiment.model
     if checkpoint is not None:
@@ -184,6 +186,7 @@ def run_evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     experiment = load_experiment(cfg)
     device = _prepare(cfg, experiment, output_dir)
     test = experiment.dataset.test.load()
+    _record_environment(output_dir, device, test=test)
     model = experiment.model.build().to(device)
     metrics = _evaluate(model, test, experiment, device, output_dir, started)
     name = getattr(experiment.model, "name_or_path", type(experiment.model).__name__)
@@ -232,10 +235,21 @@ def _evaluate(
 
 
 def _prepare(cfg: DictConfig, experiment: ExperimentConfig, output_dir: Path) -> torch.device:
-    """Write the resolved config (it rebuilds the run as it was), seed, and pick the device."""
+    """Claim the run directory, write the resolved config (it rebuilds the run as it was),
+    seed, and pick the device."""
+    claim_run_dir(output_dir, resuming=experiment.resume is not None)
     write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     seed_everything(experiment.seed)
     return resolve_device(experiment.device)
+
+
+def _record_environment(output_dir: Path, device: torch.device, **splits: Collection) -> None:
+    """environment.json: versions, commit, command, device and the data the run used."""
+    datasets = {
+        role: {"name": c.name, "documents": len(c.documents), "queries": len(c.queries)}
+        for role, c in splits.items()
+    }
+    write_environment(output_dir, {"device": str(device), "datasets": datasets})
 
 
 def _table(collection: Collection, columns: dict[str, Metrics | None]) -> str:
