@@ -25,8 +25,20 @@ def test_every_baseline_file_is_valid_and_has_a_readme():
         assert (folder / "README.md").is_file(), folder
 
 
+def fast_checks() -> list:
+    """Every baseline's fast check; those not in `make test` are marked slow."""
+    return [
+        pytest.param(
+            folder,
+            id=folder.name,
+            marks=[] if load_baseline(folder).fast_in_make_test else [pytest.mark.slow],
+        )
+        for folder in BASELINES
+    ]
+
+
 @pytest.mark.shared_data
-@pytest.mark.parametrize("folder", BASELINES, ids=[path.name for path in BASELINES])
+@pytest.mark.parametrize("folder", fast_checks())
 def test_fast_check_reproduces_its_pinned_values(folder: Path, tmp_path):
     outcome = run_check(load_baseline(folder).fast, tmp_path)
     assert not outcome.failures
