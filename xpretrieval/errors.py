@@ -12,3 +12,7 @@ class ConfigError(UserInputError):
 
 class DataError(UserInputError):
     """Missing or malformed input data; the message names the file (and line)."""
+
+
+class ResourceError(UserInputError):
+    """The machine cannot run the configuration as given (out of memory); says what to change."""

@@ -1,4 +1,5 @@
-"""Atomic output: a file or folder appears complete or not at all, even if the process dies."""
+"""Files: atomic output (a file or folder appears complete or not at all, even if the process
+dies), and input read line by line with the line numbers that errors name."""
 
 from __future__ import annotations
 
@@ -65,3 +66,18 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Non-empty lines without their end-of-line (`\\n` or `\\r\\n`), numbered from 1; a line
+    that is not UTF-8 is a `DataError` naming the file and line."""
+    from xpretrieval.errors import DataError
+
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{path}:{line_no}: not valid UTF-8 ({error.reason})") from None
+            if line.strip():
+                yield line_no, line

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
 from pathlib import Path
 
 from xpretrieval.data.collection import Collection, Qrels
 from xpretrieval.errors import DataError
+from xpretrieval.io import numbered_lines
+
+logger = logging.getLogger(__name__)
 
 
 def load_beir_folder(folder: str | Path, split: str) -> Collection:
@@ -25,14 +28,22 @@ def load_beir_folder(folder: str | Path, split: str) -> Collection:
         )
     documents = _read_texts(paths["corpus"], with_title=True)
     queries = _read_texts(paths["queries"], with_title=False)
+    empty = [doc_id for doc_id, text in documents.items() if not text.strip()]
+    if empty:  # real corpora have some; they stay, and can only be ranked by chance
+        logger.warning(
+            "%s: %d documents have no text (e.g. %s)", paths["corpus"], len(empty), empty[0]
+        )
     qrels = read_qrels_tsv(paths["qrels"])
-    return Collection.checked(f"{root.name}/{split}", documents, queries, qrels)
+    try:
+        return Collection.checked(f"{root.name}/{split}", documents, queries, qrels)
+    except DataError as error:  # say which files the collection came from
+        raise DataError(f"{error} (in {root}, with qrels/{split}.tsv)") from None
 
 
 def _read_texts(path: Path, with_title: bool) -> dict[str, str]:
     """id -> text from a JSON-lines file of `{"_id", "text"[, "title"]}` objects."""
     texts: dict[str, str] = {}
-    for line_no, line in _lines(path):
+    for line_no, line in numbered_lines(path):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
@@ -44,6 +55,8 @@ def _read_texts(path: Path, with_title: bool) -> dict[str, str]:
             raise DataError(f'{path}:{line_no}: expected a string "text" field')
         title = record.get("title") if with_title else None
         item_id = str(record["_id"])
+        if not with_title and not text.strip():
+            raise DataError(f"{path}:{line_no}: query {item_id!r} has an empty text")
         if item_id in texts:
             raise DataError(f"{path}:{line_no}: duplicate id {item_id!r}")
         texts[item_id] = f"{title} {text}".strip() if isinstance(title, str) and title else text
@@ -54,7 +67,7 @@ def read_qrels_tsv(path: str | Path) -> Qrels:
     """Read BEIR qrels: `query-id <tab> corpus-id <tab> score`, with an optional header line."""
     path = Path(path)
     qrels: Qrels = {}
-    for line_no, line in _lines(path):
+    for line_no, line in numbered_lines(path):
         fields = line.split("\t")
         if line_no == 1 and fields[0] == "query-id":
             continue
@@ -74,15 +87,3 @@ def read_qrels_tsv(path: str | Path) -> Qrels:
     if not qrels:
         raise DataError(f"{path}: no relevance judgements")
     return qrels
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Non-empty lines without their end-of-line (`\\n` or `\\r\\n`), numbered from 1."""
-    with path.open("rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as error:
-                raise DataError(f"{path}:{line_no}: not valid UTF-8 ({error.reason})") from None
-            if line.strip():
-                yield line_no, line

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from xpretrieval.errors import DataError
-from xpretrieval.io import atomic_file
+from xpretrieval.io import atomic_file, numbered_lines
 
 Run = dict[str, list[tuple[str, float]]]
 """query id -> [(document id, score)], best first."""
@@ -22,21 +23,23 @@ def write_trec_run(path: str | Path, run: Run, tag: str = "xpretrieval") -> None
 def read_trec_run(path: str | Path) -> Run:
     """Read a TREC run file, each query's documents sorted by decreasing score."""
     run: Run = {}
-    with Path(path).open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 6:
-                raise DataError(
-                    f"{path}:{line_no}: expected 6 fields (qid Q0 docid rank score tag), "
-                    f"got {len(fields)}"
-                )
-            try:
-                score = float(fields[4])
-            except ValueError:
-                raise DataError(f"{path}:{line_no}: score {fields[4]!r} is not a number") from None
-            run.setdefault(fields[0], []).append((fields[2], score))
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"run file {path} does not exist")
+    for line_no, line in numbered_lines(path):
+        fields = line.split()
+        if len(fields) != 6:
+            raise DataError(
+                f"{path}:{line_no}: expected 6 fields (qid Q0 docid rank score tag), "
+                f"got {len(fields)}"
+            )
+        try:
+            score = float(fields[4])
+        except ValueError:
+            raise DataError(f"{path}:{line_no}: score {fields[4]!r} is not a number") from None
+        if not math.isfinite(score):
+            raise DataError(f"{path}:{line_no}: score {fields[4]!r} is not finite")
+        run.setdefault(fields[0], []).append((fields[2], score))
     for ranking in run.values():
         ranking.sort(key=lambda item: -item[1])
     return run

@@ -15,6 +15,7 @@ from torch import nn
 from xpretrieval.batchers import Batcher
 from xpretrieval.data.collection import Collection
 from xpretrieval.device import Precision, autocast
+from xpretrieval.errors import ResourceError
 from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import Encoder
 from xpretrieval.samplers.base import Sampler
@@ -140,7 +141,18 @@ class Learner:
         """One optimiser step on `batch`; returns the weighted loss terms and their total, and
         the step's statistics."""
         self.optimizer.zero_grad(set_to_none=True)
-        logged, statistics = self.compute_gradients(batch, device)
+        try:
+            logged, statistics = self.compute_gradients(batch, device)
+        except torch.OutOfMemoryError as error:
+            self.optimizer.zero_grad(set_to_none=True)
+            micro = self.batcher.micro_batch_size()
+            raise ResourceError(
+                f"step {self.step + 1}: out of memory on {device} with batch_size="
+                f"{self.batcher.batch_size}"
+                + ("" if micro is None else f" encoded {micro} texts at a time")
+                + "; use batcher=micro with a smaller batcher.micro (the loss stays that of "
+                "the whole batch), or lower model.doc_max_length"
+            ) from error
         if self.trainer.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.trainer.grad_clip)
         self.optimizer.step()

@@ -1,0 +1,352 @@
+"""Every bad input of the robustness checklist, one row each: the error (or warning) names the
+config key or the file and line, and says what was expected. Then fuzzing: malformed BEIR
+files and TREC runs are refused with a located DataError, never a traceback from deep inside."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import string
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from omegaconf.errors import ValidationError
+
+from tests.conftest import TINY_BEIR, compose_config
+from xpretrieval.data import Split
+from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.errors import ConfigError, DataError, ResourceError
+from xpretrieval.experiment import load_experiment, run_train
+from xpretrieval.io import write_json
+from xpretrieval.models import Dense, Splade
+from xpretrieval.retrieval.run import read_trec_run
+
+
+def config(*overrides: str) -> Callable[[Path], object]:
+    return lambda tmp: load_experiment(compose_config(*overrides))
+
+
+def beir(edit: Callable[[Path], None], split: str = "train") -> Callable[[Path], object]:
+    """Load a copy of the fixture after `edit` changed it."""
+
+    def load(tmp: Path) -> object:
+        folder = Path(shutil.copytree(TINY_BEIR, tmp / "beir"))
+        edit(folder)
+        return load_beir_folder(folder, split)
+
+    return load
+
+
+def replace_line(name: str, number: int, text: str) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        lines = (folder / name).read_text().splitlines()
+        lines[number - 1] = text
+        (folder / name).write_text("\n".join(lines) + "\n")
+
+    return edit
+
+
+def write(name: str, content: bytes) -> Callable[[Path], None]:
+    return lambda folder: (folder / name).write_bytes(content)
+
+
+def run_file(content: bytes) -> Callable[[Path], object]:
+    def read(tmp: Path) -> object:
+        (tmp / "run.trec").write_bytes(content)
+        return read_trec_run(tmp / "run.trec")
+
+    return read
+
+
+def not_a_model(tmp: Path) -> object:
+    (tmp / "empty").mkdir()
+    return Dense(name_or_path=str(tmp / "empty")).build()
+
+
+def vocabulary_mismatch(tmp: Path, tiny_model_dir: Path) -> object:
+    from transformers import BertConfig, BertModel
+
+    folder = Path(shutil.copytree(tiny_model_dir, tmp / "small-vocab"))
+    BertModel(
+        BertConfig(
+            vocab_size=10,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=8,
+        )
+    ).save_pretrained(folder)
+    return Dense(name_or_path=str(folder)).build()
+
+
+BAD_INPUTS = [
+    # configuration: detected before any model loads
+    ("unknown group option", config("model=nope"), MissingConfigException, "model/nope"),
+    ("unknown key", config("trainer.max_stepz=3"), ConfigCompositionException, "max_stepz"),
+    (
+        "wrong type",
+        config("trainer.max_steps=many"),
+        (ConfigCompositionException, ValidationError),
+        "max_steps",
+    ),
+    (
+        "out-of-range value",
+        config("losses.rank.scale=-1"),
+        ConfigError,
+        "losses.rank.scale must be > 0",
+    ),
+    (
+        "regulariser with a dense model",
+        config("+loss@losses.flops=flops"),
+        ConfigError,
+        "losses.flops: Flops regularises vocabulary term weights",
+    ),
+    (
+        "score part a model lacks",
+        config("losses.rank.part=sparse"),
+        ConfigError,
+        "losses.rank.part=sparse: a Dense model's score has no such part",
+    ),
+    (
+        "symmetric loss without in-batch negatives",
+        config("losses.rank.symmetric=true", "losses.rank.in_batch_negatives=false"),
+        ConfigError,
+        "symmetric=true needs in_batch_negatives=true",
+    ),
+    (
+        "validation without queries",
+        config("validation.every=10"),
+        ConfigError,
+        "needs queries to validate on",
+    ),
+    (
+        "unknown metric",
+        config("evaluation.metrics=[nDCG@ten]"),
+        ConfigError,
+        "'nDCG@ten' is not an ir-measures measure",
+    ),
+    (
+        "training BM25",
+        lambda tmp: run_train(compose_config("model=bm25"), tmp),
+        ConfigError,
+        "nothing to train",
+    ),
+    # data
+    (
+        "unknown ir-datasets id",
+        lambda tmp: Split(ir_datasets="beir/nope").load(),
+        DataError,
+        "unknown ir-datasets id 'beir/nope'",
+    ),
+    (
+        "missing BEIR file",
+        beir(lambda f: (f / "corpus.jsonl").unlink()),
+        DataError,
+        r"lacks .*corpus\.jsonl",
+    ),
+    (
+        "malformed JSON line",
+        beir(replace_line("corpus.jsonl", 3, "{oops")),
+        DataError,
+        r"corpus\.jsonl:3: invalid JSON",
+    ),
+    (
+        "duplicate document id",
+        beir(replace_line("corpus.jsonl", 2, '{"_id": "bee-0", "text": "x"}')),
+        DataError,
+        r"corpus\.jsonl:2: duplicate id 'bee-0'",
+    ),
+    (
+        "empty query text",
+        beir(replace_line("queries.jsonl", 1, '{"_id": "q-bee", "text": " "}')),
+        DataError,
+        r"queries\.jsonl:1: query 'q-bee' has an empty text",
+    ),
+    (
+        "non-UTF-8 bytes",
+        beir(write("queries.jsonl", b'{"_id": "q", "text": "caf\xe9"}\n')),
+        DataError,
+        r"queries\.jsonl:1: not valid UTF-8",
+    ),
+    (
+        "qrels naming no known id",
+        beir(write("qrels/train.tsv", b"q-x\td-y\t1\n")),
+        DataError,
+        "no relevance judgement names a known query and document",
+    ),
+    (
+        "a split without qrels",
+        beir(write("qrels/train.tsv", b"query-id\tcorpus-id\tscore\n")),
+        DataError,
+        r"train\.tsv: no relevance judgements",
+    ),
+    (
+        "qrels score not an integer",
+        beir(write("qrels/train.tsv", b"q-bee\tbee-0\thigh\n")),
+        DataError,
+        r"train\.tsv:1: relevance score must be an integer",
+    ),
+    (
+        "run line with 5 fields",
+        run_file(b"q1 Q0 d1 1 0.5\n"),
+        DataError,
+        r"run\.trec:1: expected 6 fields",
+    ),
+    (
+        "run score not finite",
+        run_file(b"q1 Q0 d1 1 nan x\n"),
+        DataError,
+        r"run\.trec:1: score 'nan' is not finite",
+    ),
+    (
+        "run file not UTF-8",
+        run_file(b"q1 Q0 d\xff 1 0.5 x\n"),
+        DataError,
+        r"run\.trec:1: not valid UTF-8",
+    ),
+    # models
+    ("a folder that is not a model", not_a_model, ConfigError, "is a folder without config.json"),
+]
+
+
+@pytest.mark.parametrize(
+    ("action", "error", "message"),
+    [pytest.param(action, error, message, id=name) for name, action, error, message in BAD_INPUTS],
+)
+def test_bad_input_gets_a_located_error(tmp_path, action, error, message):
+    with pytest.raises(error, match=message):
+        action(tmp_path)
+
+
+def test_tokenizer_and_model_that_do_not_belong_together(tmp_path, tiny_model_dir):
+    with pytest.raises(
+        ConfigError, match="the tokenizer has .* tokens but the model's embedding table has 10 rows"
+    ):
+        vocabulary_mismatch(tmp_path, tiny_model_dir)
+
+
+def test_qrels_on_unknown_ids_and_empty_documents_are_warned_with_counts(tmp_path, caplog):
+    def edit(folder: Path) -> None:
+        with (folder / "qrels" / "train.tsv").open("a") as handle:
+            handle.write("q-ghost\tbee-0\t1\nq-bee\td-ghost\t1\n")
+        replace_line("corpus.jsonl", 2, '{"_id": "bee-1", "title": "", "text": ""}')(folder)
+
+    with caplog.at_level(logging.WARNING):
+        beir(edit)(tmp_path)
+    assert (
+        "ignored 1 judgements naming unknown queries and 1 naming unknown documents" in caplog.text
+    )
+    assert "1 documents have no text (e.g. bee-1)" in caplog.text
+
+
+def test_splade_without_mlm_head_explains_what_was_done(tiny_model_dir, caplog):
+    with caplog.at_level(logging.WARNING):
+        Splade(name_or_path=str(tiny_model_dir)).build()
+    assert (
+        "has no masked-LM head: 6 head tensors are newly initialised (identity transform"
+        in caplog.text
+    )
+
+
+def test_out_of_memory_suggests_the_micro_batcher(tiny_model_dir, monkeypatch):
+    from tests.test_training import make_learner
+
+    learner = make_learner(tiny_model_dir, load_beir_folder(TINY_BEIR, "train"), max_steps=2)
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(learner.trainer, "loss_terms", exhausted)
+    with pytest.raises(
+        ResourceError, match="step 1: out of memory on cpu with batch_size=4; use batcher=micro"
+    ):
+        learner.fit()
+
+
+def test_a_full_disk_never_leaves_a_half_written_file(tmp_path, monkeypatch):
+    write_json(tmp_path / "metrics.json", {"ok": 1})
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        write_json(tmp_path / "metrics.json", {"ok": 2, "big": "x" * 10_000})
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left
+
+
+# fuzzing: any bytes in any file of a BEIR folder, or in a run file
+LINE = st.one_of(
+    st.binary(max_size=60),
+    st.text(alphabet=string.printable, max_size=60).map(str.encode),
+    st.builds(
+        lambda d: json.dumps(d).encode(),
+        st.dictionaries(
+            st.sampled_from(["_id", "text", "title", "x"]),
+            st.one_of(
+                st.none(),
+                st.integers(),
+                st.text(max_size=8),
+                st.floats(allow_nan=True),
+                st.lists(st.integers(), max_size=2),
+            ),
+            max_size=4,
+        ),
+    ),
+    st.builds(
+        lambda a, b, c: f"{a}\t{b}\t{c}".encode(),
+        st.text(max_size=6),
+        st.text(max_size=6),
+        st.text(max_size=4),
+    ),
+)
+FILE = st.lists(LINE, max_size=6).map(lambda lines: b"\n".join(lines))
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(name=st.sampled_from(["corpus.jsonl", "queries.jsonl", "qrels/train.tsv"]), content=FILE)
+def test_fuzzed_beir_files_load_or_fail_with_a_located_error(tmp_path_factory, name, content):
+    folder = Path(shutil.copytree(TINY_BEIR, tmp_path_factory.mktemp("fuzz") / "beir"))
+    (folder / name).write_bytes(content)
+    try:
+        load_beir_folder(folder, "train")
+    except DataError as error:
+        assert str(folder) in str(error)
+
+
+RUN_LINE = st.one_of(
+    st.binary(max_size=40),
+    st.lists(
+        st.one_of(
+            st.text(alphabet=string.ascii_letters + "0123456789.-+e", min_size=1, max_size=6),
+            st.sampled_from(["nan", "inf", "Q0", "1e999"]),
+        ),
+        max_size=7,
+    ).map(lambda f: " ".join(f).encode()),
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(lines=st.lists(RUN_LINE, max_size=6))
+def test_fuzzed_run_files_read_or_fail_with_a_located_error(tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("run") / "run.trec"
+    path.write_bytes(b"\n".join(lines))
+    try:
+        run = read_trec_run(path)
+    except DataError as error:
+        assert f"{path}:" in str(error)
+    else:
+        assert all(
+            score == score and abs(score) != float("inf") for r in run.values() for _, score in r
+        )
