@@ -16,7 +16,7 @@ import math
 import pytest
 import torch
 
-from xpretrieval.losses import BatchScores, InfoNCE
+from xpretrieval.losses import BatchScores, Hinge, InfoNCE, Logistic, PairCrossEntropy
 
 DOT = [[3.0, 0.0, 1.0], [0.0, 2.0, 2.0]]
 COSINE = [[1.0, 0.0, 1 / math.sqrt(2)], [0.0, 1.0, 1 / math.sqrt(2)]]
@@ -82,3 +82,43 @@ def test_infonce_rejects_bad_settings(kwargs, message):
 def test_batch_scores_checks_shapes():
     with pytest.raises(ValueError, match="need targets of shape"):
         BatchScores(torch.zeros(2, 3), torch.tensor([0, 1, 2]), torch.tensor([0, 1, 0]))
+
+
+# Pairwise losses on DOT: query 0's positive scores 3 and its own negative (column 2) 1;
+# query 1 brought no negative, so the only pair is (3, 1).
+def test_hinge_matches_hand_computation():
+    assert Hinge(margin=1.0)(batch(DOT)).item() == 0.0  # 1 - 3 + 1 < 0
+    assert Hinge(margin=3.0)(batch(DOT)).item() == pytest.approx(1.0)  # 3 - 3 + 1
+
+
+def test_logistic_matches_hand_computation():
+    assert Logistic()(batch(DOT)).item() == pytest.approx(math.log(1 + math.exp(1 - 3)))
+
+
+def test_pair_cross_entropy_matches_hand_computation():
+    # positives 3 (query 0) and 2 (query 1) are relevant, the negative 1 is not
+    def sigmoid(x: float) -> float:
+        return 1 / (1 + math.exp(-x))
+
+    terms = [-math.log(sigmoid(3)), -math.log(sigmoid(2)), -math.log(1 - sigmoid(1))]
+    assert PairCrossEntropy()(batch(DOT)).item() == pytest.approx(sum(terms) / 3)
+
+
+def test_pairwise_losses_need_negatives():
+    only_positives = BatchScores(torch.eye(2), torch.tensor([0, 1]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="needs negatives"):
+        Hinge()(only_positives)
+
+
+def test_label_smoothing_matches_hand_computation_over_own_candidates():
+    # own candidates only: query 0 chooses among columns 0 and 2, query 1 has column 1 alone.
+    # With logits z and epsilon e: (1 - e) * CE + e * mean over candidates of -log p_j.
+    s, e = 2.0, 0.1
+    p0 = [math.exp(s * 3) / (math.exp(s * 3) + math.exp(s * 1)), None]
+    p0[1] = 1 - p0[0]
+    query0 = (1 - e) * -math.log(p0[0]) + e * (-math.log(p0[0]) - math.log(p0[1])) / 2
+    query1 = 0.0  # its positive is its only candidate: p = 1
+    loss = InfoNCE(scale=s, in_batch_negatives=False, label_smoothing=e)(batch(DOT))
+    assert loss.item() == pytest.approx((query0 + query1) / 2, rel=1e-12)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
+        InfoNCE(label_smoothing=1.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -13,7 +14,7 @@ import torch
 from tests.conftest import TINY_BEIR
 from xpretrieval.batchers import FixedBatcher
 from xpretrieval.data.beir import load_beir_folder
-from xpretrieval.losses import BatchScores, Flops, InfoNCE, Loss
+from xpretrieval.losses import BatchScores, Flops, Hinge, InfoNCE, Logistic, Loss, PairCrossEntropy
 from xpretrieval.models import Dense, DenseEncoder, Splade
 from xpretrieval.samplers import PairwiseSampler
 from xpretrieval.training import AdamW, BatchwiseTrainer, Hook, Learner
@@ -177,3 +178,11 @@ def test_target_sparsity_hook_moves_the_regulariser_during_training(tiny_model_d
     recorder.on_step_end = lambda state: scales.append(state.statistics["flops/scale"])
     learner.fit([*flops.hooks("flops"), recorder])
     assert scales[0] == 1.0 and scales[1] > 1.0 and flops.scale > scales[1]
+
+
+@pytest.mark.parametrize("loss", [Hinge(margin=0.5), Logistic(), PairCrossEntropy()])
+def test_pairwise_losses_train_through_the_batchwise_trainer(tiny_model_dir, train_split, loss):
+    learner = make_learner(tiny_model_dir, train_split, max_steps=2)
+    learner.losses = {"rank": loss}
+    state = learner.fit()
+    assert state.step == 2 and math.isfinite(state.losses["rank"])

@@ -2,6 +2,18 @@
 
 from xpretrieval.losses.base import BatchScores, Loss
 from xpretrieval.losses.infonce import InfoNCE
+from xpretrieval.losses.pairwise import Hinge, Logistic, PairCrossEntropy
 from xpretrieval.losses.regularizers import L1, Flops, Regularizer, Warmup
 
-__all__ = ["L1", "BatchScores", "Flops", "InfoNCE", "Loss", "Regularizer", "Warmup"]
+__all__ = [
+    "L1",
+    "BatchScores",
+    "Flops",
+    "Hinge",
+    "InfoNCE",
+    "Logistic",
+    "Loss",
+    "PairCrossEntropy",
+    "Regularizer",
+    "Warmup",
+]

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from xpretrieval.config import register
@@ -27,11 +26,14 @@ class InfoNCE(Loss):
     scale: float = 20.0  # inverse temperature; 20 suits cosine scores, ~1 suits raw dot products
     in_batch_negatives: bool = True  # other queries' documents count as negatives
     symmetric: bool = False  # also pick each positive's query among the batch's queries
+    label_smoothing: float = 0.0  # share of the target probability spread over all candidates
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.scale <= 0:
             raise ValueError(f"scale must be > 0, got {self.scale}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.symmetric and not self.in_batch_negatives:
             raise ValueError(
                 "symmetric=true needs in_batch_negatives=true: without them each document "
@@ -46,10 +48,23 @@ class InfoNCE(Loss):
                 == torch.arange(len(logits), device=logits.device)[:, None]
             )
             logits = logits.masked_fill(~own, float("-inf"))
-        loss = F.cross_entropy(logits, batch.targets)
+        smoothing = self.label_smoothing
+        loss = smoothed_cross_entropy(logits, batch.targets, smoothing)
         if self.symmetric:
             # row i: positive document of query i against all queries of the batch
             backward = logits[:, batch.targets].T
             labels = torch.arange(len(backward), device=logits.device)
-            loss = (loss + F.cross_entropy(backward, labels)) / 2
+            loss = (loss + smoothed_cross_entropy(backward, labels, smoothing)) / 2
         return loss
+
+
+def smoothed_cross_entropy(logits: Tensor, targets: Tensor, smoothing: float) -> Tensor:
+    """Mean cross-entropy of `targets` where the target distribution gives `smoothing` evenly
+    to the candidates of each row: those with a finite logit (-inf marks a non-candidate)."""
+    log_p = logits.log_softmax(dim=-1)
+    loss = -log_p.gather(1, targets.unsqueeze(1)).squeeze(1)
+    if smoothing:
+        candidates = torch.isfinite(logits)
+        spread = -log_p.where(candidates, 0.0).sum(dim=-1) / candidates.sum(dim=-1)
+        loss = (1 - smoothing) * loss + smoothing * spread
+    return loss.mean()
