@@ -1,7 +1,17 @@
 """Samplers turn a collection into a stream of typed training records, independent of models."""
 
 from xpretrieval.samplers.base import Sampler
+from xpretrieval.samplers.batchwise import BatchwiseSampler
+from xpretrieval.samplers.negatives import HardNegatives
 from xpretrieval.samplers.pairwise import PairwiseSampler
-from xpretrieval.samplers.records import PairwiseRecord, Text
+from xpretrieval.samplers.records import BatchwiseRecord, PairwiseRecord, Text
 
-__all__ = ["PairwiseRecord", "PairwiseSampler", "Sampler", "Text"]
+__all__ = [
+    "BatchwiseRecord",
+    "BatchwiseSampler",
+    "HardNegatives",
+    "PairwiseRecord",
+    "PairwiseSampler",
+    "Sampler",
+    "Text",
+]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
 from xpretrieval.samplers.base import Sampler
+from xpretrieval.samplers.negatives import HardNegatives
 from xpretrieval.samplers.records import PairwiseRecord, Text
 
 
@@ -16,9 +17,10 @@ from xpretrieval.samplers.records import PairwiseRecord, Text
 @dataclass
 class PairwiseSampler(Sampler):
     """One record per (query, relevant document) pair; the negative is drawn uniformly from
-    the documents not judged for that query."""
+    the documents not judged for that query, or from its hard negatives when set."""
 
     min_relevance: int = 1  # judgements with at least this grade are positives
+    hard_negatives: HardNegatives | None = None  # null: random negatives
 
     def positive_pairs(self, collection: Collection) -> list[tuple[str, str]]:
         """(query id, document id) of every positive judgement, in a stable order."""
@@ -39,19 +41,33 @@ class PairwiseSampler(Sampler):
         return len(self.positive_pairs(collection))
 
     def records(self, collection: Collection, seed: int) -> Iterator[PairwiseRecord]:
+        for query_id, positive_id, negative_ids in self.draws(collection, seed, 1):
+            yield PairwiseRecord(
+                query=Text(query_id, collection.queries[query_id]),
+                positive=Text(positive_id, collection.documents[positive_id]),
+                negative=Text(negative_ids[0], collection.documents[negative_ids[0]]),
+            )
+
+    def draws(
+        self, collection: Collection, seed: int, n_negatives: int
+    ) -> Iterator[tuple[str, str, list[str]]]:
+        """Endless (query id, positive id, negative ids), epoch after epoch in a fresh order."""
         pairs = self.positive_pairs(collection)
         doc_ids = list(collection.documents)
+        pools = {} if self.hard_negatives is None else self.hard_negatives.candidates(collection)
         rng = random.Random(seed)
         while True:
             order = list(pairs)
             rng.shuffle(order)
             for query_id, positive_id in order:
-                negative_id = _random_unjudged(rng, doc_ids, collection.qrels[query_id], query_id)
-                yield PairwiseRecord(
-                    query=Text(query_id, collection.queries[query_id]),
-                    positive=Text(positive_id, collection.documents[positive_id]),
-                    negative=Text(negative_id, collection.documents[negative_id]),
-                )
+                pool = pools.get(query_id)
+                negatives = [
+                    pool[rng.randrange(len(pool))]
+                    if pool
+                    else _random_unjudged(rng, doc_ids, collection.qrels[query_id], query_id)
+                    for _ in range(n_negatives)
+                ]
+                yield query_id, positive_id, negatives
 
 
 def _random_unjudged(

@@ -24,3 +24,12 @@ class PairwiseRecord:
     @property
     def negatives(self) -> tuple[Text, ...]:
         return (self.negative,)
+
+
+@dataclass(frozen=True)
+class BatchwiseRecord:
+    """A query with one relevant document and several non-relevant ones."""
+
+    query: Text
+    positive: Text
+    negatives: tuple[Text, ...]

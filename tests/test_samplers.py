@@ -1,0 +1,73 @@
+"""Batchwise records and hard negatives (from a run file or BM25): unjudged, from the chosen
+ranks, deterministic for a seed, with a fallback to random negatives that the log counts."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import pytest
+
+from tests.conftest import TINY_BEIR
+from tests.test_training import make_learner
+from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.retrieval.run import write_trec_run
+from xpretrieval.samplers import BatchwiseSampler, HardNegatives, PairwiseSampler
+
+
+@pytest.fixture
+def train_split():
+    return load_beir_folder(TINY_BEIR, "train")
+
+
+def take(sampler, collection, n: int = 12, seed: int = 1) -> list:
+    return list(itertools.islice(sampler.records(collection, seed), n))
+
+
+def test_batchwise_records_carry_n_unjudged_negatives_deterministically(train_split):
+    records = take(BatchwiseSampler(negatives=3), train_split)
+    assert records == take(BatchwiseSampler(negatives=3), train_split)
+    for record in records:
+        assert len(record.negatives) == 3
+        judged = train_split.qrels[record.query.id]
+        assert record.positive.id in judged
+        assert not any(negative.id in judged for negative in record.negatives)
+
+
+def test_hard_negatives_come_from_the_run_ranks_asked_for(train_split, tmp_path, caplog):
+    queries = sorted(train_split.qrels)
+    documents = sorted(train_split.documents)
+    ranked = {queries[0]: documents}  # every document, in id order; other queries: none
+    run = {q: [(d, float(len(docs) - i)) for i, d in enumerate(docs)] for q, docs in ranked.items()}
+    write_trec_run(tmp_path / "run.trec", run)
+    hard = HardNegatives(run_file=str(tmp_path / "run.trec"), top_k=8, skip_top=2)
+    with caplog.at_level(logging.WARNING):
+        records = take(PairwiseSampler(hard_negatives=hard), train_split, n=60)
+    allowed = set(documents[2:8]) - set(train_split.qrels[queries[0]])
+    drawn = {r.negative.id for r in records if r.query.id == queries[0]}
+    assert drawn and drawn <= allowed
+    assert (
+        f"{len(queries) - 1} of {len(queries)} training queries have no hard negative"
+        in caplog.text
+    )
+
+
+def test_bm25_hard_negatives_are_lexically_close_and_unjudged(train_split):
+    pools = HardNegatives(top_k=5).candidates(train_split)
+    for query_id, pool in pools.items():
+        assert not set(pool) & set(train_split.qrels[query_id]) and len(pool) <= 5
+    records = take(
+        BatchwiseSampler(negatives=2, hard_negatives=HardNegatives(top_k=5)), train_split
+    )
+    assert all(n.id in pools[r.query.id] for r in records for n in r.negatives if pools[r.query.id])
+
+
+def test_hard_negative_ranks_must_make_sense():
+    with pytest.raises(ValueError, match="need 0 <= skip_top < top_k"):
+        HardNegatives(top_k=5, skip_top=5)
+
+
+def test_batchwise_records_train_with_infonce(tiny_model_dir, train_split):
+    learner = make_learner(tiny_model_dir, train_split, max_steps=2)
+    learner.sampler = BatchwiseSampler(negatives=3)
+    assert learner.fit().step == 2

@@ -1,0 +1,33 @@
+"""Batchwise records: a query with one relevant document and n non-relevant ones, for
+listwise losses (InfoNCE over several negatives per query)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from xpretrieval.config import register
+from xpretrieval.data.collection import Collection
+from xpretrieval.samplers.pairwise import PairwiseSampler
+from xpretrieval.samplers.records import BatchwiseRecord, Text
+
+
+@register("sampler", "batchwise")
+@dataclass
+class BatchwiseSampler(PairwiseSampler):
+    """As the pairwise sampler, with `negatives` negatives per record (drawn independently,
+    so a small pool may repeat one)."""
+
+    negatives: int = 7
+
+    def __post_init__(self) -> None:
+        if self.negatives < 1:
+            raise ValueError(f"negatives must be >= 1, got {self.negatives}")
+
+    def records(self, collection: Collection, seed: int) -> Iterator[BatchwiseRecord]:
+        for query_id, positive_id, negative_ids in self.draws(collection, seed, self.negatives):
+            yield BatchwiseRecord(
+                query=Text(query_id, collection.queries[query_id]),
+                positive=Text(positive_id, collection.documents[positive_id]),
+                negatives=tuple(Text(d, collection.documents[d]) for d in negative_ids),
+            )

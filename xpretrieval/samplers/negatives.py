@@ -1,0 +1,58 @@
+"""Hard negatives: documents a first-stage ranker placed high for a query without a judgement,
+from a TREC run file or from BM25 computed on the training collection."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from xpretrieval.data.collection import Collection
+from xpretrieval.retrieval.run import Run, read_trec_run
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class HardNegatives:
+    """Where hard negatives come from and which ranks of it to draw from."""
+
+    run_file: str | None = None  # a TREC run over the training queries; null: BM25 (bm25s)
+    top_k: int = 100  # draw among the first top_k documents of a query's ranking
+    skip_top: int = 0  # ...after skipping this many (the very top may hold unjudged positives)
+
+    def __post_init__(self) -> None:
+        if self.skip_top < 0 or self.top_k <= self.skip_top:
+            raise ValueError(
+                f"need 0 <= skip_top < top_k, got skip_top={self.skip_top}, top_k={self.top_k}"
+            )
+
+    def candidates(self, collection: Collection) -> dict[str, list[str]]:
+        """For each training query, its unjudged documents among ranks skip_top..top_k."""
+        run = self._run(collection)
+        pools = {}
+        for query_id, judged in collection.qrels.items():
+            ranked = [doc for doc, _ in run.get(query_id, [])][self.skip_top : self.top_k]
+            pools[query_id] = [
+                doc for doc in ranked if doc not in judged and doc in collection.documents
+            ]
+        empty = sum(not pool for pool in pools.values())
+        if empty:
+            logger.warning(
+                "%s: %d of %d training queries have no hard negative in ranks %d-%d; they draw "
+                "random ones",
+                collection.name,
+                empty,
+                len(pools),
+                self.skip_top + 1,
+                self.top_k,
+            )
+        return pools
+
+    def _run(self, collection: Collection) -> Run:
+        if self.run_file is not None:
+            return read_trec_run(self.run_file)
+        from xpretrieval.models.bm25 import Bm25
+
+        logger.info("Ranking the training queries with BM25 for hard negatives")
+        run, _ = Bm25().build().rank(collection, self.top_k)
+        return run
