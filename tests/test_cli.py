@@ -212,3 +212,13 @@ def test_run_directory_records_versions_commit_and_data(train_run):
     assert environment["git"] is None or len(environment["git"]["commit"]) == 40
     assert environment["datasets"]["train"]["documents"] == 20
     assert environment["datasets"]["test"]["queries"] > 0 and environment["device"] == "cpu"
+
+
+def test_the_same_config_and_seed_give_bit_identical_results(train_run, tiny_model_dir, tmp_path):
+    run_dir, _ = train_run
+    again = cli("train", *tiny_overrides(tiny_model_dir), f"hydra.run.dir={tmp_path}", cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    first = json.loads((run_dir / "metrics.json").read_text())
+    second = json.loads((tmp_path / "metrics.json").read_text())
+    assert first["aggregate"] == second["aggregate"] and first["per_query"] == second["per_query"]
+    assert (run_dir / "run.trec").read_text() == (tmp_path / "run.trec").read_text()

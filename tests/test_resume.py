@@ -55,19 +55,36 @@ def stop_after_first_checkpoint(command: list[str], run_dir: Path, how: int) -> 
     return process.returncode
 
 
+VALIDATING = ("validation.every=5", "validation.held_out_queries=3", "validation.patience=3")
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(tiny_model_dir, tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("uninterrupted")
-    result = subprocess.run(train_command(tiny_model_dir, run_dir), cwd=ROOT, capture_output=True)
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
-    return run_dir
+def uninterrupted(tiny_model_dir, tmp_path_factory):
+    """The uninterrupted run of each set of extra overrides, run once."""
+    runs: dict[tuple[str, ...], Path] = {}
+
+    def run(extra: tuple[str, ...]) -> Path:
+        if extra not in runs:
+            run_dir = tmp_path_factory.mktemp("uninterrupted")
+            command = train_command(tiny_model_dir, run_dir, *extra)
+            result = subprocess.run(command, cwd=ROOT, capture_output=True)
+            assert result.returncode == 0, result.stderr.decode()[-3000:]
+            runs[extra] = run_dir
+        return runs[extra]
+
+    return run
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize(
+    ("how", "extra"),
+    [(signal.SIGKILL, ()), (signal.SIGTERM, ()), (signal.SIGKILL, VALIDATING)],
+    ids=["SIGKILL", "SIGTERM", "SIGKILL-validating"],
+)
 def test_a_stopped_run_resumes_to_the_same_losses_and_metrics(
-    tiny_model_dir, tmp_path, uninterrupted, how
+    tiny_model_dir, tmp_path, uninterrupted, how, extra
 ):
-    command = train_command(tiny_model_dir, tmp_path)
+    reference = uninterrupted(extra)
+    command = train_command(tiny_model_dir, tmp_path, *extra)
     returncode = stop_after_first_checkpoint(command, tmp_path, how)
     assert returncode in (-how, 128 + how)  # killed, or stopped after saving a checkpoint
     assert not (tmp_path / "metrics.json").exists()
@@ -88,9 +105,12 @@ def test_a_stopped_run_resumes_to_the_same_losses_and_metrics(
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming from {stopped_at}" in resumed.stderr
-    assert losses(tmp_path) == losses(uninterrupted)
+    assert losses(tmp_path) == losses(reference)
     metrics = json.loads((tmp_path / "metrics.json").read_text())["aggregate"]
-    assert metrics == json.loads((uninterrupted / "metrics.json").read_text())["aggregate"]
+    assert metrics == json.loads((reference / "metrics.json").read_text())["aggregate"]
+    if extra:  # validations, best weights and patience continue as if never interrupted
+        validated = (tmp_path / "validation.csv").read_text()
+        assert validated == (reference / "validation.csv").read_text()
 
 
 def test_sigterm_saves_a_checkpoint_at_the_step_it_stops(tiny_model_dir, tmp_path):

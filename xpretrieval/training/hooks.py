@@ -33,6 +33,14 @@ class Hook:
     def on_interrupt(self, state: TrainState) -> None:
         """When a signal (SIGINT, SIGTERM) stops training after the step of `state`."""
 
+    def state_dict(self) -> dict:
+        """What the hook learned so far (checkpointed, so that a resumed run continues it)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned (a stateless hook has nothing to restore)."""
+        del state
+
 
 class ProgressBar(Hook):
     """A tqdm bar over the steps showing the loss and the throughput; where there is no terminal

@@ -73,11 +73,16 @@ class Learner:
         self.optimizer, self.schedule = optimizer.build(model, self.max_steps)
         self.step = 0
         self._resumed_random_state: dict | None = None
+        self._resumed_hook_states: dict[str, dict] = {}
+        self._hooks: list[Hook] = []  # those of the running fit, whose state checkpoints keep
 
     def fit(self, hooks: Iterable[Hook] = (), validator: Validator | None = None) -> TrainState:
         """Run all steps (fewer if a hook asks to stop); returns the final state. When given,
         `validator` measures the model when due, and hooks see it in `on_validation`."""
-        hooks = list(hooks)
+        hooks = self._hooks = list(hooks)
+        for hook in hooks:  # resumed: hooks continue from their checkpointed state
+            if type(hook).__name__ in self._resumed_hook_states:
+                hook.load_state_dict(self._resumed_hook_states[type(hook).__name__])
         seed_everything(self.seed)
         device = next(self.model.parameters()).device
         records = self.sampler.records(self.collection, self.seed)
@@ -117,12 +122,13 @@ class Learner:
                         samples_per_second=samples / elapsed if elapsed > 0 else 0.0,
                         elapsed_seconds=elapsed,
                     )
-                    for hook in hooks:
-                        hook.on_step_end(state)
+                    # validation first, so that a checkpoint of this step includes its result
                     if validator is not None and validator.due(state):
                         metrics = validator.validate(self.model)
                         for hook in hooks:
                             hook.on_validation(state, metrics)
+                    for hook in hooks:
+                        hook.on_step_end(state)
                     if any([hook.should_stop() for hook in hooks]):
                         break
                     if signals.received is not None:
@@ -209,6 +215,7 @@ class Learner:
                 "schedule": self.schedule.state_dict(),
                 "losses": {name: loss.state_dict() for name, loss in self.losses.items()},
                 "random": capture_random_state(),
+                "hooks": {type(hook).__name__: hook.state_dict() for hook in self._hooks},
             },
             Path(path) / TRAINING_STATE_FILE,
         )
@@ -224,3 +231,4 @@ class Learner:
         for name, loss in self.losses.items():
             loss.load_state_dict(state["losses"].get(name, {}))
         self._resumed_random_state = state["random"]
+        self._resumed_hook_states = state.get("hooks", {})

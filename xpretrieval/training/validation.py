@@ -114,6 +114,18 @@ class BestModel(Hook):
             for name, tensor in self.model.state_dict().items()
         }
 
+    def state_dict(self) -> dict:
+        return {
+            "best": self.best,
+            "best_step": self.best_step,
+            "stale": self.stale,
+            "weights": self.weights,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_step = state["best"], state["best_step"]
+        self.stale, self.weights = state["stale"], state["weights"]
+
     def should_stop(self) -> bool:
         stop = self.patience is not None and self.stale >= self.patience
         if stop:
