@@ -163,7 +163,7 @@ def test_sparse_embed_experiment_end_to_end(tiny_model_dir, tmp_path):
     assert 0 < metrics["index"]["query_active_dims"] <= 8
     assert 0 < metrics["index"]["doc_active_dims"] <= 16
     saved = tmp_path / "checkpoints" / "step-0000006"
-    assert (saved / "sparse_embed_projection.safetensors").is_file()
+    assert (saved / "projection.safetensors").is_file()
 
 
 def test_train_validates_on_held_out_queries_and_tests_the_best_weights(tiny_model_dir, tmp_path):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import ir_measures
 
 from xpretrieval.data.collection import Qrels
+from xpretrieval.retrieval.rerank import FirstStage
 from xpretrieval.retrieval.run import Run
 
 DEFAULT_METRICS = ["nDCG@10", "RR@10", "R@100", "AP"]
@@ -19,6 +20,9 @@ class EvaluationConfig:
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))  # ir-measures names
     top_k: int = 1000  # documents retrieved per query
     batch_size: int = 64  # texts encoded at once
+    # re-rank a first stage's candidates instead of searching the collection:
+    # {run_file: path/to/run.trec, top_k: 100}, or {top_k: 100} for BM25's
+    rerank: FirstStage | None = None
 
     def __post_init__(self) -> None:
         if not self.metrics:

@@ -23,6 +23,7 @@ from xpretrieval.losses.regularizers import Regularizer
 from xpretrieval.models.base import Encoder, ModelConfig
 from xpretrieval.resume import last_checkpoint
 from xpretrieval.retrieval.index import IndexConfig
+from xpretrieval.retrieval.rerank import rerank
 from xpretrieval.retrieval.retrieve import retrieve
 from xpretrieval.retrieval.run import write_trec_run
 from xpretrieval.run_dir import claim_run_dir, write_environment
@@ -206,16 +207,21 @@ def _evaluate(
     """Retrieve for every test query, write `<prefix>run.trec` and `<prefix>metrics.json`."""
     settings = experiment.evaluation
     logger.info("Evaluating on %s", collection)
-    retrieval = retrieve(
-        model,
-        collection,
-        experiment.index,
-        settings.top_k,
-        settings.batch_size,
-        device,
-        experiment.precision,
-        save_to=output_dir / f"{prefix}index" if experiment.index.save else None,
-    )
+    if settings.rerank is not None:
+        retrieval = rerank(
+            model, collection, settings.rerank, settings.batch_size, device, experiment.precision
+        )
+    else:
+        retrieval = retrieve(
+            model,
+            collection,
+            experiment.index,
+            settings.top_k,
+            settings.batch_size,
+            device,
+            experiment.precision,
+            save_to=output_dir / f"{prefix}index" if experiment.index.save else None,
+        )
     write_trec_run(output_dir / f"{prefix}run.trec", retrieval.run)
     metrics = compute_metrics(retrieval.run, collection.qrels, settings.metrics)
     write_json(

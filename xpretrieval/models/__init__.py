@@ -2,6 +2,7 @@
 
 from xpretrieval.models.base import Encoder, ModelConfig
 from xpretrieval.models.bm25 import Bm25
+from xpretrieval.models.colbert import ColBERT, ColBERTEncoder
 from xpretrieval.models.dense import Dense, DenseEncoder
 from xpretrieval.models.pooling import Pooling
 from xpretrieval.models.sparse_embed import SparseEmbed, SparseEmbedEncoder
@@ -9,6 +10,8 @@ from xpretrieval.models.splade import SparsePooling, Splade, SpladeEncoder
 
 __all__ = [
     "Bm25",
+    "ColBERT",
+    "ColBERTEncoder",
     "Dense",
     "DenseEncoder",
     "Encoder",

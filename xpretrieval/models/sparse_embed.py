@@ -19,15 +19,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from xpretrieval.config import register
 from xpretrieval.models.splade import MaskedLMConfig, SpladeEncoder, splade_weights
-from xpretrieval.models.transformer import TransformerConfig
 
-PROJECTION_FILE = "sparse_embed_projection.safetensors"
 # bounds the matched embedding elements that scoring holds at once
 SCORE_BLOCK_ELEMENTS = 2**24
 
@@ -58,6 +55,7 @@ class SparseEmbedEncoder(SpladeEncoder):
     """Encodes texts into packed `[n, k, 2 + embedding_dim]` representations."""
 
     encoder_kwargs: ClassVar[dict[str, Any]] = {"output_hidden_states": True}
+    head_modules: ClassVar[tuple[str, ...]] = ("projection",)
 
     def __init__(
         self,
@@ -70,19 +68,6 @@ class SparseEmbedEncoder(SpladeEncoder):
         hidden = query_encoder.config.hidden_size
         # shared by queries and documents, so that their term embeddings meet in one space
         self.projection = nn.Linear(hidden, config.embedding_dim, bias=False)
-
-    @classmethod
-    def from_config(cls, config: TransformerConfig) -> SparseEmbedEncoder:
-        """Load the encoder(s) and, from a saved SparseEmbed model, its projection."""
-        model = super().from_config(config)
-        saved = Path(config.name_or_path) / PROJECTION_FILE
-        if saved.is_file():
-            model.projection.load_state_dict(load_file(saved))
-        return model
-
-    def save(self, path: str | Path) -> None:
-        super().save(path)
-        save_file(self.projection.state_dict(), Path(path) / PROJECTION_FILE)
 
     @classmethod
     def load(

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import (
     AutoConfig,
@@ -59,6 +60,9 @@ class TransformerBiEncoder(nn.Module):
 
     auto_class: ClassVar[type] = AutoModel  # the Hugging Face class that loads the encoder
     encoder_kwargs: ClassVar[dict[str, Any]] = {}  # extra arguments of the encoder's forward
+    # modules of the model beyond the Hugging Face encoder(s) (e.g. a projection), by
+    # attribute: saved as `<attribute>.safetensors` beside the Hugging Face files
+    head_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -104,7 +108,12 @@ class TransformerBiEncoder(nn.Module):
             raise ConfigError(
                 f"model.name_or_path={path!r} is not a loadable Hugging Face model: {error}"
             ) from error
-        return cls(config, tokenizer, query_encoder, document_encoder)
+        model = cls(config, tokenizer, query_encoder, document_encoder)
+        for name in cls.head_modules:  # a saved model's own weights replace the new ones
+            saved = folder / f"{name}.safetensors"
+            if saved.is_file():
+                getattr(model, name).load_state_dict(load_file(saved))
+        return model
 
     @classmethod
     def load_encoder(cls, path: str | Path, config: TransformerConfig) -> PreTrainedModel:
@@ -174,6 +183,8 @@ class TransformerBiEncoder(nn.Module):
         else:
             self.query_encoder.save_pretrained(path / "query")
             self.document_encoder.save_pretrained(path / "document")
+        for name in self.head_modules:
+            save_file(getattr(self, name).state_dict(), path / f"{name}.safetensors")
         component = OmegaConf.structured(replace(self.config, name_or_path="."))
         (path / COMPONENT_FILE).write_text(OmegaConf.to_yaml(component), encoding="utf-8")
 

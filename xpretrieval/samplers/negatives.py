@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from xpretrieval.data.collection import Collection
-from xpretrieval.retrieval.run import Run, read_trec_run
+from xpretrieval.retrieval.rerank import FirstStage
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class HardNegatives:
 
     def candidates(self, collection: Collection) -> dict[str, list[str]]:
         """For each training query, its unjudged documents among ranks skip_top..top_k."""
-        run = self._run(collection)
+        run = FirstStage(self.run_file, self.top_k).run(collection)
         pools = {}
         for query_id, judged in collection.qrels.items():
             ranked = [doc for doc, _ in run.get(query_id, [])][self.skip_top : self.top_k]
@@ -47,12 +47,3 @@ class HardNegatives:
                 self.top_k,
             )
         return pools
-
-    def _run(self, collection: Collection) -> Run:
-        if self.run_file is not None:
-            return read_trec_run(self.run_file)
-        from xpretrieval.models.bm25 import Bm25
-
-        logger.info("Ranking the training queries with BM25 for hard negatives")
-        run, _ = Bm25().build().rank(collection, self.top_k)
-        return run
