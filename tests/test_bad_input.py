@@ -264,7 +264,8 @@ def test_out_of_memory_suggests_the_micro_batcher(tiny_model_dir, monkeypatch):
 
     monkeypatch.setattr(learner.trainer, "loss_terms", exhausted)
     with pytest.raises(
-        ResourceError, match="step 1: out of memory on cpu with batch_size=4; use batcher=micro"
+        ResourceError,
+        match="step 1: out of memory on cpu with batch_size=4; use batcher=adaptive",
     ):
         learner.fit()
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import TINY_BEIR
-from xpretrieval.batchers import FixedBatcher, MicroBatcher
+from xpretrieval.batchers import AdaptiveBatcher, FixedBatcher, MicroBatcher
 from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.losses import Flops, InfoNCE
 from xpretrieval.models import Dense, Splade
@@ -21,9 +21,14 @@ NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 CPU = torch.device("cpu")
 
 
-def gradients_of(model_config, losses, batcher, records) -> tuple[dict, dict]:
+def gradients_of(model_config, losses, batcher, records, memory: int | None = None):
+    """The logged losses and the gradients of one step; with `memory`, encoding more than that
+    many texts at once runs out of memory."""
     torch.manual_seed(0)
     model = model_config.build().train()
+    if memory is not None:
+        for name in ("encode_queries", "encode_documents"):
+            setattr(model, name, _limited(getattr(model, name), memory))
     learner = Learner(
         model=model,
         collection=load_beir_folder(TINY_BEIR, "train"),
@@ -38,6 +43,15 @@ def gradients_of(model_config, losses, batcher, records) -> tuple[dict, dict]:
     return logged, {
         name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None
     }
+
+
+def _limited(encode, memory: int):
+    def encode_within(texts):
+        if len(texts) > memory:
+            raise torch.OutOfMemoryError(f"{len(texts)} texts do not fit")
+        return encode(texts)
+
+    return encode_within
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +83,37 @@ def test_micro_batches_give_the_loss_and_gradients_of_the_whole_batch(
     assert whole_grads.keys() == split_grads.keys() and whole_grads
     for name, gradient in whole_grads.items():
         assert torch.allclose(split_grads[name], gradient, atol=1e-5), name
+
+
+def test_adaptive_batcher_splits_after_out_of_memory_with_the_same_loss(tiny_model_dir, records):
+    config = Dense(name_or_path=str(tiny_model_dir), normalize=True, config_overrides=NO_DROPOUT)
+    losses = {"rank": InfoNCE(scale=20.0)}
+    whole, whole_grads = gradients_of(config, losses, FixedBatcher(batch_size=6), records)
+    batcher = AdaptiveBatcher(batch_size=6)
+    split, split_grads = gradients_of(config, losses, batcher, records, memory=4)
+    assert batcher.micro_batch_size() == 3  # 12 texts -> 6 -> 3: the first size that fits
+    assert split == pytest.approx(whole, abs=1e-5)
+    for name, gradient in whole_grads.items():
+        assert torch.allclose(split_grads[name], gradient, atol=1e-5), name
+
+
+def test_adaptive_batcher_gives_up_below_its_minimum(tiny_model_dir):
+    from xpretrieval.errors import ResourceError
+
+    config = Dense(name_or_path=str(tiny_model_dir), config_overrides=NO_DROPOUT)
+    learner = Learner(
+        model=config.build(),
+        collection=load_beir_folder(TINY_BEIR, "train"),
+        sampler=PairwiseSampler(),
+        batcher=AdaptiveBatcher(batch_size=4, min_micro=2),
+        trainer=BatchwiseTrainer(),
+        losses={"rank": InfoNCE()},
+        optimizer=AdamW(),
+        seed=0,
+    )
+    learner.model.encode_queries = _limited(learner.model.encode_queries, 1)
+    with pytest.raises(ResourceError, match="encoded 2 texts at a time; use batcher=adaptive"):
+        learner.fit()
 
 
 def test_replayed_micro_batches_see_the_same_dropout(tiny_model_dir):

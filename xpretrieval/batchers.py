@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
 from xpretrieval.config import register
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,6 +31,11 @@ class Batcher(ABC):
         """Texts encoded per pass when a batch is split (the loss still sees the whole
         batch: `training.grad_cache`); None: the whole batch in one pass."""
         return None
+
+    def after_out_of_memory(self) -> bool:
+        """Called when a step ran out of memory: True if the batcher now splits batches
+        finer and the step should be tried again."""
+        return False
 
 
 @register("batcher", "fixed")
@@ -55,3 +63,31 @@ class MicroBatcher(FixedBatcher):
 
     def micro_batch_size(self) -> int | None:
         return self.micro
+
+
+@register("batcher", "adaptive")
+@dataclass
+class AdaptiveBatcher(FixedBatcher):
+    """Tries each batch in one pass; when a step runs out of memory, halves the texts encoded
+    per pass and retries it (as xpmir's power-adaptive batcher), down to `min_micro`. The
+    split uses cached representations, so the loss is that of the whole batch throughout."""
+
+    min_micro: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.min_micro < 1:
+            raise ValueError(f"min_micro must be >= 1, got {self.min_micro}")
+        self._micro: int | None = None  # None: whole batches; not a config field
+
+    def micro_batch_size(self) -> int | None:
+        return self._micro
+
+    def after_out_of_memory(self) -> bool:
+        # the largest batch encodes every text: its positives and negatives
+        current = self._micro if self._micro is not None else 2 * self.batch_size
+        if current // 2 < self.min_micro:
+            return False
+        self._micro = current // 2
+        logger.warning("Out of memory: now encoding %d texts at a time", self._micro)
+        return True

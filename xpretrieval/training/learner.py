@@ -147,33 +147,47 @@ class Learner:
         """One optimiser step on `batch`; returns the weighted loss terms and their total, and
         the step's statistics."""
         self.optimizer.zero_grad(set_to_none=True)
-        try:
-            logged, statistics = self.compute_gradients(batch, device)
-        except torch.OutOfMemoryError as error:
-            self.optimizer.zero_grad(set_to_none=True)
-            micro = self.batcher.micro_batch_size()
-            raise ResourceError(
-                f"step {self.step + 1}: out of memory on {device} with batch_size="
-                f"{self.batcher.batch_size}"
-                + ("" if micro is None else f" encoded {micro} texts at a time")
-                + "; use batcher=micro with a smaller batcher.micro (the loss stays that of "
-                "the whole batch), or lower model.doc_max_length"
-            ) from error
+        logged, statistics = self.compute_gradients(batch, device)
         if self.trainer.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.trainer.grad_clip)
         self.optimizer.step()
         self.schedule.step()
         return logged, statistics
 
+    def _out_of_memory(self, device: torch.device) -> ResourceError:
+        micro = self.batcher.micro_batch_size()
+        return ResourceError(
+            f"step {self.step + 1}: out of memory on {device} with batch_size="
+            f"{self.batcher.batch_size}"
+            + ("" if micro is None else f" encoded {micro} texts at a time")
+            + "; use batcher=adaptive or batcher=micro with a smaller batcher.micro (the loss "
+            "stays that of the whole batch), or lower model.doc_max_length"
+        )
+
     def compute_gradients(
         self, batch: list, device: torch.device
     ) -> tuple[dict[str, float], dict[str, float]]:
         """Accumulate into `.grad` the gradients of the weighted sum of the batch's loss terms;
-        returns the weighted terms and their total, and the step's statistics.
+        returns the weighted terms and their total, and the step's statistics. Out of
+        memory, the step is retried as long as the batcher can split it finer."""
+        random_state = capture_random_state()  # a retried step draws what the first try drew
+        while True:
+            try:
+                return self._gradients(batch, device)
+            except torch.OutOfMemoryError as error:
+                self.optimizer.zero_grad(set_to_none=True)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if not self.batcher.after_out_of_memory():
+                    raise self._out_of_memory(device) from error
+                restore_random_state(random_state)
 
-        With a batcher that splits batches, texts are encoded by micro-batches and the loss
-        is computed once on the whole batch (`grad_cache`): the same value and gradients as
-        in one pass."""
+    def _gradients(
+        self, batch: list, device: torch.device
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """One try of `compute_gradients`. With a batcher that splits batches, texts are
+        encoded by micro-batches and the loss is computed once on the whole batch
+        (`grad_cache`): the same value and gradients as in one pass."""
         step = self.step + 1
         micro = self.batcher.micro_batch_size()
         query_texts, doc_texts = self.trainer.texts(batch)
