@@ -71,3 +71,30 @@ def test_batchwise_records_train_with_infonce(tiny_model_dir, train_split):
     learner = make_learner(tiny_model_dir, train_split, max_steps=2)
     learner.sampler = BatchwiseSampler(negatives=3)
     assert learner.fit().step == 2
+
+
+def test_random_spans_come_from_one_document_and_skip_short_ones(caplog):
+    from xpretrieval.data.collection import Collection
+    from xpretrieval.samplers import RandomSpanSampler
+
+    documents = {"long": "abcdefghijklmnopqrstuvwxyz" * 4, "empty": "", "one": "x", "two": "xy"}
+    collection = Collection("spans", documents, {"q": "q"}, {"q": {"long": 1}})
+    sampler = RandomSpanSampler(max_spansize=10)
+    with caplog.at_level(logging.WARNING):
+        records = take(sampler, collection, n=20)
+    assert "skipped 2 documents shorter than 2 characters" in caplog.text
+    assert sampler.epoch_size(collection) == 2
+    for record in records:
+        text = documents[record.query.id]
+        assert record.query.id == record.positive.id and record.negatives == ()
+        assert record.query.text in text and record.positive.text in text
+        assert 1 <= len(record.query.text) <= 10
+    assert records == take(sampler, collection, n=20)
+
+
+def test_random_span_pairs_train_with_in_batch_negatives(tiny_model_dir, train_split):
+    from xpretrieval.samplers import RandomSpanSampler
+
+    learner = make_learner(tiny_model_dir, train_split, max_steps=2)
+    learner.sampler = RandomSpanSampler(max_spansize=40)
+    assert learner.fit().step == 2

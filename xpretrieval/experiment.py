@@ -77,6 +77,13 @@ def load_experiment(cfg: DictConfig) -> ExperimentConfig:
     if not isinstance(experiment, ExperimentConfig):
         raise ConfigError(f"expected an ExperimentConfig root, got {type(experiment).__name__}")
     check_losses_fit_model(experiment.losses, experiment.model)
+    for name, loss in experiment.losses.items():
+        if loss.needs_own_negatives() and not experiment.sampler.has_negatives:
+            raise ConfigError(
+                f"losses.{name}: {type(loss).__name__} ranks each positive against the "
+                f"record's own negatives, which {type(experiment.sampler).__name__} records do "
+                "not have; use in-batch negatives (InfoNCE with in_batch_negatives=true)"
+            )
     return experiment
 
 

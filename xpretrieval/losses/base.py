@@ -77,6 +77,11 @@ class Loss(ABC):
         """Values worth logging about the batch beside the term itself (none by default)."""
         return {}
 
+    def needs_own_negatives(self) -> bool:
+        """True when the term ranks each query's positive against its own negatives only,
+        which samplers without negatives (random spans) cannot feed."""
+        return False
+
     def state_dict(self) -> dict[str, float]:
         """What the term learned during training (checkpointed for exact resumption)."""
         return {}

@@ -40,6 +40,9 @@ class InfoNCE(Loss):
                 "has only its own query to choose"
             )
 
+    def needs_own_negatives(self) -> bool:
+        return not self.in_batch_negatives
+
     def __call__(self, batch: BatchScores) -> Tensor:
         logits = batch.scores * self.scale
         if not self.in_batch_negatives:

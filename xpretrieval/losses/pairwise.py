@@ -31,9 +31,16 @@ def own_pairs(batch: BatchScores) -> tuple[Tensor, Tensor]:
     return batch.scores[queries, batch.targets[queries]], batch.scores[queries, negatives]
 
 
+class _PairwiseLoss(Loss):
+    """Base of the losses on (query, own negative) pairs."""
+
+    def needs_own_negatives(self) -> bool:
+        return True
+
+
 @register("loss", "hinge")
 @dataclass
-class Hinge(Loss):
+class Hinge(_PairwiseLoss):
     """mean(max(0, margin - positive + negative)) over (query, own negative) pairs."""
 
     margin: float = 1.0
@@ -50,7 +57,7 @@ class Hinge(Loss):
 
 @register("loss", "logistic")
 @dataclass
-class Logistic(Loss):
+class Logistic(_PairwiseLoss):
     """RankNet: mean(log(1 + exp(negative - positive))) over (query, own negative) pairs."""
 
     def __call__(self, batch: BatchScores) -> Tensor:
@@ -60,7 +67,7 @@ class Logistic(Loss):
 
 @register("loss", "cross_entropy")
 @dataclass
-class PairCrossEntropy(Loss):
+class PairCrossEntropy(_PairwiseLoss):
     """Binary cross-entropy of every scored pair: each query's positive is relevant (1), its
     own negatives are not (0); the scores are logits."""
 

@@ -4,6 +4,7 @@ from xpretrieval.samplers.base import Sampler
 from xpretrieval.samplers.batchwise import BatchwiseSampler
 from xpretrieval.samplers.negatives import HardNegatives
 from xpretrieval.samplers.pairwise import PairwiseSampler
+from xpretrieval.samplers.random_span import RandomSpanSampler
 from xpretrieval.samplers.records import BatchwiseRecord, PairwiseRecord, Text
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "HardNegatives",
     "PairwiseRecord",
     "PairwiseSampler",
+    "RandomSpanSampler",
     "Sampler",
     "Text",
 ]

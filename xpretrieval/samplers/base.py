@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 from xpretrieval.data.collection import Collection
 
@@ -12,6 +13,8 @@ from xpretrieval.data.collection import Collection
 @dataclass
 class Sampler(ABC):
     """Yields training records from a collection, endlessly and deterministically for a seed."""
+
+    has_negatives: ClassVar[bool] = True  # records bring negatives of their own
 
     @abstractmethod
     def records(self, collection: Collection, seed: int) -> Iterator:

@@ -1,0 +1,75 @@
+"""Random spans (coCondenser; Gao and Callan, ACL 2022; xpmir's `RandomSpanSampler`): two
+spans of one document form a positive pair, and the spans of the other documents of the
+batch are its negatives. No relevance judgements are needed, only documents."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+from xpretrieval.config import register
+from xpretrieval.data.collection import Collection
+from xpretrieval.samplers.base import Sampler
+from xpretrieval.samplers.records import BatchwiseRecord, Text
+
+logger = logging.getLogger(__name__)
+
+
+@register("sampler", "random_span")
+@dataclass
+class RandomSpanSampler(Sampler):
+    """Records (span, other span of the same document); in-batch negatives only."""
+
+    has_negatives: ClassVar[bool] = False
+
+    max_spansize: int = 256  # characters per span, at most
+    min_length: int = 2  # documents with fewer characters give no two spans: skipped
+
+    def __post_init__(self) -> None:
+        if self.max_spansize < 1 or self.min_length < 2:
+            raise ValueError(
+                f"need max_spansize >= 1 and min_length >= 2, got max_spansize="
+                f"{self.max_spansize}, min_length={self.min_length}"
+            )
+
+    def usable(self, collection: Collection) -> list[str]:
+        """Ids of the documents long enough to cut two spans from (the others are counted)."""
+        ids = [
+            d for d, text in collection.documents.items() if len(text.strip()) >= self.min_length
+        ]
+        skipped = len(collection.documents) - len(ids)
+        if skipped:
+            logger.warning(
+                "%s: skipped %d documents shorter than %d characters (empty ones included)",
+                collection.name,
+                skipped,
+                self.min_length,
+            )
+        if not ids:
+            raise ValueError(f"{collection.name}: no document has {self.min_length} characters")
+        return ids
+
+    def epoch_size(self, collection: Collection) -> int:
+        return len(self.usable(collection))
+
+    def records(self, collection: Collection, seed: int) -> Iterator[BatchwiseRecord]:
+        ids = self.usable(collection)
+        rng = random.Random(seed)
+        while True:
+            order = list(ids)
+            rng.shuffle(order)
+            for doc_id in order:
+                text = collection.documents[doc_id].strip()
+                first, second = self._span(rng, text), self._span(rng, text)
+                yield BatchwiseRecord(Text(doc_id, first), Text(doc_id, second), negatives=())
+
+    def _span(self, rng: random.Random, text: str) -> str:
+        """A random span of 1..max_spansize characters (at most half the text, so that the
+        two spans of a pair differ when the text allows)."""
+        longest = max(1, min(self.max_spansize, len(text) // 2))
+        length = rng.randint(1, longest)
+        start = rng.randrange(len(text) - length + 1)
+        return text[start : start + length]
