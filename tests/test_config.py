@@ -18,6 +18,7 @@ REQUIRED = {
     "dataset/beir_folder": [f"dataset.train.beir_folder={TINY_BEIR}"],
     "loss/flops": ["model=splade"],
     "loss/l1": ["model=splade"],
+    "model/cross_encoder": ["evaluation.rerank.top_k=100"],
 }
 
 

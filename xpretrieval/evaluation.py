@@ -20,9 +20,9 @@ class EvaluationConfig:
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))  # ir-measures names
     top_k: int = 1000  # documents retrieved per query
     batch_size: int = 64  # texts encoded at once
-    # re-rank a first stage's candidates instead of searching the collection:
-    # {run_file: path/to/run.trec, top_k: 100}, or {top_k: 100} for BM25's
-    rerank: FirstStage | None = None
+    # re-rank a first stage's candidates instead of searching the collection when
+    # rerank.top_k > 0: those of rerank.run_file (a TREC run), or BM25's when it is null
+    rerank: FirstStage = field(default_factory=FirstStage)
 
     def __post_init__(self) -> None:
         if not self.metrics:

@@ -77,6 +77,15 @@ def load_experiment(cfg: DictConfig) -> ExperimentConfig:
     if not isinstance(experiment, ExperimentConfig):
         raise ConfigError(f"expected an ExperimentConfig root, got {type(experiment).__name__}")
     check_losses_fit_model(experiment.losses, experiment.model)
+    if experiment.model.reranks_only:
+        kind = type(experiment.model).__name__
+        if not experiment.evaluation.rerank.enabled:
+            raise ConfigError(
+                f"evaluation.rerank: a {kind} model only re-ranks candidates; set e.g. "
+                "evaluation.rerank.top_k=100 (BM25's top 100, or add evaluation.rerank.run_file)"
+            )
+        if experiment.batcher.micro_batch_size() is not None:
+            raise ConfigError(f"batcher: a {kind} model has no representations to split by")
     for name, loss in experiment.losses.items():
         if loss.needs_own_negatives() and not experiment.sampler.has_negatives:
             raise ConfigError(
@@ -214,7 +223,7 @@ def _evaluate(
     """Retrieve for every test query, write `<prefix>run.trec` and `<prefix>metrics.json`."""
     settings = experiment.evaluation
     logger.info("Evaluating on %s", collection)
-    if settings.rerank is not None:
+    if settings.rerank.enabled:
         retrieval = rerank(
             model, collection, settings.rerank, settings.batch_size, device, experiment.precision
         )

@@ -3,6 +3,7 @@
 from xpretrieval.models.base import Encoder, ModelConfig
 from xpretrieval.models.bm25 import Bm25
 from xpretrieval.models.colbert import ColBERT, ColBERTEncoder
+from xpretrieval.models.cross_encoder import CrossEncoder, CrossEncoderModel
 from xpretrieval.models.dense import Dense, DenseEncoder
 from xpretrieval.models.pooling import Pooling
 from xpretrieval.models.sparse_embed import SparseEmbed, SparseEmbedEncoder
@@ -12,6 +13,8 @@ __all__ = [
     "Bm25",
     "ColBERT",
     "ColBERTEncoder",
+    "CrossEncoder",
+    "CrossEncoderModel",
     "Dense",
     "DenseEncoder",
     "Encoder",

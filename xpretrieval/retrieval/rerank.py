@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from xpretrieval.data.collection import Collection
-from xpretrieval.device import Precision
+from xpretrieval.device import Precision, autocast
 from xpretrieval.models.base import Encoder
 from xpretrieval.retrieval.encode import encode_texts
 from xpretrieval.retrieval.retrieve import Retrieval
@@ -25,11 +27,15 @@ class FirstStage:
     """Where candidates come from: a TREC run over the collection's queries, or BM25."""
 
     run_file: str | None = None  # null: BM25 (bm25s) on the collection
-    top_k: int = 100  # candidates per query
+    top_k: int = 0  # candidates per query; 0: none (for evaluation: search, do not re-rank)
 
     def __post_init__(self) -> None:
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.top_k > 0
 
     def run(self, collection: Collection) -> Run:
         """Each query's first `top_k` candidates (those naming known documents)."""
@@ -57,6 +63,32 @@ def rerank(
 ) -> Retrieval:
     """The first stage's candidates of every query, ordered by the model's scores."""
     candidates = first_stage.run(collection)
+    start = time.perf_counter()
+    if hasattr(model, "score_texts"):  # a cross-encoder reads each (query, candidate) pair
+        run = _score_pairs(model, collection, candidates, batch_size, device, precision)
+        needed = {doc for ranking in candidates.values() for doc, _ in ranking}
+    else:
+        needed, run = _score_representations(
+            model, collection, candidates, batch_size, device, precision
+        )
+    seconds = time.perf_counter() - start
+    statistics = {
+        "candidates_per_query": sum(len(r) for r in run.values()) / max(1, len(run)),
+        "documents_encoded": len(needed),
+        "rerank_seconds": seconds,  # encoding and scoring
+    }
+    return Retrieval(run, statistics)
+
+
+def _score_representations(
+    model: Encoder,
+    collection: Collection,
+    candidates: Run,
+    batch_size: int,
+    device: torch.device,
+    precision: Precision,
+) -> tuple[list[str], Run]:
+    """Encode every candidate once and every query, then score each query's candidates."""
     needed = sorted({doc for ranking in candidates.values() for doc, _ in ranking})
     row = {doc: i for i, doc in enumerate(needed)}
     settings = {"batch_size": batch_size, "device": device, "precision": precision}
@@ -65,21 +97,36 @@ def rerank(
     query_ids = list(collection.queries)
     query_texts = [collection.queries[q] for q in query_ids]
     queries = encode_texts(model.encode_queries, query_texts, desc="encode queries", **settings)
-    start = time.perf_counter()
     run: Run = {}
     with torch.inference_mode():
         for i, query_id in enumerate(query_ids):
             docs = [doc for doc, _ in candidates[query_id]]
-            if not docs:
-                run[query_id] = []
-                continue
-            rows = torch.tensor([row[doc] for doc in docs])
-            scores = model.score(queries[i : i + 1], documents[rows])[0].tolist()
-            run[query_id] = sorted(zip(docs, scores, strict=True), key=lambda item: -item[1])
-    seconds = time.perf_counter() - start
-    statistics = {
-        "candidates_per_query": sum(len(r) for r in run.values()) / max(1, len(run)),
-        "documents_encoded": len(needed),
-        "rerank_seconds": seconds,
-    }
-    return Retrieval(run, statistics)
+            rows = torch.tensor([row[doc] for doc in docs], dtype=torch.long)
+            scores = model.score(queries[i : i + 1], documents[rows])[0].tolist() if docs else []
+            run[query_id] = _ranked(docs, scores)
+    return needed, run
+
+
+def _score_pairs(
+    model: Any,
+    collection: Collection,
+    candidates: Run,
+    batch_size: int,
+    device: torch.device,
+    precision: Precision,
+) -> Run:
+    """Score each (query, candidate) pair, `batch_size` pairs at a time."""
+    run: Run = {}
+    with torch.inference_mode(), autocast(device, precision):
+        for query_id in tqdm(collection.queries, desc="re-rank", unit="query", disable=None):
+            docs = [doc for doc, _ in candidates[query_id]]
+            scores: list[float] = []
+            for start in range(0, len(docs), batch_size):
+                texts = [collection.documents[d] for d in docs[start : start + batch_size]]
+                scores += model.score_texts([collection.queries[query_id]], texts)[0].tolist()
+            run[query_id] = _ranked(docs, scores)
+    return run
+
+
+def _ranked(docs: list[str], scores: list[float]) -> list[tuple[str, float]]:
+    return sorted(zip(docs, scores, strict=True), key=lambda item: -item[1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import islice
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from xpretrieval.errors import ResourceError
 from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import Encoder
 from xpretrieval.samplers.base import Sampler
-from xpretrieval.training.grad_cache import backward_cached, encode_cached
+from xpretrieval.training.grad_cache import CachedReps, backward_cached, encode_cached
 from xpretrieval.training.hooks import Hook
 from xpretrieval.training.interrupt import StopSignals, TrainingInterrupted
 from xpretrieval.training.optim import OptimizerConfig
@@ -29,7 +29,7 @@ from xpretrieval.training.random_state import (
     seed_everything,
 )
 from xpretrieval.training.state import TrainState
-from xpretrieval.training.trainers import Trainer
+from xpretrieval.training.trainers import StepOutput, Trainer
 from xpretrieval.training.validation import Validator
 
 logger = logging.getLogger(__name__)
@@ -189,18 +189,8 @@ class Learner:
         encoded by micro-batches and the loss is computed once on the whole batch
         (`grad_cache`): the same value and gradients as in one pass."""
         step = self.step + 1
-        micro = self.batcher.micro_batch_size()
-        query_texts, doc_texts = self.trainer.texts(batch)
-        model = self.model
         with autocast(device, self.precision):
-            if micro is None:
-                queries = model.encode_queries(query_texts)
-                documents = model.encode_documents(doc_texts)
-            else:
-                cached_queries = encode_cached(model.encode_queries, query_texts, micro)
-                cached_documents = encode_cached(model.encode_documents, doc_texts, micro)
-                queries, documents = cached_queries.reps, cached_documents.reps
-            output = self.trainer.loss_terms(model, batch, queries, documents, self.losses)
+            output, cached = self._forward(batch)
         terms = {name: self.losses[name].weight_at(step) * v for name, v in output.terms.items()}
         total = torch.stack([term.float() for term in terms.values()]).sum()
         logged = {name: term.item() for name, term in terms.items()}
@@ -212,11 +202,28 @@ class Learner:
                 "lower optimizer.lr or check the data of this batch"
             )
         total.backward()
-        if micro is not None:
-            with autocast(device, self.precision):
-                backward_cached(model.encode_queries, cached_queries)
-                backward_cached(model.encode_documents, cached_documents)
+        with autocast(device, self.precision):
+            for encode, reps in cached:  # split batches: gradients through each micro-batch
+                backward_cached(encode, reps)
         return logged, output.statistics
+
+    def _forward(self, batch: list) -> tuple[StepOutput, list[tuple[Callable, CachedReps]]]:
+        """The batch's loss terms, and the representations cached by micro-batch (if split)."""
+        model = self.model
+        if hasattr(model, "score_texts"):  # a cross-encoder reads each pair: no reps
+            return self.trainer.pair_terms(model, batch, self.losses), []
+        query_texts, doc_texts = self.trainer.texts(batch)
+        micro = self.batcher.micro_batch_size()
+        cached = []
+        if micro is None:
+            queries = model.encode_queries(query_texts)
+            documents = model.encode_documents(doc_texts)
+        else:
+            encoders = [(model.encode_queries, query_texts), (model.encode_documents, doc_texts)]
+            cached = [(encode, encode_cached(encode, texts, micro)) for encode, texts in encoders]
+            queries, documents = (reps.reps for _, reps in cached)
+        output = self.trainer.loss_terms(model, batch, queries, documents, self.losses)
+        return output, cached
 
     def save_checkpoint(self, path: Path) -> None:
         """Write the model (Hugging Face format) and all that `restore` needs to continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -98,27 +99,47 @@ class BatchwiseTrainer(Trainer):
         documents: Tensor,
         losses: dict[str, Loss],
     ) -> StepOutput:
-        rows = torch.arange(len(batch), device=queries.device)
-        owners = [row for row, record in enumerate(batch) for _ in record.negatives]
-        owners = torch.tensor(owners, dtype=torch.long, device=rows.device)
+        rows, owners = self._layout(batch, queries.device)
         # optional capabilities: a score made of named parts, vocabulary term weights
         parts = model.score_parts(queries, documents) if hasattr(model, "score_parts") else {}
         term_weights = getattr(model, "term_weights", None)
         scored = BatchScores(
             scores=sum(parts.values()) if parts else model.score(queries, documents),
             targets=rows,
-            owners=torch.cat([rows, owners]),
+            owners=owners,
             queries=queries,
             documents=documents,
             query_terms=None if term_weights is None else term_weights(queries),
             doc_terms=None if term_weights is None else term_weights(documents),
             parts=parts,
         )
-        terms = {name: loss(scored.on(loss.part)) for name, loss in losses.items()}
-        with torch.no_grad():
-            statistics = {
-                f"{name}/{key}": value
-                for name, loss in losses.items()
-                for key, value in loss.statistics(scored.on(loss.part)).items()
-            }
-        return StepOutput(terms, statistics)
+        return _terms(scored, losses)
+
+    def pair_terms(self, model: Any, batch: list, losses: dict[str, Loss]) -> StepOutput:
+        """Loss terms for a model that reads each query with each document (a cross-encoder):
+        only the records' own pairs are scored unless a term ranks against in-batch ones."""
+        query_texts, doc_texts = self.texts(batch)
+        rows, owners = self._layout(batch, model.device)
+        all_pairs = any(not loss.needs_own_negatives() for loss in losses.values())
+        pairs = None if all_pairs else owners.unsqueeze(0) == rows.unsqueeze(1)
+        scores = model.score_texts(query_texts, doc_texts, pairs)
+        return _terms(BatchScores(scores, rows, owners), losses)
+
+    @staticmethod
+    def _layout(batch: list, device: torch.device) -> tuple[Tensor, Tensor]:
+        """(each query's row = its positive's column, the query row owning each column)."""
+        rows = torch.arange(len(batch), device=device)
+        negatives = [row for row, record in enumerate(batch) for _ in record.negatives]
+        return rows, torch.cat([rows, torch.tensor(negatives, dtype=torch.long, device=device)])
+
+
+def _terms(scored: BatchScores, losses: dict[str, Loss]) -> StepOutput:
+    """Each loss term on its part of the scores, and their statistics."""
+    terms = {name: loss(scored.on(loss.part)) for name, loss in losses.items()}
+    with torch.no_grad():
+        statistics = {
+            f"{name}/{key}": value
+            for name, loss in losses.items()
+            for key, value in loss.statistics(scored.on(loss.part)).items()
+        }
+    return StepOutput(terms, statistics)

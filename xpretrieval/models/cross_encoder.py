@@ -1,0 +1,74 @@
+"""Cross-encoder re-ranker (monoBERT; Nogueira and Cho 2019): the transformer reads a query
+and a document together and one logit scores their relevance. It cannot index a collection:
+it re-ranks a first stage's candidates (`evaluation.rerank`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+from transformers import AutoModelForSequenceClassification, PreTrainedModel
+
+from xpretrieval.config import register
+from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConfig
+
+
+@register("model", "cross_encoder")
+@dataclass
+class CrossEncoder(TransformerConfig):
+    """A sequence-classification head with one output over `[CLS] query [SEP] document [SEP]`
+    (at most query_max_length + doc_max_length tokens; the longer text is cut first)."""
+
+    architecture_fields: ClassVar[tuple[str, ...]] = ()
+    reranks_only: ClassVar[bool] = True
+
+    def build(self) -> CrossEncoderModel:
+        return CrossEncoderModel.from_config(self)
+
+
+class CrossEncoderModel(TransformerBiEncoder):
+    """Scores (query, document) pairs; loading, saving and config checks as the bi-encoders."""
+
+    auto_class = AutoModelForSequenceClassification
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, hf_config: Any, config: TransformerConfig
+    ) -> PreTrainedModel:
+        hf_config.num_labels = 1  # one relevance logit
+        return cls.auto_class.from_pretrained(path, config=hf_config)
+
+    def score_texts(
+        self, queries: Sequence[str], documents: Sequence[str], pairs: Tensor | None = None
+    ) -> Tensor:
+        """Relevance logits `[n_queries, n_documents]` of the pairs marked in `pairs` (all when
+        None); unscored pairs are -inf."""
+        if pairs is None:
+            pairs = torch.ones(len(queries), len(documents), dtype=torch.bool)
+        rows, columns = pairs.nonzero(as_tuple=True)
+        batch = self.tokenizer(
+            [queries[i] for i in rows.tolist()],
+            [documents[j] for j in columns.tolist()],
+            padding=True,
+            truncation="longest_first",
+            max_length=self.max_query_length + self.max_document_length,
+            return_tensors="pt",
+        ).to(self.device)
+        logits = self.query_encoder(**batch).logits[:, 0].float()
+        scores = torch.full((len(queries), len(documents)), float("-inf"), device=self.device)
+        return scores.index_put((rows.to(self.device), columns.to(self.device)), logits)
+
+    def represent(self, output: Any, attention_mask: Tensor, special: Tensor, is_query: bool):
+        raise TypeError("a cross-encoder has no separate representations: use score_texts")
+
+    def score(self, queries: Tensor, documents: Tensor) -> Tensor:
+        raise TypeError("a cross-encoder scores text pairs: use score_texts")
+
+    @classmethod
+    def load(cls, path: Any, config_type: type[CrossEncoder] = CrossEncoder) -> CrossEncoderModel:
+        """Load a cross-encoder written by `save`, with the config it was saved with."""
+        return super().load(path, config_type)
