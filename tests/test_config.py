@@ -19,6 +19,9 @@ REQUIRED = {
     "loss/flops": ["model=splade"],
     "loss/l1": ["model=splade"],
     "model/cross_encoder": ["evaluation.rerank.top_k=100"],
+    "sampler/distillation": ["sampler.teacher_run=teacher.trec"],
+    "loss/margin_mse": ["sampler=distillation", "sampler.teacher_run=teacher.trec"],
+    "loss/kl_distillation": ["sampler=distillation", "sampler.teacher_run=teacher.trec"],
 }
 
 

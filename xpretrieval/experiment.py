@@ -86,11 +86,17 @@ def load_experiment(cfg: DictConfig) -> ExperimentConfig:
             )
         if experiment.batcher.micro_batch_size() is not None:
             raise ConfigError(f"batcher: a {kind} model has no representations to split by")
+    sampler = type(experiment.sampler).__name__
     for name, loss in experiment.losses.items():
+        if loss.needs_teacher and not experiment.sampler.gives_teacher_scores:
+            raise ConfigError(
+                f"losses.{name}: {type(loss).__name__} learns from a teacher's scores, which "
+                f"{sampler} records do not carry; use sampler=distillation"
+            )
         if loss.needs_own_negatives() and not experiment.sampler.has_negatives:
             raise ConfigError(
                 f"losses.{name}: {type(loss).__name__} ranks each positive against the "
-                f"record's own negatives, which {type(experiment.sampler).__name__} records do "
+                f"record's own negatives, which {sampler} records do "
                 "not have; use in-batch negatives (InfoNCE with in_batch_negatives=true)"
             )
     return experiment

@@ -1,6 +1,7 @@
 """Training losses: pure functions of scores (and representations, for regularisers)."""
 
 from xpretrieval.losses.base import BatchScores, Loss
+from xpretrieval.losses.distillation import KLDistillation, MarginMSE
 from xpretrieval.losses.infonce import InfoNCE
 from xpretrieval.losses.pairwise import Hinge, Logistic, PairCrossEntropy
 from xpretrieval.losses.regularizers import L1, Flops, Regularizer, Warmup
@@ -11,8 +12,10 @@ __all__ = [
     "Flops",
     "Hinge",
     "InfoNCE",
+    "KLDistillation",
     "Logistic",
     "Loss",
+    "MarginMSE",
     "PairCrossEntropy",
     "Regularizer",
     "Warmup",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from torch import Tensor
 
@@ -32,6 +32,8 @@ class BatchScores:
     doc_terms: Tensor | None = None
     # named parts of a score that is a sum (SparseEmbed: sparse and dense), each [B, N]
     parts: dict[str, Tensor] = field(default_factory=dict)
+    # a teacher's scores of each record's positive then negatives, [B, 1 + n] (distillation)
+    teacher: Tensor | None = None
 
     def __post_init__(self) -> None:
         rows, columns = self.scores.shape
@@ -55,6 +57,8 @@ class BatchScores:
 @dataclass
 class Loss(ABC):
     """A training term computed from a scored batch; `weight` scales it in the total."""
+
+    needs_teacher: ClassVar[bool] = False  # reads BatchScores.teacher (distillation)
 
     weight: float = 1.0
     # which named part of the model's score the term sees (SparseEmbed: sparse or dense);

@@ -2,14 +2,22 @@
 
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.samplers.batchwise import BatchwiseSampler
+from xpretrieval.samplers.distillation import DistillationSampler
 from xpretrieval.samplers.negatives import HardNegatives
 from xpretrieval.samplers.pairwise import PairwiseSampler
 from xpretrieval.samplers.random_span import RandomSpanSampler
-from xpretrieval.samplers.records import BatchwiseRecord, PairwiseRecord, Text
+from xpretrieval.samplers.records import (
+    BatchwiseRecord,
+    DistillationRecord,
+    PairwiseRecord,
+    Text,
+)
 
 __all__ = [
     "BatchwiseRecord",
     "BatchwiseSampler",
+    "DistillationRecord",
+    "DistillationSampler",
     "HardNegatives",
     "PairwiseRecord",
     "PairwiseSampler",

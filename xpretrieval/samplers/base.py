@@ -15,6 +15,7 @@ class Sampler(ABC):
     """Yields training records from a collection, endlessly and deterministically for a seed."""
 
     has_negatives: ClassVar[bool] = True  # records bring negatives of their own
+    gives_teacher_scores: ClassVar[bool] = False  # records carry a teacher's scores
 
     @abstractmethod
     def records(self, collection: Collection, seed: int) -> Iterator:

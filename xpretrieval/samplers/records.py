@@ -33,3 +33,13 @@ class BatchwiseRecord:
     query: Text
     positive: Text
     negatives: tuple[Text, ...]
+
+
+@dataclass(frozen=True)
+class DistillationRecord:
+    """A query, its positive and negatives, and a teacher's score of each (positive first)."""
+
+    query: Text
+    positive: Text
+    negatives: tuple[Text, ...]
+    teacher_scores: tuple[float, ...]

@@ -112,6 +112,7 @@ class BatchwiseTrainer(Trainer):
             query_terms=None if term_weights is None else term_weights(queries),
             doc_terms=None if term_weights is None else term_weights(documents),
             parts=parts,
+            teacher=_teacher_scores(batch, queries.device),
         )
         return _terms(scored, losses)
 
@@ -123,7 +124,8 @@ class BatchwiseTrainer(Trainer):
         all_pairs = any(not loss.needs_own_negatives() for loss in losses.values())
         pairs = None if all_pairs else owners.unsqueeze(0) == rows.unsqueeze(1)
         scores = model.score_texts(query_texts, doc_texts, pairs)
-        return _terms(BatchScores(scores, rows, owners), losses)
+        teacher = _teacher_scores(batch, scores.device)
+        return _terms(BatchScores(scores, rows, owners, teacher=teacher), losses)
 
     @staticmethod
     def _layout(batch: list, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -131,6 +133,13 @@ class BatchwiseTrainer(Trainer):
         rows = torch.arange(len(batch), device=device)
         negatives = [row for row, record in enumerate(batch) for _ in record.negatives]
         return rows, torch.cat([rows, torch.tensor(negatives, dtype=torch.long, device=device)])
+
+
+def _teacher_scores(batch: list, device: torch.device) -> Tensor | None:
+    """The records' teacher scores `[B, 1 + n]` when they carry some (distillation records)."""
+    if not hasattr(batch[0], "teacher_scores"):
+        return None
+    return torch.tensor([record.teacher_scores for record in batch], device=device)
 
 
 def _terms(scored: BatchScores, losses: dict[str, Loss]) -> StepOutput:

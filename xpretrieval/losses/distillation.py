@@ -1,0 +1,77 @@
+"""Distillation losses: the student's scores of each record's own candidates (its positive,
+then its negatives) against a teacher's scores of the same candidates.
+
+MarginMSE (Hofstätter et al. 2020, "Improving Efficient Neural Ranking Models with
+Cross-Architecture Knowledge Distillation"): the mean squared difference between the
+student's and the teacher's margins score(positive) - score(negative). KL divergence (as
+in listwise distillation): KL(teacher || student) between softmaxes over the candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from xpretrieval.config import register
+from xpretrieval.losses.base import BatchScores, Loss
+
+
+def own_candidates(batch: BatchScores) -> tuple[Tensor, Tensor]:
+    """(student scores, teacher scores), each `[B, 1 + n]`: a record's positive then its n
+    negatives, in the order the record gave them."""
+    if batch.teacher is None:
+        raise ValueError("a distillation loss needs teacher scores: use sampler=distillation")
+    rows = len(batch.targets)
+    n = batch.teacher.shape[1] - 1
+    if batch.scores.shape[1] != rows * (1 + n):
+        raise ValueError(f"every record needs {n} negatives, as many as it has teacher scores")
+    positive = batch.scores[torch.arange(rows), batch.targets].unsqueeze(1)
+    negatives = batch.scores[:, rows:].reshape(rows, rows, n)[
+        torch.arange(rows), torch.arange(rows)
+    ]
+    return torch.cat([positive, negatives], dim=1), batch.teacher.to(batch.scores.dtype)
+
+
+@register("loss", "margin_mse")
+@dataclass
+class MarginMSE(Loss):
+    """mean over (positive, negative) pairs of (student margin - teacher margin)^2."""
+
+    needs_teacher: ClassVar[bool] = True
+
+    def needs_own_negatives(self) -> bool:
+        return True
+
+    def __call__(self, batch: BatchScores) -> Tensor:
+        student, teacher = own_candidates(batch)
+        student_margins = student[:, :1] - student[:, 1:]
+        teacher_margins = teacher[:, :1] - teacher[:, 1:]
+        return F.mse_loss(student_margins, teacher_margins)
+
+
+@register("loss", "kl_distillation")
+@dataclass
+class KLDistillation(Loss):
+    """KL(teacher || student) between softmaxes over each record's candidates."""
+
+    needs_teacher: ClassVar[bool] = True
+
+    temperature: float = 1.0  # both score lists are divided by it
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    def needs_own_negatives(self) -> bool:
+        return True
+
+    def __call__(self, batch: BatchScores) -> Tensor:
+        student, teacher = own_candidates(batch)
+        student = (student / self.temperature).log_softmax(dim=1)
+        teacher = (teacher / self.temperature).log_softmax(dim=1)
+        return F.kl_div(student, teacher, log_target=True, reduction="batchmean")

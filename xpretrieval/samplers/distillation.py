@@ -1,0 +1,86 @@
+"""Distillation records: a query, its positive, n negatives and a teacher's score for each,
+read from the teacher's TREC run over the training queries (for a cross-encoder teacher:
+`python -m xpretrieval evaluate model=cross_encoder ...` with the train split as test)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+from omegaconf import MISSING
+
+from xpretrieval.config import register
+from xpretrieval.data.collection import Collection
+from xpretrieval.retrieval.run import read_trec_run
+from xpretrieval.samplers.pairwise import PairwiseSampler
+from xpretrieval.samplers.records import DistillationRecord, Text
+
+logger = logging.getLogger(__name__)
+
+
+@register("sampler", "distillation")
+@dataclass
+class DistillationSampler(PairwiseSampler):
+    """Negatives drawn among the teacher's top_k unjudged documents of the query; pairs whose
+    positive the teacher did not score are skipped (counted in the log)."""
+
+    gives_teacher_scores: ClassVar[bool] = True
+
+    teacher_run: str = MISSING  # TREC run file with the teacher's scores
+    negatives: int = 1
+    top_k: int = 100
+
+    def __post_init__(self) -> None:
+        if self.negatives < 1 or self.top_k < 1:
+            raise ValueError(
+                f"need negatives >= 1 and top_k >= 1, got {self.negatives} and {self.top_k}"
+            )
+        if self.hard_negatives is not None:
+            raise ValueError("hard_negatives: a distillation sampler draws from the teacher run")
+
+    def scored_pairs(self, collection: Collection) -> tuple[list, dict]:
+        """(query, positive) pairs the teacher scored, and each query's teacher scores."""
+        teacher = {q: dict(ranking) for q, ranking in read_trec_run(self.teacher_run).items()}
+        pairs = [(q, d) for q, d in self.positive_pairs(collection) if d in teacher.get(q, {})]
+        skipped = len(self.positive_pairs(collection)) - len(pairs)
+        if skipped:
+            logger.warning(
+                "%s: the teacher run scores no positive of %d pairs", self.teacher_run, skipped
+            )
+        if not pairs:
+            raise ValueError(f"{self.teacher_run}: no positive training pair has a teacher score")
+        return pairs, teacher
+
+    def epoch_size(self, collection: Collection) -> int:
+        return len(self.scored_pairs(collection)[0])
+
+    def records(self, collection: Collection, seed: int) -> Iterator[DistillationRecord]:
+        pairs, teacher = self.scored_pairs(collection)
+        pools = {
+            q: [
+                d
+                for d, _ in sorted(scores.items(), key=lambda item: -item[1])[: self.top_k]
+                if d not in collection.qrels[q] and d in collection.documents
+            ]
+            for q, scores in teacher.items()
+            if q in collection.qrels
+        }
+        rng = random.Random(seed)
+        while True:
+            order = list(pairs)
+            rng.shuffle(order)
+            for query_id, positive_id in order:
+                pool = pools.get(query_id)
+                if not pool:
+                    continue
+                negative_ids = [pool[rng.randrange(len(pool))] for _ in range(self.negatives)]
+                scores = teacher[query_id]
+                yield DistillationRecord(
+                    query=Text(query_id, collection.queries[query_id]),
+                    positive=Text(positive_id, collection.documents[positive_id]),
+                    negatives=tuple(Text(d, collection.documents[d]) for d in negative_ids),
+                    teacher_scores=(scores[positive_id], *(scores[d] for d in negative_ids)),
+                )
