@@ -205,8 +205,23 @@ def _validation_split(
 
 def run_evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     """Evaluate the configured model on the test split; returns the aggregate metrics."""
-    started = time.perf_counter()
+    return _evaluate_command(cfg, load_experiment(cfg), output_dir)
+
+
+def run_mine(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+    """Rank the training queries with the configured model: its run.trec is a run of hard
+    negatives for `sampler.hard_negatives.run_file` (and its metrics, the train split's)."""
     experiment = load_experiment(cfg)
+    if experiment.dataset.train is None:
+        raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
+    dataset = replace(experiment.dataset, test=experiment.dataset.train)
+    return _evaluate_command(cfg, replace(experiment, dataset=dataset), output_dir)
+
+
+def _evaluate_command(
+    cfg: DictConfig, experiment: ExperimentConfig, output_dir: Path
+) -> dict[str, float]:
+    started = time.perf_counter()
     device = _prepare(cfg, experiment, output_dir)
     test = experiment.dataset.test.load()
     _record_environment(output_dir, device, test=test)
