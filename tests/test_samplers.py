@@ -65,6 +65,18 @@ def test_bm25_hard_negatives_are_lexically_close_and_unjudged(train_split):
 def test_hard_negative_ranks_must_make_sense():
     with pytest.raises(ValueError, match="need 0 <= skip_top < top_k"):
         HardNegatives(top_k=5, skip_top=5)
+    with pytest.raises(ValueError, match="run_file needs top_k > 0"):
+        HardNegatives(run_file="run.trec")
+
+
+def test_hard_negatives_are_set_from_the_command_line():
+    from tests.conftest import compose_config
+    from xpretrieval.experiment import load_experiment
+
+    cfg = compose_config("sampler=batchwise", "sampler.hard_negatives.top_k=50")
+    sampler = load_experiment(cfg).sampler
+    assert sampler.hard_negatives.enabled and sampler.hard_negatives.run_file is None
+    assert not load_experiment(compose_config()).sampler.hard_negatives.enabled
 
 
 def test_batchwise_records_train_with_infonce(tiny_model_dir, train_split):

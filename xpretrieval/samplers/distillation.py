@@ -38,7 +38,7 @@ class DistillationSampler(PairwiseSampler):
             raise ValueError(
                 f"need negatives >= 1 and top_k >= 1, got {self.negatives} and {self.top_k}"
             )
-        if self.hard_negatives is not None:
+        if self.hard_negatives.enabled:
             raise ValueError("hard_negatives: a distillation sampler draws from the teacher run")
 
     def scored_pairs(self, collection: Collection) -> tuple[list, dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
@@ -20,7 +20,7 @@ class PairwiseSampler(Sampler):
     the documents not judged for that query, or from its hard negatives when set."""
 
     min_relevance: int = 1  # judgements with at least this grade are positives
-    hard_negatives: HardNegatives | None = None  # null: random negatives
+    hard_negatives: HardNegatives = field(default_factory=HardNegatives)  # off: random
 
     def positive_pairs(self, collection: Collection) -> list[tuple[str, str]]:
         """(query id, document id) of every positive judgement, in a stable order."""
@@ -54,7 +54,7 @@ class PairwiseSampler(Sampler):
         """Endless (query id, positive id, negative ids), epoch after epoch in a fresh order."""
         pairs = self.positive_pairs(collection)
         doc_ids = list(collection.documents)
-        pools = {} if self.hard_negatives is None else self.hard_negatives.candidates(collection)
+        pools = self.hard_negatives.candidates(collection) if self.hard_negatives.enabled else {}
         rng = random.Random(seed)
         while True:
             order = list(pairs)
