@@ -4,13 +4,12 @@ re-ranking a first stage end to end."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from tests.conftest import ROOT, TINY_BEIR, tiny_overrides
+from tests.test_cli import cli
 from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.models import ColBERT, ColBERTEncoder
 from xpretrieval.models import colbert as module
@@ -85,22 +84,15 @@ def test_rerank_orders_bm25_candidates_by_the_model(model):
 
 
 def test_colbert_experiment_end_to_end(tiny_model_dir, tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "xpretrieval",
-            "train",
-            "+experiment=colbert",
-            *tiny_overrides(tiny_model_dir),
-            "precision=fp32",
-            "model.dim=8",
-            "evaluation.rerank.top_k=5",
-            f"hydra.run.dir={tmp_path}",
-        ],
+    result = cli(
+        "train",
+        "+experiment=colbert",
+        *tiny_overrides(tiny_model_dir),
+        "precision=fp32",
+        "model.dim=8",
+        "evaluation.rerank.top_k=5",
+        f"hydra.run.dir={tmp_path}",
         cwd=ROOT,
-        capture_output=True,
-        text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())

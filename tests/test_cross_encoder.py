@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from tests.conftest import ROOT, TINY_BEIR, compose_config, tiny_overrides
+from tests.test_cli import cli
 from xpretrieval.batchers import FixedBatcher
 from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.errors import ConfigError
@@ -66,22 +65,15 @@ def test_a_cross_encoder_needs_a_first_stage_and_whole_batches():
 
 
 def test_cross_encoder_experiment_end_to_end(tiny_model_dir, tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "xpretrieval",
-            "train",
-            "+experiment=cross_encoder_rerank",
-            *tiny_overrides(tiny_model_dir),
-            "precision=fp32",
-            "sampler.hard_negatives.top_k=5",
-            "evaluation.rerank.top_k=5",
-            f"hydra.run.dir={tmp_path}",
-        ],
+    result = cli(
+        "train",
+        "+experiment=cross_encoder_rerank",
+        *tiny_overrides(tiny_model_dir),
+        "precision=fp32",
+        "sampler.hard_negatives.top_k=5",
+        "evaluation.rerank.top_k=5",
+        f"hydra.run.dir={tmp_path}",
         cwd=ROOT,
-        capture_output=True,
-        text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
