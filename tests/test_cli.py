@@ -117,6 +117,7 @@ def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path):
     assert index["documents"] == 20 and index["postings"] > 0
     assert 0 < index["doc_active_dims"] == index["postings"] / 20
     assert 0 < index["query_active_dims"] and index["queries_per_second"] > 0
+    assert 0 < index["doc_sparsity_ratio"] < 1 and 0 < index["query_sparsity_ratio"] < 1
     assert set(metrics["aggregate"]) == {"nDCG@10", "RR@10", "R@100", "AP"}
     saved = (tmp_path / "checkpoints" / "step-0000006" / "xpretrieval_model.yaml").read_text()
     assert "pooling: max" in saved

@@ -75,10 +75,13 @@ def retrieve(
         "search_seconds": seconds,
         "queries_per_second": len(query_ids) / seconds if seconds > 0 else float("inf"),
     }
-    if term_weights is not None:
-        statistics["query_active_dims"] = _mean(_active_terms(term_weights, queries))
-    if doc_active:
-        statistics["doc_active_dims"] = _mean(doc_active)
+    if term_weights is not None:  # sparse models: active terms and sparsity ratio, per side
+        vocabulary = term_weights(queries[:1]).shape[1]
+        sides = {"query": _active_terms(term_weights, queries), "doc": doc_active}
+        for side, counts in sides.items():
+            if counts:
+                statistics[f"{side}_active_dims"] = _mean(counts)
+                statistics[f"{side}_sparsity_ratio"] = 1 - _mean(counts) / vocabulary
     scores, rows = scores.cpu().tolist(), rows.cpu().tolist()
     run = {  # approximate indexes may return fewer than k documents (row -1)
         query_id: [
