@@ -122,3 +122,15 @@ def test_label_smoothing_matches_hand_computation_over_own_candidates():
     assert loss.item() == pytest.approx((query0 + query1) / 2, rel=1e-12)
     with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
         InfoNCE(label_smoothing=1.0)
+
+
+def test_hardest_in_batch_keeps_only_the_k_best_scoring_other_documents():
+    # DOT row 0: own columns 0 (positive) and 2; the other column is 1 (score 0).
+    # Row 1: own column 1; others 0 (score 0) and 2 (score 2): k=1 keeps column 2 only.
+    s = 2.0
+    row0 = -math.log(math.exp(s * 3) / (math.exp(s * 3) + math.exp(0.0) + math.exp(s * 1)))
+    row1 = -math.log(math.exp(s * 2) / (math.exp(s * 2) + math.exp(s * 2)))
+    loss = InfoNCE(scale=s, hardest_in_batch=1)(batch(DOT))
+    assert loss.item() == pytest.approx((row0 + row1) / 2, rel=1e-12)
+    with pytest.raises(ValueError, match="hardest_in_batch must be >= 1, with in_batch_negatives"):
+        InfoNCE(hardest_in_batch=2, in_batch_negatives=False)

@@ -27,6 +27,9 @@ class InfoNCE(Loss):
     in_batch_negatives: bool = True  # other queries' documents count as negatives
     symmetric: bool = False  # also pick each positive's query among the batch's queries
     label_smoothing: float = 0.0  # share of the target probability spread over all candidates
+    # online mining: of the other queries' documents, only the k scoring highest for a query
+    # count as its negatives (its own negatives always do); null: all of them
+    hardest_in_batch: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -34,6 +37,13 @@ class InfoNCE(Loss):
             raise ValueError(f"scale must be > 0, got {self.scale}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.hardest_in_batch is not None and (
+            self.hardest_in_batch < 1 or not self.in_batch_negatives or self.symmetric
+        ):
+            raise ValueError(
+                "hardest_in_batch must be >= 1, with in_batch_negatives=true and "
+                f"symmetric=false, got {self.hardest_in_batch}"
+            )
         if self.symmetric and not self.in_batch_negatives:
             raise ValueError(
                 "symmetric=true needs in_batch_negatives=true: without them each document "
@@ -45,12 +55,14 @@ class InfoNCE(Loss):
 
     def __call__(self, batch: BatchScores) -> Tensor:
         logits = batch.scores * self.scale
+        own = batch.owners.unsqueeze(0) == torch.arange(len(logits), device=logits.device)[:, None]
         if not self.in_batch_negatives:
-            own = (
-                batch.owners.unsqueeze(0)
-                == torch.arange(len(logits), device=logits.device)[:, None]
-            )
             logits = logits.masked_fill(~own, float("-inf"))
+        elif self.hardest_in_batch is not None:
+            others = logits.detach().masked_fill(own, float("-inf"))
+            k = min(self.hardest_in_batch, others.shape[1])
+            kept = torch.zeros_like(own).scatter(1, others.topk(k, dim=1).indices, True)
+            logits = logits.masked_fill(~(own | kept), float("-inf"))
         smoothing = self.label_smoothing
         loss = smoothed_cross_entropy(logits, batch.targets, smoothing)
         if self.symmetric:
