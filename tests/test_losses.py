@@ -16,7 +16,7 @@ import math
 import pytest
 import torch
 
-from xpretrieval.losses import BatchScores, Hinge, InfoNCE, Logistic, PairCrossEntropy
+from xpretrieval.losses import BatchScores, Hinge, InfoNCE, Logistic, Matryoshka, PairCrossEntropy
 
 DOT = [[3.0, 0.0, 1.0], [0.0, 2.0, 2.0]]
 COSINE = [[1.0, 0.0, 1 / math.sqrt(2)], [0.0, 1.0, 1 / math.sqrt(2)]]
@@ -134,3 +134,28 @@ def test_hardest_in_batch_keeps_only_the_k_best_scoring_other_documents():
     assert loss.item() == pytest.approx((row0 + row1) / 2, rel=1e-12)
     with pytest.raises(ValueError, match="hardest_in_batch must be >= 1, with in_batch_negatives"):
         InfoNCE(hardest_in_batch=2, in_batch_negatives=False)
+
+
+def test_matryoshka_averages_infonce_over_normalised_prefixes():
+    queries = torch.tensor([[1.0, 0.0, 2.0], [0.0, 2.0, 1.0]], dtype=torch.float64)
+    documents = torch.tensor(
+        [[3.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0]], dtype=torch.float64
+    )
+
+    def scored(q, d):
+        q, d = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(d, dim=-1)
+        return BatchScores(
+            q @ d.T,
+            torch.tensor([0, 1]),
+            torch.tensor([0, 1, 0]),
+            queries=queries,
+            documents=documents,
+        )
+
+    infonce = InfoNCE(scale=2.0)
+    full = infonce(scored(queries, documents))
+    prefix = infonce(scored(queries[:, :2], documents[:, :2]))
+    loss = Matryoshka(scale=2.0, dims=[2, 3, 8])(
+        scored(queries, documents)
+    )  # 3 and 8: not prefixes
+    assert loss.item() == pytest.approx(((full + prefix) / 2).item(), rel=1e-12)

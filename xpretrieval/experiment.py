@@ -112,6 +112,11 @@ def check_losses_fit_model(losses: dict[str, Loss], model: ModelConfig) -> None:
                 f"which a {kind} model does not have; use model=splade or model=sparse_embed, "
                 f"or remove the term (~loss@losses.{name})"
             )
+        if loss.needs_dense_vectors and not model.dense_vectors:
+            raise ConfigError(
+                f"losses.{name}: {type(loss).__name__} cuts dense vectors to prefixes, which a "
+                f"{kind} model does not produce; use model=dense"
+            )
         if loss.part is not None and loss.part not in model.score_parts:
             parts = ", ".join(model.score_parts) or "none"
             raise ConfigError(

@@ -3,6 +3,7 @@
 from xpretrieval.losses.base import BatchScores, Loss
 from xpretrieval.losses.distillation import KLDistillation, MarginMSE
 from xpretrieval.losses.infonce import InfoNCE
+from xpretrieval.losses.matryoshka import Matryoshka
 from xpretrieval.losses.pairwise import Hinge, Logistic, PairCrossEntropy
 from xpretrieval.losses.regularizers import L1, Flops, Regularizer, Warmup
 
@@ -16,6 +17,7 @@ __all__ = [
     "Logistic",
     "Loss",
     "MarginMSE",
+    "Matryoshka",
     "PairCrossEntropy",
     "Regularizer",
     "Warmup",

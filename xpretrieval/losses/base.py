@@ -59,6 +59,7 @@ class Loss(ABC):
     """A training term computed from a scored batch; `weight` scales it in the total."""
 
     needs_teacher: ClassVar[bool] = False  # reads BatchScores.teacher (distillation)
+    needs_dense_vectors: ClassVar[bool] = False  # reads [n, dim] vectors (Matryoshka)
 
     weight: float = 1.0
     # which named part of the model's score the term sees (SparseEmbed: sparse or dense);

@@ -49,6 +49,7 @@ class ModelConfig(ABC):
     trainable: ClassVar[bool] = True  # False: only `evaluate` applies (BM25)
     reranks_only: ClassVar[bool] = False  # True: scores text pairs, needs evaluation.rerank
     has_term_weights: ClassVar[bool] = False  # the encoder has `term_weights` (sparse models)
+    dense_vectors: ClassVar[bool] = False  # representations are single [n, dim] vectors
     score_parts: ClassVar[tuple[str, ...]] = ()  # names `score_parts` returns, if any
 
     @abstractmethod

@@ -19,6 +19,8 @@ from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConf
 class Dense(TransformerConfig):
     """Bi-encoder: score(q, d) = <pool(enc(q)), pool(enc(d))>, a cosine when `normalize`."""
 
+    dense_vectors: ClassVar[bool] = True
+
     architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "normalize", "shared")
 
     pooling: Pooling = Pooling.mean
