@@ -22,6 +22,10 @@ REQUIRED = {
     "sampler/distillation": ["sampler.teacher_run=teacher.trec"],
     "loss/margin_mse": ["sampler=distillation", "sampler.teacher_run=teacher.trec"],
     "loss/kl_distillation": ["sampler=distillation", "sampler.teacher_run=teacher.trec"],
+    "loss/bce": ["sampler=pointwise", "trainer=pointwise"],
+    "loss/mse": ["sampler=pointwise", "trainer=pointwise"],
+    "sampler/pointwise": ["trainer=pointwise", "loss@losses.rank=bce"],
+    "trainer/pointwise": ["sampler=pointwise", "loss@losses.rank=bce"],
 }
 
 

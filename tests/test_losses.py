@@ -16,7 +16,16 @@ import math
 import pytest
 import torch
 
-from xpretrieval.losses import BatchScores, Hinge, InfoNCE, Logistic, Matryoshka, PairCrossEntropy
+from xpretrieval.losses import (
+    BatchScores,
+    BinaryCrossEntropy,
+    Hinge,
+    InfoNCE,
+    Logistic,
+    Matryoshka,
+    MeanSquaredError,
+    PairCrossEntropy,
+)
 
 DOT = [[3.0, 0.0, 1.0], [0.0, 2.0, 2.0]]
 COSINE = [[1.0, 0.0, 1 / math.sqrt(2)], [0.0, 1.0, 1 / math.sqrt(2)]]
@@ -159,3 +168,18 @@ def test_matryoshka_averages_infonce_over_normalised_prefixes():
         scored(queries, documents)
     )  # 3 and 8: not prefixes
     assert loss.item() == pytest.approx(((full + prefix) / 2).item(), rel=1e-12)
+
+
+def test_pointwise_losses_match_hand_computation():
+    # record i's score is scores[i, i]: 3 (label 1) and 2 (label 0)
+    labelled = BatchScores(
+        torch.tensor([[3.0, 9.0], [9.0, 2.0]], dtype=torch.float64),
+        torch.tensor([0, 1]),
+        torch.tensor([0, 1]),
+        labels=torch.tensor([1.0, 0.0]),
+    )
+    bce = (-math.log(1 / (1 + math.exp(-3))) - math.log(1 - 1 / (1 + math.exp(-2)))) / 2
+    assert BinaryCrossEntropy()(labelled).item() == pytest.approx(bce)
+    assert MeanSquaredError()(labelled).item() == pytest.approx(((3 - 1) ** 2 + 2**2) / 2)
+    with pytest.raises(ValueError, match="needs labels"):
+        MeanSquaredError()(batch(DOT))

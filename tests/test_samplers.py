@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 
 import pytest
 
@@ -130,3 +131,34 @@ def test_mine_writes_a_run_over_the_training_queries_for_hard_negatives(
     assert set(pools) == set(train_split.qrels) and all(pools.values())
     metrics = (tmp_path / "metrics.json").read_text()
     assert '"dataset": "tiny_beir/train"' in metrics  # the training queries were ranked
+
+
+@pytest.mark.parametrize("model", ["dense", "cross_encoder"])
+def test_pointwise_records_train_bi_and_cross_encoders(tiny_model_dir, train_split, model):
+    import torch
+
+    from xpretrieval.batchers import FixedBatcher
+    from xpretrieval.losses import BinaryCrossEntropy
+    from xpretrieval.models import CrossEncoder, Dense
+    from xpretrieval.samplers import PointwiseSampler
+    from xpretrieval.training import AdamW, Learner
+    from xpretrieval.training.trainers import PointwiseTrainer
+
+    records = take(PointwiseSampler(), train_split, n=4)
+    assert [r.label for r in records] == [1.0, 0.0, 1.0, 0.0]
+    assert records[0].document.id in train_split.qrels[records[0].query.id]
+    assert records[1].document.id not in train_split.qrels[records[1].query.id]
+    torch.manual_seed(0)
+    config = Dense if model == "dense" else CrossEncoder
+    learner = Learner(
+        model=config(name_or_path=str(tiny_model_dir)).build(),
+        collection=train_split,
+        sampler=PointwiseSampler(),
+        batcher=FixedBatcher(batch_size=4),
+        trainer=PointwiseTrainer(max_steps=2),
+        losses={"rank": BinaryCrossEntropy()},
+        optimizer=AdamW(lr=1e-3),
+        seed=0,
+    )
+    state = learner.fit()
+    assert state.step == 2 and math.isfinite(state.losses["rank"])

@@ -87,7 +87,21 @@ def load_experiment(cfg: DictConfig) -> ExperimentConfig:
         if experiment.batcher.micro_batch_size() is not None:
             raise ConfigError(f"batcher: a {kind} model has no representations to split by")
     sampler = type(experiment.sampler).__name__
+    if experiment.sampler.pointwise != experiment.trainer.pointwise:
+        wanted = (
+            "trainer=pointwise"
+            if experiment.sampler.pointwise
+            else "sampler=pointwise, or trainer=batchwise"
+        )
+        raise ConfigError(
+            f"sampler: {sampler} and {type(experiment.trainer).__name__} do not fit; use {wanted}"
+        )
     for name, loss in experiment.losses.items():
+        if loss.needs_labels and not experiment.sampler.gives_labels:
+            raise ConfigError(
+                f"losses.{name}: {type(loss).__name__} needs relevance labels, which {sampler} "
+                "records do not carry; use sampler=pointwise trainer=pointwise"
+            )
         if loss.needs_teacher and not experiment.sampler.gives_teacher_scores:
             raise ConfigError(
                 f"losses.{name}: {type(loss).__name__} learns from a teacher's scores, which "

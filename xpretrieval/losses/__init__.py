@@ -5,11 +5,13 @@ from xpretrieval.losses.distillation import KLDistillation, MarginMSE
 from xpretrieval.losses.infonce import InfoNCE
 from xpretrieval.losses.matryoshka import Matryoshka
 from xpretrieval.losses.pairwise import Hinge, Logistic, PairCrossEntropy
+from xpretrieval.losses.pointwise import BinaryCrossEntropy, MeanSquaredError
 from xpretrieval.losses.regularizers import L1, Flops, Regularizer, Warmup
 
 __all__ = [
     "L1",
     "BatchScores",
+    "BinaryCrossEntropy",
     "Flops",
     "Hinge",
     "InfoNCE",
@@ -18,6 +20,7 @@ __all__ = [
     "Loss",
     "MarginMSE",
     "Matryoshka",
+    "MeanSquaredError",
     "PairCrossEntropy",
     "Regularizer",
     "Warmup",

@@ -34,6 +34,8 @@ class BatchScores:
     parts: dict[str, Tensor] = field(default_factory=dict)
     # a teacher's scores of each record's positive then negatives, [B, 1 + n] (distillation)
     teacher: Tensor | None = None
+    # relevance label of each query's target document, [B] (pointwise records)
+    labels: Tensor | None = None
 
     def __post_init__(self) -> None:
         rows, columns = self.scores.shape
@@ -60,6 +62,7 @@ class Loss(ABC):
 
     needs_teacher: ClassVar[bool] = False  # reads BatchScores.teacher (distillation)
     needs_dense_vectors: ClassVar[bool] = False  # reads [n, dim] vectors (Matryoshka)
+    needs_labels: ClassVar[bool] = False  # reads BatchScores.labels (pointwise)
 
     weight: float = 1.0
     # which named part of the model's score the term sees (SparseEmbed: sparse or dense);

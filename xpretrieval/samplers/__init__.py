@@ -5,11 +5,13 @@ from xpretrieval.samplers.batchwise import BatchwiseSampler
 from xpretrieval.samplers.distillation import DistillationSampler
 from xpretrieval.samplers.negatives import HardNegatives
 from xpretrieval.samplers.pairwise import PairwiseSampler
+from xpretrieval.samplers.pointwise import PointwiseSampler
 from xpretrieval.samplers.random_span import RandomSpanSampler
 from xpretrieval.samplers.records import (
     BatchwiseRecord,
     DistillationRecord,
     PairwiseRecord,
+    PointwiseRecord,
     Text,
 )
 
@@ -21,6 +23,8 @@ __all__ = [
     "HardNegatives",
     "PairwiseRecord",
     "PairwiseSampler",
+    "PointwiseRecord",
+    "PointwiseSampler",
     "RandomSpanSampler",
     "Sampler",
     "Text",

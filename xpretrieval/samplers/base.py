@@ -16,6 +16,8 @@ class Sampler(ABC):
 
     has_negatives: ClassVar[bool] = True  # records bring negatives of their own
     gives_teacher_scores: ClassVar[bool] = False  # records carry a teacher's scores
+    gives_labels: ClassVar[bool] = False  # records carry a relevance label
+    pointwise: ClassVar[bool] = False  # one (query, document) per record: trainer=pointwise
 
     @abstractmethod
     def records(self, collection: Collection, seed: int) -> Iterator:

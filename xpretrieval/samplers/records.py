@@ -43,3 +43,12 @@ class DistillationRecord:
     positive: Text
     negatives: tuple[Text, ...]
     teacher_scores: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class PointwiseRecord:
+    """A query, one document and its label (1.0 relevant, 0.0 not)."""
+
+    query: Text
+    document: Text
+    label: float

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -26,6 +26,8 @@ class StepOutput:
 @dataclass
 class Trainer(ABC):
     """Length and book-keeping of training, and the step that turns a batch into loss terms."""
+
+    pointwise: ClassVar[bool] = False  # expects pointwise records (one document each)
 
     max_steps: int | None = None  # when set, wins over epochs
     epochs: float = 1.0  # passes over the training data, when max_steps is unset
@@ -68,6 +70,10 @@ class Trainer(ABC):
     ) -> StepOutput:
         """Unweighted loss terms of a batch whose texts are encoded, by name (the learner
         weighs, sums and logs them), with each term's statistics as `<term>/<statistic>`."""
+
+    @abstractmethod
+    def pair_terms(self, model: Any, batch: list, losses: dict[str, Loss]) -> StepOutput:
+        """Loss terms for a model that reads each query with each document (a cross-encoder)."""
 
     def step(self, model: Encoder, batch: list, losses: dict[str, Loss]) -> StepOutput:
         """Encode the batch's texts and compute its loss terms, in one pass."""
@@ -133,6 +139,39 @@ class BatchwiseTrainer(Trainer):
         rows = torch.arange(len(batch), device=device)
         negatives = [row for row, record in enumerate(batch) for _ in record.negatives]
         return rows, torch.cat([rows, torch.tensor(negatives, dtype=torch.long, device=device)])
+
+
+@register("trainer", "pointwise")
+@dataclass
+class PointwiseTrainer(Trainer):
+    """One (query, document) per record, scored against its label: record i's score is
+    scores[i, i]. Needs pointwise records (sampler=pointwise)."""
+
+    pointwise: ClassVar[bool] = True
+
+    def texts(self, batch: list) -> tuple[list[str], list[str]]:
+        return [r.query.text for r in batch], [r.document.text for r in batch]
+
+    def loss_terms(
+        self,
+        model: Encoder,
+        batch: list,
+        queries: Tensor,
+        documents: Tensor,
+        losses: dict[str, Loss],
+    ) -> StepOutput:
+        return self._labelled(model.score(queries, documents), batch, losses)
+
+    def pair_terms(self, model: Any, batch: list, losses: dict[str, Loss]) -> StepOutput:
+        query_texts, doc_texts = self.texts(batch)
+        pairs = torch.eye(len(batch), dtype=torch.bool)
+        return self._labelled(model.score_texts(query_texts, doc_texts, pairs), batch, losses)
+
+    @staticmethod
+    def _labelled(scores: Tensor, batch: list, losses: dict[str, Loss]) -> StepOutput:
+        rows = torch.arange(len(batch), device=scores.device)
+        labels = torch.tensor([r.label for r in batch], device=scores.device)
+        return _terms(BatchScores(scores, rows, rows, labels=labels), losses)
 
 
 def _teacher_scores(batch: list, device: torch.device) -> Tensor | None:

@@ -1,0 +1,45 @@
+"""Pointwise losses: each (query, document) score against its relevance label, as xpmir's
+pointwise losses. The score of record i is scores[i, i] (its query with its own document)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from xpretrieval.config import register
+from xpretrieval.losses.base import BatchScores, Loss
+
+
+def labelled_scores(batch: BatchScores) -> tuple[Tensor, Tensor]:
+    """(each record's score, its label), each `[B]`."""
+    if batch.labels is None:
+        raise ValueError("a pointwise loss needs labels: use sampler=pointwise trainer=pointwise")
+    scores = batch.scores[range(len(batch.targets)), batch.targets]
+    return scores, batch.labels.to(scores.dtype)
+
+
+@register("loss", "bce")
+@dataclass
+class BinaryCrossEntropy(Loss):
+    """Binary cross-entropy of the scores, read as logits, against 0/1 labels."""
+
+    needs_labels: ClassVar[bool] = True
+
+    def __call__(self, batch: BatchScores) -> Tensor:
+        scores, labels = labelled_scores(batch)
+        return F.binary_cross_entropy_with_logits(scores, labels)
+
+
+@register("loss", "mse")
+@dataclass
+class MeanSquaredError(Loss):
+    """Mean squared difference between the scores and the labels."""
+
+    needs_labels: ClassVar[bool] = True
+
+    def __call__(self, batch: BatchScores) -> Tensor:
+        scores, labels = labelled_scores(batch)
+        return F.mse_loss(scores, labels)

@@ -1,0 +1,32 @@
+"""Pointwise records: (query, document, label), for classification losses and cross-encoders.
+Each positive judgement gives a relevant record and a non-relevant one (a negative drawn as
+the pairwise sampler draws it), so the labels are balanced."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+from xpretrieval.config import register
+from xpretrieval.data.collection import Collection
+from xpretrieval.samplers.pairwise import PairwiseSampler
+from xpretrieval.samplers.records import PointwiseRecord, Text
+
+
+@register("sampler", "pointwise")
+@dataclass
+class PointwiseSampler(PairwiseSampler):
+    """(query, positive, 1.0) then (query, negative, 0.0) for each positive pair."""
+
+    pointwise: ClassVar[bool] = True
+    gives_labels: ClassVar[bool] = True
+
+    def epoch_size(self, collection: Collection) -> int:
+        return 2 * super().epoch_size(collection)
+
+    def records(self, collection: Collection, seed: int) -> Iterator[PointwiseRecord]:
+        for query_id, positive_id, (negative_id,) in self.draws(collection, seed, 1):
+            query = Text(query_id, collection.queries[query_id])
+            yield PointwiseRecord(query, Text(positive_id, collection.documents[positive_id]), 1.0)
+            yield PointwiseRecord(query, Text(negative_id, collection.documents[negative_id]), 0.0)
