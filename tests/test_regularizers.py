@@ -104,6 +104,8 @@ def test_statistics_match_hand_computation():
             "doc_penalty": 2.5**2 + 2.0**2 + 0.5**2,
             "query_active_dims": 1.5,
             "doc_active_dims": 1.5,
+            "query_sparsity_ratio": 0.5,  # 1.5 of 3 dimensions active
+            "doc_sparsity_ratio": 0.5,
             "expected_flops": 1.0 * 0.5 + 0.0 * 0.5 + 0.5 * 0.5,  # active fractions [1, 0, .5]
             "scale": 1.0,
         }

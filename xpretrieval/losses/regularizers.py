@@ -102,6 +102,8 @@ class Regularizer(Loss):
             "doc_penalty": self.penalty(documents).item(),
             "query_active_dims": active_q.sum(dim=-1).mean().item(),
             "doc_active_dims": active_d.sum(dim=-1).mean().item(),
+            "query_sparsity_ratio": 1 - active_q.mean().item(),
+            "doc_sparsity_ratio": 1 - active_d.mean().item(),
             # terms a query shares with a document on average: the postings it visits per document
             "expected_flops": (active_q.mean(dim=0) * active_d.mean(dim=0)).sum().item(),
             "scale": self.scale,
