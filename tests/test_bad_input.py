@@ -120,6 +120,42 @@ BAD_INPUTS = [
         "symmetric=true needs in_batch_negatives=true",
     ),
     (
+        "pairwise loss without negatives",
+        config("sampler=random_span", "loss@losses.rank=hinge"),
+        ConfigError,
+        "losses.rank: Hinge ranks each positive against the record's own negatives",
+    ),
+    (
+        "Matryoshka with a sparse model",
+        config("model=splade", "loss@losses.rank=matryoshka"),
+        ConfigError,
+        "losses.rank: Matryoshka cuts dense vectors to prefixes, which a Splade model",
+    ),
+    (
+        "teacher loss without teacher scores",
+        config("loss@losses.rank=margin_mse"),
+        ConfigError,
+        "losses.rank: MarginMSE learns from a teacher's scores, which PairwiseSampler",
+    ),
+    (
+        "pointwise records with the batchwise trainer",
+        config("sampler=pointwise", "loss@losses.rank=bce"),
+        ConfigError,
+        "sampler: PointwiseSampler and BatchwiseTrainer do not fit; use trainer=pointwise",
+    ),
+    (
+        "pointwise loss without labels",
+        config("loss@losses.rank=mse"),
+        ConfigError,
+        "losses.rank: MeanSquaredError needs relevance labels",
+    ),
+    (
+        "cross-encoder without a first stage",
+        config("model=cross_encoder"),
+        ConfigError,
+        "evaluation.rerank: a CrossEncoder model only re-ranks candidates",
+    ),
+    (
         "validation without queries",
         config("validation.every=10"),
         ConfigError,
