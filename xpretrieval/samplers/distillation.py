@@ -5,7 +5,6 @@ read from the teacher's TREC run over the training queries (for a cross-encoder 
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -41,24 +40,14 @@ class DistillationSampler(PairwiseSampler):
         if self.hard_negatives.enabled:
             raise ValueError("hard_negatives: a distillation sampler draws from the teacher run")
 
-    def scored_pairs(self, collection: Collection) -> tuple[list, dict]:
-        """(query, positive) pairs the teacher scored, and each query's teacher scores."""
-        teacher = {q: dict(ranking) for q, ranking in read_trec_run(self.teacher_run).items()}
-        pairs = [(q, d) for q, d in self.positive_pairs(collection) if d in teacher.get(q, {})]
-        skipped = len(self.positive_pairs(collection)) - len(pairs)
-        if skipped:
-            logger.warning(
-                "%s: the teacher run scores no positive of %d pairs", self.teacher_run, skipped
-            )
-        if not pairs:
-            raise ValueError(f"{self.teacher_run}: no positive training pair has a teacher score")
-        return pairs, teacher
+    def teacher_scores(self) -> dict[str, dict[str, float]]:
+        """Query id -> document id -> the teacher's score."""
+        return {q: dict(ranking) for q, ranking in read_trec_run(self.teacher_run).items()}
 
-    def epoch_size(self, collection: Collection) -> int:
-        return len(self.scored_pairs(collection)[0])
-
-    def records(self, collection: Collection, seed: int) -> Iterator[DistillationRecord]:
-        pairs, teacher = self.scored_pairs(collection)
+    def candidates(self, collection: Collection) -> tuple[list[tuple[str, str]], dict]:
+        """The pairs whose positive the teacher scored and whose query has unjudged documents
+        among the teacher's top_k, and those documents (the negatives to draw)."""
+        teacher = self.teacher_scores()
         pools = {
             q: [
                 d
@@ -68,19 +57,28 @@ class DistillationSampler(PairwiseSampler):
             for q, scores in teacher.items()
             if q in collection.qrels
         }
-        rng = random.Random(seed)
-        while True:
-            order = list(pairs)
-            rng.shuffle(order)
-            for query_id, positive_id in order:
-                pool = pools.get(query_id)
-                if not pool:
-                    continue
-                negative_ids = [pool[rng.randrange(len(pool))] for _ in range(self.negatives)]
-                scores = teacher[query_id]
-                yield DistillationRecord(
-                    query=Text(query_id, collection.queries[query_id]),
-                    positive=Text(positive_id, collection.documents[positive_id]),
-                    negatives=tuple(Text(d, collection.documents[d]) for d in negative_ids),
-                    teacher_scores=(scores[positive_id], *(scores[d] for d in negative_ids)),
-                )
+        every = self.positive_pairs(collection)
+        pairs = [(q, d) for q, d in every if d in teacher.get(q, {}) and pools.get(q)]
+        if len(pairs) < len(every):
+            logger.warning(
+                "%s: the teacher run scores no positive of %d pairs (or no unjudged document)",
+                self.teacher_run,
+                len(every) - len(pairs),
+            )
+        if not pairs:
+            raise ValueError(f"{self.teacher_run}: no positive training pair has a teacher score")
+        return pairs, pools
+
+    def epoch_size(self, collection: Collection) -> int:
+        return len(self.candidates(collection)[0])
+
+    def records(self, collection: Collection, seed: int) -> Iterator[DistillationRecord]:
+        teacher = self.teacher_scores()
+        for query_id, positive_id, negative_ids in self.draws(collection, seed, self.negatives):
+            scores = teacher[query_id]
+            yield DistillationRecord(
+                query=Text(query_id, collection.queries[query_id]),
+                positive=Text(positive_id, collection.documents[positive_id]),
+                negatives=tuple(Text(d, collection.documents[d]) for d in negative_ids),
+                teacher_scores=(scores[positive_id], *(scores[d] for d in negative_ids)),
+            )

@@ -48,13 +48,18 @@ class PairwiseSampler(Sampler):
                 negative=Text(negative_ids[0], collection.documents[negative_ids[0]]),
             )
 
+    def candidates(self, collection: Collection) -> tuple[list[tuple[str, str]], dict]:
+        """The (query id, positive id) pairs to draw, and each query's pool of negatives (a
+        query without one draws random unjudged documents)."""
+        pools = self.hard_negatives.candidates(collection) if self.hard_negatives.enabled else {}
+        return self.positive_pairs(collection), pools
+
     def draws(
         self, collection: Collection, seed: int, n_negatives: int
     ) -> Iterator[tuple[str, str, list[str]]]:
         """Endless (query id, positive id, negative ids), epoch after epoch in a fresh order."""
-        pairs = self.positive_pairs(collection)
+        pairs, pools = self.candidates(collection)
         doc_ids = list(collection.documents)
-        pools = self.hard_negatives.candidates(collection) if self.hard_negatives.enabled else {}
         rng = random.Random(seed)
         while True:
             order = list(pairs)
