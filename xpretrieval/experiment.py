@@ -11,6 +11,7 @@ import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from xpretrieval.batchers import Batcher
+from xpretrieval.compatibility import check_components
 from xpretrieval.config import register_root, to_objects
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.dataset import DatasetConfig
@@ -19,7 +20,6 @@ from xpretrieval.errors import ConfigError
 from xpretrieval.evaluation import EvaluationConfig, Metrics, compute_metrics
 from xpretrieval.io import write_json, write_text
 from xpretrieval.losses.base import Loss
-from xpretrieval.losses.regularizers import Regularizer
 from xpretrieval.models.base import Encoder, ModelConfig
 from xpretrieval.resume import last_checkpoint
 from xpretrieval.retrieval.index import IndexConfig
@@ -76,67 +76,8 @@ def load_experiment(cfg: DictConfig) -> ExperimentConfig:
     experiment = to_objects(cfg)
     if not isinstance(experiment, ExperimentConfig):
         raise ConfigError(f"expected an ExperimentConfig root, got {type(experiment).__name__}")
-    check_losses_fit_model(experiment.losses, experiment.model)
-    if experiment.model.reranks_only:
-        kind = type(experiment.model).__name__
-        if not experiment.evaluation.rerank.enabled:
-            raise ConfigError(
-                f"evaluation.rerank: a {kind} model only re-ranks candidates; set e.g. "
-                "evaluation.rerank.top_k=100 (BM25's top 100, or add evaluation.rerank.run_file)"
-            )
-        if experiment.batcher.micro_batch_size() is not None:
-            raise ConfigError(f"batcher: a {kind} model has no representations to split by")
-    sampler = type(experiment.sampler).__name__
-    if experiment.sampler.pointwise != experiment.trainer.pointwise:
-        wanted = (
-            "trainer=pointwise"
-            if experiment.sampler.pointwise
-            else "sampler=pointwise, or trainer=batchwise"
-        )
-        raise ConfigError(
-            f"sampler: {sampler} and {type(experiment.trainer).__name__} do not fit; use {wanted}"
-        )
-    for name, loss in experiment.losses.items():
-        if loss.needs_labels and not experiment.sampler.gives_labels:
-            raise ConfigError(
-                f"losses.{name}: {type(loss).__name__} needs relevance labels, which {sampler} "
-                "records do not carry; use sampler=pointwise trainer=pointwise"
-            )
-        if loss.needs_teacher and not experiment.sampler.gives_teacher_scores:
-            raise ConfigError(
-                f"losses.{name}: {type(loss).__name__} learns from a teacher's scores, which "
-                f"{sampler} records do not carry; use sampler=distillation"
-            )
-        if loss.needs_own_negatives() and not experiment.sampler.has_negatives:
-            raise ConfigError(
-                f"losses.{name}: {type(loss).__name__} ranks each positive against the "
-                f"record's own negatives, which {sampler} records do "
-                "not have; use in-batch negatives (InfoNCE with in_batch_negatives=true)"
-            )
+    check_components(experiment)
     return experiment
-
-
-def check_losses_fit_model(losses: dict[str, Loss], model: ModelConfig) -> None:
-    """Refuse, before any weights load, a loss term that needs what the model does not give."""
-    kind = type(model).__name__
-    for name, loss in losses.items():
-        if isinstance(loss, Regularizer) and not model.has_term_weights:
-            raise ConfigError(
-                f"losses.{name}: {type(loss).__name__} regularises vocabulary term weights, "
-                f"which a {kind} model does not have; use model=splade or model=sparse_embed, "
-                f"or remove the term (~loss@losses.{name})"
-            )
-        if loss.needs_dense_vectors and not model.dense_vectors:
-            raise ConfigError(
-                f"losses.{name}: {type(loss).__name__} cuts dense vectors to prefixes, which a "
-                f"{kind} model does not produce; use model=dense"
-            )
-        if loss.part is not None and loss.part not in model.score_parts:
-            parts = ", ".join(model.score_parts) or "none"
-            raise ConfigError(
-                f"losses.{name}.part={loss.part}: a {kind} model's score has no such part "
-                f"(parts: {parts}); set losses.{name}.part=null"
-            )
 
 
 def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
