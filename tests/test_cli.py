@@ -22,6 +22,24 @@ def cli(*args: str, cwd) -> subprocess.CompletedProcess:
     )
 
 
+def train_reranking(experiment: str, model_dir, run_dir, *extra: str) -> dict:
+    """Train `experiment` on the fixture, evaluate by re-ranking BM25's top 5; its metrics."""
+    result = cli(
+        "train",
+        f"+experiment={experiment}",
+        *tiny_overrides(model_dir),
+        "precision=fp32",
+        "evaluation.rerank.top_k=5",
+        *extra,
+        f"hydra.run.dir={run_dir}",
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["index"]["candidates_per_query"] <= 5 and metrics["aggregate"]["nDCG@10"] > 0
+    return metrics
+
+
 @pytest.fixture(scope="module")
 def train_run(tiny_model_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("train-run")

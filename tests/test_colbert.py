@@ -3,13 +3,11 @@ re-ranking a first stage end to end."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY_BEIR, tiny_overrides
-from tests.test_cli import cli
+from tests.conftest import TINY_BEIR
+from tests.test_cli import train_reranking
 from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.models import ColBERT, ColBERTEncoder
 from xpretrieval.models import colbert as module
@@ -84,17 +82,5 @@ def test_rerank_orders_bm25_candidates_by_the_model(model):
 
 
 def test_colbert_experiment_end_to_end(tiny_model_dir, tmp_path):
-    result = cli(
-        "train",
-        "+experiment=colbert",
-        *tiny_overrides(tiny_model_dir),
-        "precision=fp32",
-        "model.dim=8",
-        "evaluation.rerank.top_k=5",
-        f"hydra.run.dir={tmp_path}",
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["index"]["candidates_per_query"] <= 5 and metrics["aggregate"]["nDCG@10"] > 0
+    train_reranking("colbert", tiny_model_dir, tmp_path, "model.dim=8")
     assert (tmp_path / "checkpoints" / "step-0000006" / "projection.safetensors").is_file()

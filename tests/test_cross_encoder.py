@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY_BEIR, compose_config, tiny_overrides
-from tests.test_cli import cli
+from tests.conftest import TINY_BEIR, compose_config
+from tests.test_cli import train_reranking
 from xpretrieval.batchers import FixedBatcher
 from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.errors import ConfigError
@@ -65,19 +63,9 @@ def test_a_cross_encoder_needs_a_first_stage_and_whole_batches():
 
 
 def test_cross_encoder_experiment_end_to_end(tiny_model_dir, tmp_path):
-    result = cli(
-        "train",
-        "+experiment=cross_encoder_rerank",
-        *tiny_overrides(tiny_model_dir),
-        "precision=fp32",
-        "sampler.hard_negatives.top_k=5",
-        "evaluation.rerank.top_k=5",
-        f"hydra.run.dir={tmp_path}",
-        cwd=ROOT,
+    train_reranking(
+        "cross_encoder_rerank", tiny_model_dir, tmp_path, "sampler.hard_negatives.top_k=5"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["index"]["candidates_per_query"] <= 5 and metrics["aggregate"]["nDCG@10"] > 0
     saved = CrossEncoderModel.load(tmp_path / "checkpoints" / "step-0000006")
     with torch.no_grad():
         assert torch.isfinite(saved.score_texts(QUERIES, DOCUMENTS)).all()
