@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 from omegaconf import MISSING
@@ -40,14 +41,15 @@ class DistillationSampler(PairwiseSampler):
         if self.hard_negatives.enabled:
             raise ValueError("hard_negatives: a distillation sampler draws from the teacher run")
 
+    @cached_property
     def teacher_scores(self) -> dict[str, dict[str, float]]:
-        """Query id -> document id -> the teacher's score."""
+        """Query id -> document id -> the teacher's score (the run file is read once)."""
         return {q: dict(ranking) for q, ranking in read_trec_run(self.teacher_run).items()}
 
     def candidates(self, collection: Collection) -> tuple[list[tuple[str, str]], dict]:
         """The pairs whose positive the teacher scored and whose query has unjudged documents
         among the teacher's top_k, and those documents (the negatives to draw)."""
-        teacher = self.teacher_scores()
+        teacher = self.teacher_scores
         pools = {
             q: [
                 d
@@ -73,7 +75,7 @@ class DistillationSampler(PairwiseSampler):
         return len(self.candidates(collection)[0])
 
     def records(self, collection: Collection, seed: int) -> Iterator[DistillationRecord]:
-        teacher = self.teacher_scores()
+        teacher = self.teacher_scores
         for query_id, positive_id, negative_ids in self.draws(collection, seed, self.negatives):
             scores = teacher[query_id]
             yield DistillationRecord(
