@@ -129,7 +129,7 @@ BAD_INPUTS = [
         "Matryoshka with a sparse model",
         config("model=splade", "loss@losses.rank=matryoshka"),
         ConfigError,
-        "losses.rank: Matryoshka cuts dense vectors to prefixes, which a Splade model",
+        "losses.rank: Matryoshka reads dense [n, dim] vectors, which a Splade model",
     ),
     (
         "teacher loss without teacher scores",

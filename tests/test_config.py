@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ValidationError
 
 from tests.conftest import CONF_DIR, TINY_BEIR, compose_config
 from xpretrieval.errors import ConfigError
 from xpretrieval.experiment import ExperimentConfig, load_experiment
-from xpretrieval.losses import InfoNCE
+from xpretrieval.losses import BatchScores, InfoNCE
 from xpretrieval.models import Dense
 
 # presets whose mandatory values (???) a user must give on the command line, or that need
@@ -56,6 +59,15 @@ def test_every_preset_composes_and_converts(preset):
     )
     experiment = load_experiment(compose_config(choice, *REQUIRED.get(preset, [])))
     assert isinstance(experiment, ExperimentConfig)
+
+
+def test_softmax_cross_entropy_preset_ranks_each_record_among_its_own_candidates():
+    loss = load_experiment(compose_config("loss@losses.rank=softmax_cross_entropy")).losses["rank"]
+    scores = torch.tensor([[3.0, 0.0, 1.0], [0.0, 2.0, 2.0]], dtype=torch.float64)
+    batch = BatchScores(scores, targets=torch.tensor([0, 1]), owners=torch.tensor([0, 1, 0]))
+    # query 0 chooses between its columns 0 and 2 (raw scores 3 and 1); query 1 has only column 1
+    expected = -math.log(math.exp(3) / (math.exp(3) + math.exp(1))) / 2
+    assert loss(batch).item() == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])

@@ -25,6 +25,7 @@ from xpretrieval.losses import (
     Matryoshka,
     MeanSquaredError,
     PairCrossEntropy,
+    Triplet,
 )
 
 DOT = [[3.0, 0.0, 1.0], [0.0, 2.0, 2.0]]
@@ -111,6 +112,26 @@ def test_pair_cross_entropy_matches_hand_computation():
 
     terms = [-math.log(sigmoid(3)), -math.log(sigmoid(2)), -math.log(1 - sigmoid(1))]
     assert PairCrossEntropy()(batch(DOT)).item() == pytest.approx(sum(terms) / 3)
+
+
+def test_triplet_matches_hand_computation():
+    # one pair: query 0 [1, 0] with its positive [3, 4] (column 0) and negative [0, 1] (column 2)
+    queries = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    documents = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    vectors = BatchScores(
+        queries @ documents.T,
+        torch.tensor([0, 1]),
+        torch.tensor([0, 1, 0]),
+        queries=queries,
+        documents=documents,
+    )
+    euclidean = math.sqrt(2**2 + 4**2) - math.sqrt(1 + 1) + 0.5
+    assert Triplet(margin=0.5)(vectors).item() == pytest.approx(euclidean)
+    # cosines 3/5 and 0: distances 0.4 and 1
+    assert Triplet(margin=0.7, distance="cosine")(vectors).item() == pytest.approx(0.1)
+    assert Triplet(margin=0.5, distance="cosine")(vectors).item() == 0.0
+    with pytest.raises(ValueError, match="dense"):
+        Triplet()(batch(DOT))
 
 
 def test_pairwise_losses_need_negatives():

@@ -14,7 +14,17 @@ import torch
 from tests.conftest import TINY_BEIR
 from xpretrieval.batchers import FixedBatcher
 from xpretrieval.data.beir import load_beir_folder
-from xpretrieval.losses import BatchScores, Flops, Hinge, InfoNCE, Logistic, Loss, PairCrossEntropy
+from xpretrieval.losses import (
+    BatchScores,
+    Flops,
+    Hinge,
+    InfoNCE,
+    Logistic,
+    Loss,
+    Matryoshka,
+    PairCrossEntropy,
+    Triplet,
+)
 from xpretrieval.models import Dense, DenseEncoder, Splade
 from xpretrieval.samplers import PairwiseSampler
 from xpretrieval.training import AdamW, BatchwiseTrainer, Hook, Learner
@@ -180,7 +190,9 @@ def test_target_sparsity_hook_moves_the_regulariser_during_training(tiny_model_d
     assert scales[0] == 1.0 and scales[1] > 1.0 and flops.scale > scales[1]
 
 
-@pytest.mark.parametrize("loss", [Hinge(margin=0.5), Logistic(), PairCrossEntropy()])
+@pytest.mark.parametrize(
+    "loss", [Hinge(margin=0.5), Logistic(), PairCrossEntropy(), Triplet(), Matryoshka(dims=[8])]
+)
 def test_pairwise_losses_train_through_the_batchwise_trainer(tiny_model_dir, train_split, loss):
     learner = make_learner(tiny_model_dir, train_split, max_steps=2)
     learner.losses = {"rank": loss}

@@ -34,7 +34,7 @@ def check_losses_fit_model(losses: dict[str, Loss], model: ModelConfig) -> None:
             )
         if loss.needs_dense_vectors and not model.dense_vectors:
             raise ConfigError(
-                f"losses.{name}: {type(loss).__name__} cuts dense vectors to prefixes, which a "
+                f"losses.{name}: {type(loss).__name__} reads dense [n, dim] vectors, which a "
                 f"{kind} model does not produce; use model=dense"
             )
         if loss.part is not None and loss.part not in model.score_parts:

@@ -4,7 +4,7 @@ from xpretrieval.losses.base import BatchScores, Loss
 from xpretrieval.losses.distillation import KLDistillation, MarginMSE
 from xpretrieval.losses.infonce import InfoNCE
 from xpretrieval.losses.matryoshka import Matryoshka
-from xpretrieval.losses.pairwise import Hinge, Logistic, PairCrossEntropy
+from xpretrieval.losses.pairwise import Hinge, Logistic, PairCrossEntropy, Triplet
 from xpretrieval.losses.pointwise import BinaryCrossEntropy, MeanSquaredError
 from xpretrieval.losses.regularizers import L1, Flops, Regularizer, Warmup
 
@@ -23,5 +23,6 @@ __all__ = [
     "MeanSquaredError",
     "PairCrossEntropy",
     "Regularizer",
+    "Triplet",
     "Warmup",
 ]
