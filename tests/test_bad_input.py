@@ -126,10 +126,28 @@ BAD_INPUTS = [
         "losses.rank: Hinge ranks each positive against the record's own negatives",
     ),
     (
+        "docpairs with hard negatives",
+        config(
+            "sampler.docpairs=msmarco-passage/train/triples-small", "sampler.hard_negatives.top_k=5"
+        ),
+        ConfigError,
+        "sampler.docpairs=msmarco-passage/train/triples-small brings its own negatives",
+    ),
+    (
+        "two first stages at once",
+        config(
+            "sampler.hard_negatives.run_file=run.trec",
+            "sampler.hard_negatives.scoreddocs=x/y",
+            "sampler.hard_negatives.top_k=5",
+        ),
+        ConfigError,
+        "sampler.hard_negatives.set at most one of run_file and scoreddocs",
+    ),
+    (
         "Matryoshka with a sparse model",
         config("model=splade", "loss@losses.rank=matryoshka"),
         ConfigError,
-        "losses.rank: Matryoshka reads dense [n, dim] vectors, which a Splade model",
+        r"losses.rank: Matryoshka reads dense \[n, dim\] vectors, which a Splade model",
     ),
     (
         "teacher loss without teacher scores",

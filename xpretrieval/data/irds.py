@@ -1,25 +1,34 @@
-"""Read a collection through ir-datasets (`ir_datasets.load`), which caches and downloads it."""
+"""Read collections, first-stage rankings (`scoreddocs`) and preference triples (`docpairs`)
+through ir-datasets (`ir_datasets.load`), which caches and downloads them."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
+
+from tqdm.auto import tqdm
 
 from xpretrieval.data.collection import Collection, Qrels
 from xpretrieval.errors import DataError
+from xpretrieval.retrieval.run import Run
 
 logger = logging.getLogger(__name__)
 
 
-def load_ir_dataset(dataset_id: str) -> Collection:
-    """Load the documents, queries and qrels of an ir-datasets id such as `beir/scifact/test`."""
+def _load(dataset_id: str) -> Any:
     import ir_datasets
 
     try:
-        dataset = ir_datasets.load(dataset_id)
+        return ir_datasets.load(dataset_id)
     except KeyError:
         raise DataError(
             f"unknown ir-datasets id {dataset_id!r} (see https://ir-datasets.com for the ids)"
         ) from None
+
+
+def load_ir_dataset(dataset_id: str) -> Collection:
+    """Load the documents, queries and qrels of an ir-datasets id such as `beir/scifact/test`."""
+    dataset = _load(dataset_id)
     lacking = [
         part
         for part, present in (
@@ -41,3 +50,33 @@ def load_ir_dataset(dataset_id: str) -> Collection:
     for qrel in dataset.qrels_iter():
         qrels.setdefault(qrel.query_id, {})[qrel.doc_id] = qrel.relevance
     return Collection.checked(dataset_id, documents, queries, qrels)
+
+
+def load_scoreddocs(dataset_id: str) -> Run:
+    """The first-stage ranking an ir-datasets id ships (`scoreddocs`, e.g. MS MARCO's BM25 top
+    1000 in `msmarco-passage/train`), each query's documents best first."""
+    dataset = _load(dataset_id)
+    if not dataset.has_scoreddocs():
+        raise DataError(f"ir-datasets id {dataset_id!r} has no scoreddocs (a first-stage ranking)")
+    run: Run = {}
+    for scored in tqdm(dataset.scoreddocs_iter(), desc="scoreddocs", unit=" docs", disable=None):
+        run.setdefault(scored.query_id, []).append((scored.doc_id, scored.score))
+    for ranking in run.values():
+        ranking.sort(key=lambda item: -item[1])
+    return run
+
+
+def load_docpairs(dataset_id: str) -> list[tuple[str, str, str]]:
+    """The (query, preferred document, other document) triples of an ir-datasets id
+    (`docpairs`, e.g. `msmarco-passage/train/triples-small`)."""
+    dataset = _load(dataset_id)
+    if not dataset.has_docpairs():
+        raise DataError(
+            f"ir-datasets id {dataset_id!r} has no docpairs (query, preferred, other document) "
+            "triples; e.g. msmarco-passage/train/triples-small has"
+        )
+    pairs = dataset.docpairs_iter()
+    return [
+        (pair.query_id, pair.doc_id_a, pair.doc_id_b)
+        for pair in tqdm(pairs, desc="docpairs", unit=" pairs", disable=None)
+    ]

@@ -24,14 +24,21 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class FirstStage:
-    """Where candidates come from: a TREC run over the collection's queries, or BM25."""
+    """Where candidates come from: a TREC run over the collection's queries, the scoreddocs
+    of an ir-datasets id, or BM25 computed on the collection."""
 
-    run_file: str | None = None  # null: BM25 (bm25s) on the collection
+    run_file: str | None = None  # a TREC run file
+    scoreddocs: str | None = None  # an ir-datasets id with scoreddocs, e.g. msmarco-passage/dev
     top_k: int = 0  # candidates per query; 0: none (for evaluation: search, do not re-rank)
 
     def __post_init__(self) -> None:
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if self.run_file is not None and self.scoreddocs is not None:
+            raise ValueError(
+                f"set at most one of run_file and scoreddocs (neither: BM25), got "
+                f"run_file={self.run_file!r}, scoreddocs={self.scoreddocs!r}"
+            )
 
     @property
     def enabled(self) -> bool:
@@ -41,6 +48,10 @@ class FirstStage:
         """Each query's first `top_k` candidates (those naming known documents)."""
         if self.run_file is not None:
             run = read_trec_run(self.run_file)
+        elif self.scoreddocs is not None:
+            from xpretrieval.data.irds import load_scoreddocs
+
+            run = load_scoreddocs(self.scoreddocs)
         else:
             from xpretrieval.models.bm25 import Bm25
 

@@ -21,6 +21,7 @@ class BatchwiseSampler(PairwiseSampler):
     negatives: int = 7
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.negatives < 1:
             raise ValueError(f"negatives must be >= 1, got {self.negatives}")
 

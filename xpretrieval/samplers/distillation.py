@@ -15,7 +15,7 @@ from omegaconf import MISSING
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
 from xpretrieval.retrieval.run import read_trec_run
-from xpretrieval.samplers.pairwise import PairwiseSampler
+from xpretrieval.samplers.pairwise import Candidate, PairwiseSampler
 from xpretrieval.samplers.records import DistillationRecord, Text
 
 logger = logging.getLogger(__name__)
@@ -38,17 +38,19 @@ class DistillationSampler(PairwiseSampler):
             raise ValueError(
                 f"need negatives >= 1 and top_k >= 1, got {self.negatives} and {self.top_k}"
             )
-        if self.hard_negatives.enabled:
-            raise ValueError("hard_negatives: a distillation sampler draws from the teacher run")
+        if self.hard_negatives.enabled or self.docpairs is not None:
+            raise ValueError(
+                "hard_negatives, docpairs: a distillation sampler draws from the teacher run"
+            )
 
     @cached_property
     def teacher_scores(self) -> dict[str, dict[str, float]]:
         """Query id -> document id -> the teacher's score (the run file is read once)."""
         return {q: dict(ranking) for q, ranking in read_trec_run(self.teacher_run).items()}
 
-    def candidates(self, collection: Collection) -> tuple[list[tuple[str, str]], dict]:
+    def candidates(self, collection: Collection) -> list[Candidate]:
         """The pairs whose positive the teacher scored and whose query has unjudged documents
-        among the teacher's top_k, and those documents (the negatives to draw)."""
+        among the teacher's top_k, each with those documents (the negatives to draw)."""
         teacher = self.teacher_scores
         pools = {
             q: [
@@ -60,7 +62,7 @@ class DistillationSampler(PairwiseSampler):
             if q in collection.qrels
         }
         every = self.positive_pairs(collection)
-        pairs = [(q, d) for q, d in every if d in teacher.get(q, {}) and pools.get(q)]
+        pairs = [(q, d, pools[q]) for q, d in every if d in teacher.get(q, {}) and pools.get(q)]
         if len(pairs) < len(every):
             logger.warning(
                 "%s: the teacher run scores no positive of %d pairs (or no unjudged document)",
@@ -69,10 +71,10 @@ class DistillationSampler(PairwiseSampler):
             )
         if not pairs:
             raise ValueError(f"{self.teacher_run}: no positive training pair has a teacher score")
-        return pairs, pools
+        return pairs
 
     def epoch_size(self, collection: Collection) -> int:
-        return len(self.candidates(collection)[0])
+        return len(self.candidates(collection))
 
     def records(self, collection: Collection, seed: int) -> Iterator[DistillationRecord]:
         teacher = self.teacher_scores

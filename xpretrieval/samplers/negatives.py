@@ -1,5 +1,6 @@
 """Hard negatives: documents a first-stage ranker placed high for a query without a judgement,
-from a TREC run file or from BM25 computed on the training collection."""
+from a TREC run file, an ir-datasets id's scoreddocs, or BM25 computed on the training
+collection."""
 
 from __future__ import annotations
 
@@ -13,29 +14,25 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class HardNegatives:
-    """Where hard negatives come from and which ranks of it to draw from; off (random
-    negatives) while top_k is 0."""
+class HardNegatives(FirstStage):
+    """The first stage (run_file, scoreddocs or BM25) whose ranks skip_top..top_k of each
+    query hold its hard negatives; off (random negatives) while top_k is 0."""
 
-    run_file: str | None = None  # a TREC run over the training queries; null: BM25 (bm25s)
-    top_k: int = 0  # draw among the first top_k documents of a query's ranking; 0: off
-    skip_top: int = 0  # ...after skipping this many (the very top may hold unjudged positives)
+    skip_top: int = 0  # ranks skipped at the top (they may hold unjudged positives)
 
     def __post_init__(self) -> None:
-        if self.top_k == 0 and self.run_file is not None:
-            raise ValueError("run_file needs top_k > 0: the ranks to draw hard negatives from")
+        super().__post_init__()
+        source = "run_file" if self.run_file is not None else "scoreddocs"
+        if self.top_k == 0 and (self.run_file or self.scoreddocs) is not None:
+            raise ValueError(f"{source} needs top_k > 0: the ranks to draw hard negatives from")
         if self.top_k and not 0 <= self.skip_top < self.top_k:
             raise ValueError(
                 f"need 0 <= skip_top < top_k, got skip_top={self.skip_top}, top_k={self.top_k}"
             )
 
-    @property
-    def enabled(self) -> bool:
-        return self.top_k > 0
-
     def candidates(self, collection: Collection) -> dict[str, list[str]]:
         """For each training query, its unjudged documents among ranks skip_top..top_k."""
-        run = FirstStage(self.run_file, self.top_k).run(collection)
+        run = self.run(collection)
         pools = {}
         for query_id, judged in collection.qrels.items():
             ranked = [doc for doc, _ in run.get(query_id, [])][self.skip_top : self.top_k]

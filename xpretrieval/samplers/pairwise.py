@@ -1,10 +1,13 @@
-"""Pairwise records from qrels: (query, judged-relevant document, random other document)."""
+"""Pairwise records: (query, relevant document, other document), from qrels with random or
+hard negatives, or from an ir-datasets id's docpairs (e.g. MS MARCO's training triples)."""
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
@@ -12,15 +15,38 @@ from xpretrieval.samplers.base import Sampler
 from xpretrieval.samplers.negatives import HardNegatives
 from xpretrieval.samplers.records import PairwiseRecord, Text
 
+logger = logging.getLogger(__name__)
+
+Candidate = tuple[str, str, list[str]]
+"""(query id, positive id, the negatives to draw from; empty: random unjudged documents)."""
+
 
 @register("sampler", "pairwise")
 @dataclass
 class PairwiseSampler(Sampler):
     """One record per (query, relevant document) pair; the negative is drawn uniformly from
-    the documents not judged for that query, or from its hard negatives when set."""
+    the documents not judged for that query, or from its hard negatives when set. With
+    `docpairs`, one record per (query, preferred document) of the triples, its negative drawn
+    among the documents the triples rank below it."""
 
     min_relevance: int = 1  # judgements with at least this grade are positives
     hard_negatives: HardNegatives = field(default_factory=HardNegatives)  # off: random
+    # an ir-datasets id whose docpairs replace the qrels' pairs and negatives, e.g.
+    # msmarco-passage/train/triples-small; null: qrels
+    docpairs: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.docpairs is not None and self.hard_negatives.enabled:
+            raise ValueError(
+                f"docpairs={self.docpairs} brings its own negatives: leave hard_negatives off"
+            )
+
+    @cached_property
+    def triples(self) -> list[tuple[str, str, str]]:
+        """The docpairs' (query, preferred, other) triples, read once per sampler."""
+        from xpretrieval.data.irds import load_docpairs
+
+        return load_docpairs(self.docpairs)
 
     def positive_pairs(self, collection: Collection) -> list[tuple[str, str]]:
         """(query id, document id) of every positive judgement, in a stable order."""
@@ -38,6 +64,8 @@ class PairwiseSampler(Sampler):
         return pairs
 
     def epoch_size(self, collection: Collection) -> int:
+        if self.docpairs is not None:
+            return len(self.docpair_candidates(collection))
         return len(self.positive_pairs(collection))
 
     def records(self, collection: Collection, seed: int) -> Iterator[PairwiseRecord]:
@@ -48,24 +76,46 @@ class PairwiseSampler(Sampler):
                 negative=Text(negative_ids[0], collection.documents[negative_ids[0]]),
             )
 
-    def candidates(self, collection: Collection) -> tuple[list[tuple[str, str]], dict]:
-        """The (query id, positive id) pairs to draw, and each query's pool of negatives (a
-        query without one draws random unjudged documents)."""
+    def candidates(self, collection: Collection) -> list[Candidate]:
+        """The (query id, positive id) pairs of an epoch, each with its pool of negatives."""
+        if self.docpairs is not None:
+            return self.docpair_candidates(collection)
         pools = self.hard_negatives.candidates(collection) if self.hard_negatives.enabled else {}
-        return self.positive_pairs(collection), pools
+        return [(q, d, pools.get(q, [])) for q, d in self.positive_pairs(collection)]
+
+    def docpair_candidates(self, collection: Collection) -> list[Candidate]:
+        """Each (query, preferred document) of the docpairs with the documents ranked below
+        it, in the triples' order; triples naming unknown ids are left out (counted)."""
+        grouped: dict[tuple[str, str], list[str]] = {}
+        unknown = 0
+        for query_id, preferred, other in self.triples:
+            if query_id in collection.queries and {preferred, other} <= collection.documents.keys():
+                grouped.setdefault((query_id, preferred), []).append(other)
+            else:
+                unknown += 1
+        if unknown:
+            logger.warning(
+                "%s: %d of %d docpairs name a query or document that %s lacks; left out",
+                self.docpairs,
+                unknown,
+                len(self.triples),
+                collection.name,
+            )
+        if not grouped:
+            raise ValueError(f"{self.docpairs}: no docpair names {collection.name}'s ids")
+        return [(q, d, others) for (q, d), others in grouped.items()]
 
     def draws(
         self, collection: Collection, seed: int, n_negatives: int
     ) -> Iterator[tuple[str, str, list[str]]]:
         """Endless (query id, positive id, negative ids), epoch after epoch in a fresh order."""
-        pairs, pools = self.candidates(collection)
+        candidates = self.candidates(collection)
         doc_ids = list(collection.documents)
         rng = random.Random(seed)
         while True:
-            order = list(pairs)
+            order = list(candidates)
             rng.shuffle(order)
-            for query_id, positive_id in order:
-                pool = pools.get(query_id)
+            for query_id, positive_id, pool in order:
                 negatives = [
                     pool[rng.randrange(len(pool))]
                     if pool
