@@ -144,6 +144,29 @@ BAD_INPUTS = [
         "sampler.hard_negatives.set at most one of run_file and scoreddocs",
     ),
     (
+        "distillation without teacher scores",
+        config("sampler=distillation", "loss@losses.rank=margin_mse"),
+        ConfigError,
+        "sampler.teacher_run: give exactly one of a teacher run file",
+    ),
+    (
+        "distillation with a teacher run and a teacher model",
+        config(
+            "sampler=distillation",
+            "sampler.teacher_run=run.trec",
+            "+model@teacher.model=cross_encoder",
+            "loss@losses.rank=margin_mse",
+        ),
+        ConfigError,
+        "got teacher_run='run.trec' and a teacher model",
+    ),
+    (
+        "teacher model without a distillation sampler",
+        config("+model@teacher.model=cross_encoder"),
+        ConfigError,
+        "teacher.model: PairwiseSampler records carry no teacher scores; use sampler=distillation",
+    ),
+    (
         "Matryoshka with a sparse model",
         config("model=splade", "loss@losses.rank=matryoshka"),
         ConfigError,

@@ -23,6 +23,7 @@ REQUIRED = {
     "loss/l1": ["model=splade"],
     "model/cross_encoder": ["evaluation.rerank.top_k=100"],
     "sampler/distillation": ["sampler.teacher_run=teacher.trec"],
+    "experiment/distill_margin_mse": ["teacher.model.name_or_path=outputs/colbert/checkpoints/x"],
     "loss/margin_mse": ["sampler=distillation", "sampler.teacher_run=teacher.trec"],
     "loss/kl_distillation": ["sampler=distillation", "sampler.teacher_run=teacher.trec"],
     "loss/bce": ["sampler=pointwise", "trainer=pointwise"],

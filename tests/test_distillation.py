@@ -1,23 +1,30 @@
-"""Distillation: MarginMSE and KL against hand computations, records from a teacher run,
-and the loss and gradients of a split batch equal to the whole batch's (GradCache)."""
+"""Distillation: MarginMSE and KL against hand computations, records from a teacher run, the
+loss and gradients of a split batch equal to the whole batch's (GradCache), and a teacher
+model scoring inside the run."""
 
 from __future__ import annotations
 
+import csv
 import itertools
+import json
 import logging
 import math
 
 import pytest
 import torch
 
-from tests.conftest import TINY_BEIR
+from tests.conftest import TINY_BEIR, tiny_overrides
+from tests.test_cli import ROOT, cli
 from tests.test_grad_cache import NO_DROPOUT, gradients_of
 from xpretrieval.batchers import FixedBatcher, MicroBatcher
 from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.device import Precision
 from xpretrieval.losses import BatchScores, KLDistillation, MarginMSE
-from xpretrieval.models import Dense
-from xpretrieval.retrieval.run import write_trec_run
+from xpretrieval.models import CrossEncoder, Dense
+from xpretrieval.retrieval.rerank import FirstStage
+from xpretrieval.retrieval.run import read_trec_run, write_trec_run
 from xpretrieval.samplers import DistillationSampler
+from xpretrieval.training.teacher import TeacherConfig
 
 # two records, one negative each: columns are pos0, pos1, neg0, neg1
 SCORES = [[5.0, 1.0, 2.0, 0.0], [0.0, 4.0, 9.0, 3.0]]
@@ -36,6 +43,8 @@ def scored() -> BatchScores:
 def test_margin_mse_matches_hand_computation():
     # student margins: 5 - 2 = 3 and 4 - 3 = 1; teacher margins 4 and 1
     assert MarginMSE()(scored()).item() == pytest.approx(((3 - 4) ** 2 + (1 - 1) ** 2) / 2)
+    # scaled by 2: student margins 6 and 2
+    assert MarginMSE(scale=2.0)(scored()).item() == pytest.approx(((6 - 4) ** 2 + (2 - 1) ** 2) / 2)
 
 
 def test_kl_distillation_matches_hand_computation():
@@ -102,3 +111,56 @@ def test_margin_mse_of_a_split_batch_equals_the_whole_batch(tiny_model_dir, teac
     assert split == pytest.approx(whole, abs=1e-5)
     for name, gradient in whole_grads.items():
         assert torch.allclose(split_grads[name], gradient, atol=1e-5), name
+
+
+def test_teacher_model_scores_bm25_candidates_and_every_judged_document(tiny_model_dir, tmp_path):
+    train = load_beir_folder(TINY_BEIR, "train")
+    teacher = TeacherConfig(CrossEncoder(name_or_path=str(tiny_model_dir)), FirstStage(top_k=1))
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    path = teacher.write_run(train, tmp_path / "teacher.trec", 4, cpu, Precision.fp32)
+    run = read_trec_run(path)
+    bm25 = FirstStage(top_k=1).run(train)
+    assert set(run) == set(train.qrels)
+    for query_id, ranking in run.items():
+        expected = {d for d, _ in bm25[query_id]} | set(train.qrels[query_id])
+        assert {d for d, _ in ranking} == expected
+    # the scores are the teacher's: rebuild it with the same seed and score one pair
+    torch.manual_seed(0)
+    model = teacher.model.build().eval()
+    query_id = next(iter(run))
+    doc_id, score = run[query_id][0]
+    with torch.no_grad():
+        again = model.score_texts([train.queries[query_id]], [train.documents[doc_id]])
+    assert again.item() == pytest.approx(score, abs=1e-5)
+    # a resumed run reuses the file: this teacher could not even be built
+    missing = TeacherConfig(CrossEncoder(name_or_path=str(tmp_path / "nothing-here")))
+    assert missing.write_run(train, path, 4, cpu, Precision.fp32) == path
+
+
+def test_distillation_experiment_with_a_teacher_model_end_to_end(tiny_model_dir, tmp_path):
+    # the teacher's candidates: every document for every query (BM25 finds too few here)
+    train = load_beir_folder(TINY_BEIR, "train")
+    every = {q: [(d, 0.0) for d in sorted(train.documents)] for q in train.queries}
+    write_trec_run(tmp_path / "candidates.trec", every)
+    run_dir = tmp_path / "run"
+    result = cli(
+        "train",
+        "+experiment=distill_margin_mse",
+        *tiny_overrides(tiny_model_dir),
+        f"teacher.model.name_or_path={tiny_model_dir}",
+        "teacher.model.query_max_length=16",
+        "teacher.model.doc_max_length=32",
+        "teacher.model.dim=8",
+        f"teacher.candidates.run_file={tmp_path / 'candidates.trec'}",
+        "sampler.top_k=5",
+        "precision=fp32",
+        f"hydra.run.dir={run_dir}",
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    teacher = read_trec_run(run_dir / "teacher_run.trec")
+    assert {q: len(ranking) for q, ranking in teacher.items()} == {q: 20 for q in train.queries}
+    rows = list(csv.DictReader((run_dir / "train_log.csv").open()))
+    assert rows and all(math.isfinite(float(row["loss/rank"])) for row in rows)
+    assert json.loads((run_dir / "metrics.json").read_text())["aggregate"]["nDCG@10"] > 0

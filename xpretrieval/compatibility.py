@@ -20,6 +20,27 @@ def check_components(experiment: ExperimentConfig) -> None:
     check_losses_fit_model(experiment.losses, experiment.model)
     check_model_fits_evaluation(experiment)
     check_losses_fit_sampler(experiment)
+    check_teacher(experiment)
+
+
+def check_teacher(experiment: ExperimentConfig) -> None:
+    """A distillation sampler gets its teacher's scores from exactly one place: a run file or
+    a teacher model scoring in the run; a teacher model needs a sampler that reads them."""
+    sampler, teacher = experiment.sampler, experiment.teacher.enabled
+    if not sampler.gives_teacher_scores:
+        if teacher:
+            raise ConfigError(
+                f"teacher.model: {type(sampler).__name__} records carry no teacher scores; use "
+                "sampler=distillation"
+            )
+        return
+    if (sampler.teacher_run is None) != teacher:
+        raise ConfigError(
+            "sampler.teacher_run: give exactly one of a teacher run file (sampler.teacher_run="
+            "run.trec) and a teacher model that scores in the run (+model@teacher.model="
+            "cross_encoder teacher.model.name_or_path=<checkpoint>), got teacher_run="
+            f"{sampler.teacher_run!r} and {'a' if teacher else 'no'} teacher model"
+        )
 
 
 def check_losses_fit_model(losses: dict[str, Loss], model: ModelConfig) -> None:

@@ -34,6 +34,7 @@ from xpretrieval.training.learner import Learner
 from xpretrieval.training.loggers import CSVLogger, TensorBoardLogger
 from xpretrieval.training.optim import OptimizerConfig
 from xpretrieval.training.random_state import seed_everything
+from xpretrieval.training.teacher import TeacherConfig
 from xpretrieval.training.trainers import Trainer
 from xpretrieval.training.validation import BestModel, ValidationConfig, Validator
 
@@ -55,6 +56,9 @@ class ExperimentConfig:
     index: IndexConfig = MISSING  # how test documents are searched (exact, inverted)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    # a trained model whose scores a distillation sampler learns from, computed at the start
+    # of the run; off unless teacher.model is set
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
     seed: int = 42
     device: str | None = None  # cpu, cuda, cuda:1, mps; null picks cuda > mps > cpu
     precision: Precision = Precision.auto  # auto: bf16 autocast on a GPU that supports it
@@ -105,10 +109,20 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     before = None
     if experiment.evaluate_before_training and checkpoint is None:
         before = _evaluate(model, test, experiment, device, output_dir, started, "before_training_")
+    sampler = experiment.sampler
+    if experiment.teacher.enabled:
+        teacher_run = experiment.teacher.write_run(
+            train,
+            output_dir / "teacher_run.trec",
+            experiment.evaluation.batch_size,
+            device,
+            experiment.precision,
+        )
+        sampler = replace(sampler, teacher_run=str(teacher_run))
     learner = Learner(
         model=model,
         collection=train,
-        sampler=experiment.sampler,
+        sampler=sampler,
         batcher=experiment.batcher,
         trainer=experiment.trainer,
         losses=experiment.losses,

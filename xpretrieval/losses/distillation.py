@@ -39,15 +39,25 @@ def own_candidates(batch: BatchScores) -> tuple[Tensor, Tensor]:
 @register("loss", "margin_mse")
 @dataclass
 class MarginMSE(Loss):
-    """mean over (positive, negative) pairs of (student margin - teacher margin)^2."""
+    """mean over (positive, negative) pairs of (scale * student margin - teacher margin)^2."""
 
     needs_teacher: ClassVar[bool] = True
+
+    # multiplies the student's scores, to bring them to the teacher's range: a cosine student
+    # (margins within 2) learning from a MaxSim or cross-encoder teacher (margins of 1-20)
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.scale <= 0:
+            raise ValueError(f"scale must be > 0, got {self.scale}")
 
     def needs_own_negatives(self) -> bool:
         return True
 
     def __call__(self, batch: BatchScores) -> Tensor:
         student, teacher = own_candidates(batch)
+        student = student * self.scale
         student_margins = student[:, :1] - student[:, 1:]
         teacher_margins = teacher[:, :1] - teacher[:, 1:]
         return F.mse_loss(student_margins, teacher_margins)

@@ -74,6 +74,18 @@ def rerank(
 ) -> Retrieval:
     """The first stage's candidates of every query, ordered by the model's scores."""
     candidates = first_stage.run(collection)
+    return rerank_candidates(model, collection, candidates, batch_size, device, precision)
+
+
+def rerank_candidates(
+    model: Encoder,
+    collection: Collection,
+    candidates: Run,
+    batch_size: int,
+    device: torch.device,
+    precision: Precision = Precision.auto,
+) -> Retrieval:
+    """Each query's `candidates`, ordered by the model's scores."""
     start = time.perf_counter()
     if hasattr(model, "score_texts"):  # a cross-encoder reads each (query, candidate) pair
         run = _score_pairs(model, collection, candidates, batch_size, device, precision)

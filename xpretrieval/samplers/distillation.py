@@ -1,6 +1,7 @@
 """Distillation records: a query, its positive, n negatives and a teacher's score for each,
-read from the teacher's TREC run over the training queries (for a cross-encoder teacher:
-`python -m xpretrieval evaluate model=cross_encoder ...` with the train split as test)."""
+read from the teacher's TREC run over the training queries: a file (e.g. written by `python -m
+xpretrieval mine` with the teacher), or the one a `teacher` model writes at the start of the
+run (xpretrieval/training/teacher.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
-
-from omegaconf import MISSING
 
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
@@ -29,7 +28,8 @@ class DistillationSampler(PairwiseSampler):
 
     gives_teacher_scores: ClassVar[bool] = True
 
-    teacher_run: str = MISSING  # TREC run file with the teacher's scores
+    # TREC run file with the teacher's scores; null: the run's `teacher` model writes one
+    teacher_run: str | None = None
     negatives: int = 1
     top_k: int = 100
 
@@ -46,6 +46,8 @@ class DistillationSampler(PairwiseSampler):
     @cached_property
     def teacher_scores(self) -> dict[str, dict[str, float]]:
         """Query id -> document id -> the teacher's score (the run file is read once)."""
+        if self.teacher_run is None:
+            raise ValueError("teacher_run is not set: no teacher scores to read")
         return {q: dict(ranking) for q, ranking in read_trec_run(self.teacher_run).items()}
 
     def candidates(self, collection: Collection) -> list[Candidate]:
