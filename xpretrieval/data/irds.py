@@ -4,6 +4,7 @@ through ir-datasets (`ir_datasets.load`), which caches and downloads them."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -66,17 +67,14 @@ def load_scoreddocs(dataset_id: str) -> Run:
     return run
 
 
-def load_docpairs(dataset_id: str) -> list[tuple[str, str, str]]:
+def iter_docpairs(dataset_id: str) -> Iterator[tuple[str, str, str]]:
     """The (query, preferred document, other document) triples of an ir-datasets id
-    (`docpairs`, e.g. `msmarco-passage/train/triples-small`)."""
+    (`docpairs`, e.g. `msmarco-passage/train/triples-small`), streamed."""
     dataset = _load(dataset_id)
     if not dataset.has_docpairs():
         raise DataError(
             f"ir-datasets id {dataset_id!r} has no docpairs (query, preferred, other document) "
             "triples; e.g. msmarco-passage/train/triples-small has"
         )
-    pairs = dataset.docpairs_iter()
-    return [
-        (pair.query_id, pair.doc_id_a, pair.doc_id_b)
-        for pair in tqdm(pairs, desc="docpairs", unit=" pairs", disable=None)
-    ]
+    for pair in tqdm(dataset.docpairs_iter(), desc="docpairs", unit=" pairs", disable=None):
+        yield pair.query_id, pair.doc_id_a, pair.doc_id_b

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -42,11 +43,18 @@ class PairwiseSampler(Sampler):
             )
 
     @cached_property
-    def triples(self) -> list[tuple[str, str, str]]:
-        """The docpairs' (query, preferred, other) triples, read once per sampler."""
-        from xpretrieval.data.irds import load_docpairs
+    def docpair_groups(self) -> dict[tuple[str, str], list[str]]:
+        """(query, preferred document) -> the documents the docpairs rank below it, read once
+        per sampler; ids are interned (MS MARCO's 40M triples name 0.5M queries and 9M
+        passages, so a list of triples would take gigabytes)."""
+        from xpretrieval.data.irds import iter_docpairs
 
-        return load_docpairs(self.docpairs)
+        groups: dict[tuple[str, str], list[str]] = {}
+        for query_id, preferred, other in iter_docpairs(self.docpairs):
+            groups.setdefault((sys.intern(query_id), sys.intern(preferred)), []).append(
+                sys.intern(other)
+            )
+        return groups
 
     def positive_pairs(self, collection: Collection) -> list[tuple[str, str]]:
         """(query id, document id) of every positive judgement, in a stable order."""
@@ -86,24 +94,26 @@ class PairwiseSampler(Sampler):
     def docpair_candidates(self, collection: Collection) -> list[Candidate]:
         """Each (query, preferred document) of the docpairs with the documents ranked below
         it, in the triples' order; triples naming unknown ids are left out (counted)."""
-        grouped: dict[tuple[str, str], list[str]] = {}
-        unknown = 0
-        for query_id, preferred, other in self.triples:
-            if query_id in collection.queries and {preferred, other} <= collection.documents.keys():
-                grouped.setdefault((query_id, preferred), []).append(other)
-            else:
-                unknown += 1
-        if unknown:
+        documents, candidates = collection.documents, []
+        total = kept = 0
+        for (query_id, preferred), others in self.docpair_groups.items():
+            total += len(others)
+            if query_id in collection.queries and preferred in documents:
+                known = [other for other in others if other in documents]
+                if known:
+                    candidates.append((query_id, preferred, known))
+                    kept += len(known)
+        if kept < total:
             logger.warning(
                 "%s: %d of %d docpairs name a query or document that %s lacks; left out",
                 self.docpairs,
-                unknown,
-                len(self.triples),
+                total - kept,
+                total,
                 collection.name,
             )
-        if not grouped:
+        if not candidates:
             raise ValueError(f"{self.docpairs}: no docpair names {collection.name}'s ids")
-        return [(q, d, others) for (q, d), others in grouped.items()]
+        return candidates
 
     def draws(
         self, collection: Collection, seed: int, n_negatives: int
