@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import TINY_BEIR
 from tests.test_training import make_learner
 from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.collection import Collection
 from xpretrieval.retrieval.run import write_trec_run
 from xpretrieval.samplers import BatchwiseSampler, HardNegatives, PairwiseSampler
 
@@ -61,6 +62,22 @@ def test_bm25_hard_negatives_are_lexically_close_and_unjudged(train_split):
         BatchwiseSampler(negatives=2, hard_negatives=HardNegatives(top_k=5)), train_split
     )
     assert all(n.id in pools[r.query.id] for r in records for n in r.negatives if pools[r.query.id])
+
+
+def test_documents_judged_non_relevant_are_drawn_only_when_asked(tmp_path):
+    documents = {d: f"text {d}" for d in ("relevant", "judged-zero", "unjudged", "other")}
+    qrels = {"q": {"relevant": 1, "judged-zero": 0}}
+    collection = Collection("graded", documents, {"q": "a query"}, qrels)
+    ranking = ["judged-zero", "relevant", "unjudged", "other"]
+    write_trec_run(tmp_path / "run.trec", {"q": [(d, 4.0 - i) for i, d in enumerate(ranking)]})
+    hard = HardNegatives(run_file=str(tmp_path / "run.trec"), top_k=3)
+    assert hard.candidates(collection) == {"q": ["unjudged"]}
+    hard.judged_negatives = True
+    assert hard.candidates(collection) == {"q": ["judged-zero", "unjudged"]}
+    # a grade below the sampler's min_relevance is not a positive either
+    assert hard.candidates(collection, min_relevance=2) == {
+        "q": ["judged-zero", "relevant", "unjudged"]
+    }
 
 
 def test_hard_negative_ranks_must_make_sense():

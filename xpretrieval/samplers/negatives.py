@@ -19,6 +19,9 @@ class HardNegatives(FirstStage):
     query hold its hard negatives; off (random negatives) while top_k is 0."""
 
     skip_top: int = 0  # ranks skipped at the top (they may hold unjudged positives)
+    # also draw documents judged non-relevant (grade below the sampler's min_relevance): the
+    # hardest negatives of TREC-style qrels; judged positives are never drawn
+    judged_negatives: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -30,14 +33,20 @@ class HardNegatives(FirstStage):
                 f"need 0 <= skip_top < top_k, got skip_top={self.skip_top}, top_k={self.top_k}"
             )
 
-    def candidates(self, collection: Collection) -> dict[str, list[str]]:
-        """For each training query, its unjudged documents among ranks skip_top..top_k."""
+    def candidates(self, collection: Collection, min_relevance: int = 1) -> dict[str, list[str]]:
+        """For each training query, its documents among ranks skip_top..top_k that are not
+        judged (or, with judged_negatives, judged below min_relevance)."""
         run = self.run(collection)
         pools = {}
         for query_id, judged in collection.qrels.items():
+            excluded = {
+                doc
+                for doc, grade in judged.items()
+                if not self.judged_negatives or grade >= min_relevance
+            }
             ranked = [doc for doc, _ in run.get(query_id, [])][self.skip_top : self.top_k]
             pools[query_id] = [
-                doc for doc in ranked if doc not in judged and doc in collection.documents
+                doc for doc in ranked if doc not in excluded and doc in collection.documents
             ]
         empty = sum(not pool for pool in pools.values())
         if empty:

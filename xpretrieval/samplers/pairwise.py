@@ -88,7 +88,8 @@ class PairwiseSampler(Sampler):
         """The (query id, positive id) pairs of an epoch, each with its pool of negatives."""
         if self.docpairs is not None:
             return self.docpair_candidates(collection)
-        pools = self.hard_negatives.candidates(collection) if self.hard_negatives.enabled else {}
+        hard = self.hard_negatives
+        pools = hard.candidates(collection, self.min_relevance) if hard.enabled else {}
         return [(q, d, pools.get(q, [])) for q, d in self.positive_pairs(collection)]
 
     def docpair_candidates(self, collection: Collection) -> list[Candidate]:
