@@ -3,12 +3,13 @@ values, so that a change shifting a baseline fails here (the full runs: experime
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-from xpretrieval.baselines import BASELINE_FILE, Outcome, load_baseline, run_check
+from tests.conftest import ROOT, tiny_overrides
+from xpretrieval.baselines import BASELINE_FILE, Check, Outcome, load_baseline, run_check
 from xpretrieval.errors import ConfigError
 
 BASELINES = sorted(path.parent for path in (ROOT / "experiments").glob(f"*/{BASELINE_FILE}"))
@@ -42,6 +43,21 @@ def fast_checks() -> list:
 def test_fast_check_reproduces_its_pinned_values(folder: Path, tmp_path):
     outcome = run_check(load_baseline(folder).fast, tmp_path)
     assert not outcome.failures
+
+
+def test_a_check_builds_on_its_before_runs(tiny_model_dir, tmp_path):
+    shrink = tiny_overrides(tiny_model_dir)
+    evaluate = [o for o in shrink if not o.startswith("model.name_or_path=")]
+    check = Check(
+        before={"trained": ["train", *shrink]},
+        command=["evaluate", *evaluate, "model.name_or_path={trained}/checkpoints/step-0000006"],
+        expected={"nDCG@10": 0.5},
+        tolerance=0.5,
+    )
+    outcome = run_check(check, tmp_path)
+    # the evaluated checkpoint is the trained run's: the same metrics as its own evaluation
+    own = json.loads((tmp_path / "trained" / "metrics.json").read_text())["aggregate"]
+    assert outcome.measured == pytest.approx(own) and not outcome.failures
 
 
 def test_an_outcome_outside_the_tolerance_fails():

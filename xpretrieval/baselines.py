@@ -10,6 +10,14 @@ fixture, pinned values) that `make test` runs, so that a change shifting a basel
       expected: {nDCG@10: 0.6762}
       tolerance: 0.002
     fast: ...
+
+A baseline that builds on other runs (a teacher, a pre-trained checkpoint) names them in
+`before`; each runs first, into its own folder, which `{name}` stands for in the command:
+
+    full:
+      before: {teacher: [train, +experiment=colbert]}
+      command: [train, +experiment=distill_margin_mse,
+                "teacher.model.name_or_path={teacher}/checkpoints/step-0000100"]
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -38,10 +46,13 @@ class Check:
     command: list[str]
     expected: dict[str, float]
     tolerance: float  # largest accepted absolute difference of each metric
+    # runs the command builds on, by name, run first; `{name}` in the command is its folder
+    before: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.command or self.command[0] not in ("train", "evaluate"):
-            raise ValueError(f"command must start with train or evaluate, got {self.command}")
+        for command in (*self.before.values(), self.command):
+            if not command or command[0] not in ("train", "evaluate"):
+                raise ValueError(f"command must start with train or evaluate, got {command}")
         if not self.expected:
             raise ValueError("expected must name at least one metric")
         if self.tolerance < 0:
@@ -88,13 +99,25 @@ def load_baseline(folder: Path) -> Baseline:
 
 
 def run_check(check: Check, workdir: Path) -> Outcome:
-    """Run the check's command (from the checkout) into `workdir`; compare its metrics."""
-    command = [sys.executable, "-m", "xpretrieval", *check.command, f"hydra.run.dir={workdir}"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(check.command)} failed:\n{result.stderr[-3000:]}")
+    """Run the check's `before` runs into `workdir/<name>`, then its command into `workdir`
+    (from the checkout); compare its metrics."""
+    folders = {name: workdir / name for name in check.before}
+    for name, command in check.before.items():
+        _run(command, folders[name])
+    command = list(check.command)
+    for name, folder in folders.items():
+        command = [argument.replace(f"{{{name}}}", str(folder)) for argument in command]
+    _run(command, workdir)
     metrics = json.loads((workdir / "metrics.json").read_text(encoding="utf-8"))["aggregate"]
     return Outcome(metrics, check.expected, check.tolerance)
+
+
+def _run(command: list[str], folder: Path) -> None:
+    """`python -m xpretrieval COMMAND hydra.run.dir=FOLDER`, failing with its stderr."""
+    argv = [sys.executable, "-m", "xpretrieval", *command, f"hydra.run.dir={folder}"]
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
 
 
 def main(args: list[str]) -> None:
