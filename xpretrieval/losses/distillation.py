@@ -36,12 +36,19 @@ def own_candidates(batch: BatchScores) -> tuple[Tensor, Tensor]:
     return torch.cat([positive, negatives], dim=1), batch.teacher.to(batch.scores.dtype)
 
 
-@register("loss", "margin_mse")
-@dataclass
-class MarginMSE(Loss):
-    """mean over (positive, negative) pairs of (scale * student margin - teacher margin)^2."""
+class _DistillationLoss(Loss):
+    """Base of the losses comparing a record's own candidates with the teacher's scores."""
 
     needs_teacher: ClassVar[bool] = True
+
+    def needs_own_negatives(self) -> bool:
+        return True
+
+
+@register("loss", "margin_mse")
+@dataclass
+class MarginMSE(_DistillationLoss):
+    """mean over (positive, negative) pairs of (scale * student margin - teacher margin)^2."""
 
     # multiplies the student's scores, to bring them to the teacher's range: a cosine student
     # (margins within 2) learning from a MaxSim or cross-encoder teacher (margins of 1-20)
@@ -51,9 +58,6 @@ class MarginMSE(Loss):
         super().__post_init__()
         if self.scale <= 0:
             raise ValueError(f"scale must be > 0, got {self.scale}")
-
-    def needs_own_negatives(self) -> bool:
-        return True
 
     def __call__(self, batch: BatchScores) -> Tensor:
         student, teacher = own_candidates(batch)
@@ -65,10 +69,8 @@ class MarginMSE(Loss):
 
 @register("loss", "kl_distillation")
 @dataclass
-class KLDistillation(Loss):
+class KLDistillation(_DistillationLoss):
     """KL(teacher || student) between softmaxes over each record's candidates."""
-
-    needs_teacher: ClassVar[bool] = True
 
     temperature: float = 1.0  # both score lists are divided by it
 
@@ -76,9 +78,6 @@ class KLDistillation(Loss):
         super().__post_init__()
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-
-    def needs_own_negatives(self) -> bool:
-        return True
 
     def __call__(self, batch: BatchScores) -> Tensor:
         student, teacher = own_candidates(batch)

@@ -25,8 +25,8 @@ class HardNegatives(FirstStage):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        source = "run_file" if self.run_file is not None else "scoreddocs"
-        if self.top_k == 0 and (self.run_file or self.scoreddocs) is not None:
+        if self.top_k == 0 and (self.run_file is not None or self.scoreddocs is not None):
+            source = "run_file" if self.run_file is not None else "scoreddocs"
             raise ValueError(f"{source} needs top_k > 0: the ranks to draw hard negatives from")
         if self.top_k and not 0 <= self.skip_top < self.top_k:
             raise ValueError(
