@@ -26,6 +26,7 @@ from xpretrieval.experiment import load_experiment, run_train
 from xpretrieval.io import write_json
 from xpretrieval.models import Dense, Splade
 from xpretrieval.retrieval.run import read_trec_run
+from xpretrieval.samplers import PairwiseSampler
 
 
 def config(*overrides: str) -> Callable[[Path], object]:
@@ -62,6 +63,17 @@ def run_file(content: bytes) -> Callable[[Path], object]:
         return read_trec_run(tmp / "run.trec")
 
     return read
+
+
+def one_document(tmp: Path) -> object:
+    """The fixture cut to its first document, judged for one query."""
+
+    def edit(folder: Path) -> None:
+        first = (folder / "corpus.jsonl").read_text().splitlines()[0]
+        (folder / "corpus.jsonl").write_text(first + "\n")
+        (folder / "qrels" / "train.tsv").write_text("q-bee\tbee-0\t1\n")
+
+    return beir(edit)(tmp)
 
 
 def not_a_model(tmp: Path) -> object:
@@ -268,6 +280,52 @@ BAD_INPUTS = [
         beir(write("qrels/train.tsv", b"q-bee\tbee-0\thigh\n")),
         DataError,
         r"train\.tsv:1: relevance score must be an integer",
+    ),
+    (
+        "a (query, document) judged twice",
+        beir(write("qrels/train.tsv", b"q-bee\tbee-0\t1\nq-bee\tbee-1\t1\nq-bee\tbee-0\t0\n")),
+        DataError,
+        r"train\.tsv:3: query 'q-bee' and document 'bee-0' are judged again \(first at line 1",
+    ),
+    (
+        "document id with a space",
+        beir(replace_line("corpus.jsonl", 2, '{"_id": "bee 1", "text": "x"}')),
+        DataError,
+        r"corpus\.jsonl:2: id 'bee 1' is empty or contains whitespace",
+    ),
+    (
+        "query id with a tab",
+        beir(replace_line("queries.jsonl", 1, '{"_id": "q\\tbee", "text": "bees"}')),
+        DataError,
+        r"queries\.jsonl:1: id 'q\\tbee' is empty or contains whitespace",
+    ),
+    (
+        "empty document id in qrels",
+        beir(write("qrels/train.tsv", b"q-bee\t\t1\n")),
+        DataError,
+        r"train\.tsv:1: id '' is empty or contains whitespace",
+    ),
+    (
+        "test judgements all non-relevant",
+        lambda tmp: beir(write("qrels/test.tsv", b"q-bee\tbee-0\t0\n"), "test")(
+            tmp
+        ).check_measurable(),
+        DataError,
+        "every judgement is non-relevant",
+    ),
+    (
+        "training judgements without a positive",
+        lambda tmp: PairwiseSampler().epoch_size(
+            beir(write("qrels/train.tsv", b"q-bee\tbee-0\t0\n"))(tmp)
+        ),
+        DataError,
+        "no judgement has relevance >= sampler.min_relevance=1",
+    ),
+    (
+        "a one-document training corpus",
+        lambda tmp: PairwiseSampler().candidates(one_document(tmp)),
+        DataError,
+        "query 'q-bee' has every one of the 1 documents judged, so no negative can be drawn",
     ),
     (
         "run line with 5 fields",

@@ -12,7 +12,7 @@ from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.models import ColBERT, ColBERTEncoder
 from xpretrieval.models import colbert as module
 from xpretrieval.models.colbert import maxsim
-from xpretrieval.retrieval.rerank import FirstStage, rerank
+from xpretrieval.retrieval.rerank import FirstStage, rerank_candidates
 
 
 def packed(vectors: list[list[list[float]]], mask: list[list[float]]) -> torch.Tensor:
@@ -72,8 +72,8 @@ def test_save_and_load_round_trip(model, tmp_path):
 def test_rerank_orders_bm25_candidates_by_the_model(model):
     test = load_beir_folder(TINY_BEIR, "test")
     first_stage = FirstStage(top_k=3)
-    candidates = first_stage.run(test)
-    retrieval = rerank(model, test, first_stage, batch_size=4, device=torch.device("cpu"))
+    candidates = first_stage.run(test, "evaluation.rerank")
+    retrieval = rerank_candidates(model, test, candidates, batch_size=4, device=torch.device("cpu"))
     for query_id, ranking in retrieval.run.items():
         assert {d for d, _ in ranking} == {d for d, _ in candidates[query_id]}
         scores = [s for _, s in ranking]

@@ -120,7 +120,7 @@ def test_teacher_model_scores_bm25_candidates_and_every_judged_document(tiny_mod
     torch.manual_seed(0)
     path = teacher.write_run(train, tmp_path / "teacher.trec", 4, cpu, Precision.fp32)
     run = read_trec_run(path)
-    bm25 = FirstStage(top_k=1).run(train)
+    bm25 = FirstStage(top_k=1).run(train, "teacher.candidates")
     assert set(run) == set(train.qrels)
     for query_id, ranking in run.items():
         expected = {d for d, _ in bm25[query_id]} | set(train.qrels[query_id])

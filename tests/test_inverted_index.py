@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from xpretrieval.errors import ConfigError
 from xpretrieval.retrieval import ExactIndex, Inverted, InvertedIndex, Seismic
-from xpretrieval.retrieval.saved import open_index, save_index
+from xpretrieval.retrieval.saved import index_provenance, open_index, save_index
 
 
 def random_sparse(
@@ -112,11 +112,11 @@ def test_saved_indexes_search_like_the_built_ones(config, tmp_path):
     generator = torch.Generator().manual_seed(5)
     documents = random_sparse(generator, 50, 40, 0.2)
     queries = random_sparse(generator, 4, 40, 0.3)
-    doc_ids = [f"d{i}" for i in range(50)]
+    provenance = index_provenance(None, {f"d{i}": f"text {i}" for i in range(50)})
     dot = lambda q, d: q @ d.T  # noqa: E731
     built = config.build(shuffled_batches(documents, 16, 0), 50, dot)
-    save_index(config, built, tmp_path / "index", doc_ids)
-    opened = open_index(config, tmp_path / "index", doc_ids, dot)
+    save_index(config, built, tmp_path / "index", provenance)
+    opened = open_index(config, tmp_path / "index", provenance, dot)
     for got, expected in zip(opened.search(queries, 5), built.search(queries, 5), strict=True):
         assert torch.equal(got, expected)
     assert opened.statistics()["documents"] == 50
@@ -126,10 +126,15 @@ def test_a_saved_index_is_refused_for_other_documents_or_another_kind(tmp_path):
     generator = torch.Generator().manual_seed(6)
     documents = random_sparse(generator, 10, 8, 0.5)
     built = Inverted().build(shuffled_batches(documents, 4, 0), 10, None)
-    save_index(Inverted(), built, tmp_path / "index", [f"d{i}" for i in range(10)])
-    with pytest.raises(ConfigError, match="it was built for another collection"):
-        open_index(Inverted(), tmp_path / "index", [f"x{i}" for i in range(10)], None)
+    texts = {f"d{i}": f"text {i}" for i in range(10)}
+    save_index(Inverted(), built, tmp_path / "index", index_provenance(None, texts))
+    other_ids = index_provenance(None, {f"x{i}": f"text {i}" for i in range(10)})
+    with pytest.raises(ConfigError, match="the documents' ids differ"):
+        open_index(Inverted(), tmp_path / "index", other_ids, None)
+    edited = index_provenance(None, {**texts, "d3": "text 3, edited"})
+    with pytest.raises(ConfigError, match="the documents' texts differ"):
+        open_index(Inverted(), tmp_path / "index", edited, None)
     with pytest.raises(ConfigError, match="holds a Inverted index but the config's index is"):
-        open_index(ExactIndex(), tmp_path / "index", [f"d{i}" for i in range(10)], None)
+        open_index(ExactIndex(), tmp_path / "index", index_provenance(None, texts), None)
     with pytest.raises(ConfigError, match="not a saved index"):
-        open_index(Inverted(), tmp_path, [], None)
+        open_index(Inverted(), tmp_path, index_provenance(None, {}), None)

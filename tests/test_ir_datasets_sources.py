@@ -92,7 +92,7 @@ def test_docpairs_feed_listwise_records(train_split, docpairs_id):
 
 
 def test_scoreddocs_serve_as_candidates_and_hard_negatives(train_split, ranking, scoreddocs_id):
-    candidates = FirstStage(scoreddocs=scoreddocs_id, top_k=6).run(train_split)
+    candidates = FirstStage(scoreddocs=scoreddocs_id, top_k=6).run(train_split, "evaluation.rerank")
     assert candidates == {q: documents[:6] for q, documents in ranking.items()}
     pools = HardNegatives(scoreddocs=scoreddocs_id, top_k=6, skip_top=1).candidates(train_split)
     for query_id, pool in pools.items():
@@ -104,6 +104,6 @@ def test_a_dataset_without_docpairs_or_scoreddocs_is_named(train_split, scoreddo
     with pytest.raises(DataError, match=f"{scoreddocs_id}' has no docpairs"):
         list(PairwiseSampler(docpairs=scoreddocs_id).records(train_split, seed=0))
     with pytest.raises(DataError, match=f"{docpairs_id}' has no scoreddocs"):
-        FirstStage(scoreddocs=docpairs_id, top_k=5).run(train_split)
+        FirstStage(scoreddocs=docpairs_id, top_k=5).run(train_split, "evaluation.rerank")
     with pytest.raises(DataError, match="unknown ir-datasets id 'no/such/id'"):
-        FirstStage(scoreddocs="no/such/id", top_k=5).run(train_split)
+        FirstStage(scoreddocs="no/such/id", top_k=5).run(train_split, "evaluation.rerank")

@@ -23,9 +23,9 @@ from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import Encoder, ModelConfig
 from xpretrieval.resume import last_checkpoint
 from xpretrieval.retrieval.index import IndexConfig
-from xpretrieval.retrieval.rerank import rerank
+from xpretrieval.retrieval.rerank import rerank_candidates
 from xpretrieval.retrieval.retrieve import retrieve
-from xpretrieval.retrieval.run import write_trec_run
+from xpretrieval.retrieval.run import Run, write_trec_run
 from xpretrieval.run_dir import claim_run_dir, write_environment
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.training.checkpoint import Checkpointer
@@ -97,7 +97,11 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         raise ConfigError("losses is empty: add a term, e.g. +loss@losses.rank=infonce")
     device = _prepare(cfg, experiment, output_dir)
     train, test = experiment.dataset.train.load(), experiment.dataset.test.load()
+    test.check_measurable()
+    candidates = _first_stage(experiment, test)  # checked now rather than after training
     train, validation = _validation_split(experiment, train)
+    if validation is not None:
+        validation.check_measurable()
     logger.info("Train split: %s", train)
     _record_environment(output_dir, device, train=train, test=test)
     checkpoint = None if experiment.resume is None else last_checkpoint(Path(experiment.resume))
@@ -108,7 +112,9 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     model = model_config.build().to(device)
     before = None
     if experiment.evaluate_before_training and checkpoint is None:
-        before = _evaluate(model, test, experiment, device, output_dir, started, "before_training_")
+        before = _evaluate(
+            model, test, candidates, experiment, device, output_dir, started, "before_training_"
+        )
     sampler = experiment.sampler
     if experiment.teacher.enabled:
         teacher_run = experiment.teacher.write_run(
@@ -157,7 +163,7 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     learner.fit(hooks, validator)
     if best is not None and experiment.validation.restore_best:
         best.restore()
-    after = _evaluate(model, test, experiment, device, output_dir, started)
+    after = _evaluate(model, test, candidates, experiment, device, output_dir, started)
     print(_table(test, {"before": before, "after": after}))
     print(f"Trained model: {checkpoints.last}")
     return after.aggregate
@@ -198,29 +204,39 @@ def _evaluate_command(
     started = time.perf_counter()
     device = _prepare(cfg, experiment, output_dir)
     test = experiment.dataset.test.load()
+    test.check_measurable()
+    candidates = _first_stage(experiment, test)
     _record_environment(output_dir, device, test=test)
     model = experiment.model.build().to(device)
-    metrics = _evaluate(model, test, experiment, device, output_dir, started)
+    metrics = _evaluate(model, test, candidates, experiment, device, output_dir, started)
     name = getattr(experiment.model, "name_or_path", type(experiment.model).__name__)
     print(_table(test, {name: metrics}))
     return metrics.aggregate
 
 
+def _first_stage(experiment: ExperimentConfig, test: Collection) -> Run | None:
+    """The candidates to re-rank on the test split (None: search the whole collection)."""
+    first_stage = experiment.evaluation.rerank
+    return first_stage.run(test, "evaluation.rerank") if first_stage.enabled else None
+
+
 def _evaluate(
     model: Encoder,
     collection: Collection,
+    candidates: Run | None,
     experiment: ExperimentConfig,
     device: torch.device,
     output_dir: Path,
     started: float,
     prefix: str = "",
 ) -> Metrics:
-    """Retrieve for every test query, write `<prefix>run.trec` and `<prefix>metrics.json`."""
+    """Re-rank `candidates` (or, without them, search the collection) for every test query;
+    write `<prefix>run.trec` and `<prefix>metrics.json`."""
     settings = experiment.evaluation
     logger.info("Evaluating on %s", collection)
-    if settings.rerank.enabled:
-        retrieval = rerank(
-            model, collection, settings.rerank, settings.batch_size, device, experiment.precision
+    if candidates is not None:
+        retrieval = rerank_candidates(
+            model, collection, candidates, settings.batch_size, device, experiment.precision
         )
     else:
         retrieval = retrieve(

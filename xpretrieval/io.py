@@ -20,6 +20,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600: a group could not read it
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
             handle.flush()
@@ -54,6 +55,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700
         yield tmp
         if target.exists():
             old = target.with_name(f".{target.name}.old")
@@ -68,15 +70,23 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Non-empty lines without their end-of-line (`\\n` or `\\r\\n`), numbered from 1; a line
+    """Non-empty lines without their end-of-line (`\\n` or `\\r\\n`), numbered from 1; a UTF-8
+    byte-order mark before the first line is dropped (editors on Windows write one); a line
     that is not UTF-8 is a `DataError` naming the file and line."""
     from xpretrieval.errors import DataError
 
     with path.open("rb") as handle:
         for line_no, raw in enumerate(handle, start=1):
             try:
-                line = raw.decode("utf-8").rstrip("\r\n")
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError as error:
                 raise DataError(f"{path}:{line_no}: not valid UTF-8 ({error.reason})") from None
             if line.strip():

@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from xpretrieval.data.collection import Collection, Qrels
+from xpretrieval.data.collection import Collection, Qrels, check_id
 from xpretrieval.errors import DataError
 from xpretrieval.io import numbered_lines
 
@@ -54,7 +54,7 @@ def _read_texts(path: Path, with_title: bool) -> dict[str, str]:
         if not isinstance(text, str):
             raise DataError(f'{path}:{line_no}: expected a string "text" field')
         title = record.get("title") if with_title else None
-        item_id = str(record["_id"])
+        item_id = check_id(str(record["_id"]), f"{path}:{line_no}")
         if not with_title and not text.strip():
             raise DataError(f"{path}:{line_no}: query {item_id!r} has an empty text")
         if item_id in texts:
@@ -64,9 +64,11 @@ def _read_texts(path: Path, with_title: bool) -> dict[str, str]:
 
 
 def read_qrels_tsv(path: str | Path) -> Qrels:
-    """Read BEIR qrels: `query-id <tab> corpus-id <tab> score`, with an optional header line."""
+    """Read BEIR qrels: `query-id <tab> corpus-id <tab> score`, with an optional header line.
+    A (query, document) judged twice is refused: which grade was meant cannot be known."""
     path = Path(path)
     qrels: Qrels = {}
+    first_line: dict[tuple[str, str], int] = {}
     for line_no, line in numbered_lines(path):
         fields = line.split("\t")
         if line_no == 1 and fields[0] == "query-id":
@@ -77,12 +79,21 @@ def read_qrels_tsv(path: str | Path) -> Qrels:
                 f"(query-id, corpus-id, score), got {len(fields)}"
             )
         query_id, doc_id, score = fields
+        for item_id in (query_id, doc_id):
+            check_id(item_id, f"{path}:{line_no}")
         try:
             grade = int(score)
         except ValueError:
             raise DataError(
                 f"{path}:{line_no}: relevance score must be an integer, got {score!r}"
             ) from None
+        earlier = first_line.setdefault((query_id, doc_id), line_no)
+        if earlier != line_no:
+            raise DataError(
+                f"{path}:{line_no}: query {query_id!r} and document {doc_id!r} are judged again "
+                f"(first at line {earlier}, grade {qrels[query_id][doc_id]}; here {grade}); "
+                "keep one judgement per pair"
+            )
         qrels.setdefault(query_id, {})[doc_id] = grade
     if not qrels:
         raise DataError(f"{path}: no relevance judgements")

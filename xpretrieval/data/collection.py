@@ -14,6 +14,17 @@ Qrels = dict[str, dict[str, int]]
 """query id -> document id -> relevance grade."""
 
 
+def check_id(item_id: str, where: str) -> str:
+    """`item_id`, or a `DataError` at `where` if TREC run and qrels files could not carry it
+    (they separate fields by whitespace): a run written with it could not be read back."""
+    if not item_id or any(character.isspace() for character in item_id):
+        raise DataError(
+            f"{where}: id {item_id!r} is empty or contains whitespace, which TREC run and "
+            "qrels files cannot carry; give the collection ids without spaces"
+        )
+    return item_id
+
+
 @dataclass
 class Collection:
     """One split of a test collection, held in memory.
@@ -56,6 +67,25 @@ class Collection:
             raise DataError(f"{name}: no relevance judgement names a known query and document")
         judged_queries = {qid: queries[qid] for qid in kept}
         return cls(name=name, documents=documents, queries=judged_queries, qrels=kept)
+
+    def check_measurable(self) -> None:
+        """Fail unless some judgement is relevant (grade >= 1, as ir-measures counts them):
+        otherwise every measure is 0 whatever the ranking. Queries with no relevant
+        document score 0 and lower the mean: they are counted in a warning."""
+        unjudged = [q for q, judged in self.qrels.items() if max(judged.values()) < 1]
+        if len(unjudged) == len(self.qrels):
+            raise DataError(
+                f"{self.name}: every judgement is non-relevant (grade < 1), so every measure "
+                "would be 0 whatever the ranking; check the qrels of this split"
+            )
+        if unjudged:
+            logger.warning(
+                "%s: %d of %d queries have no relevant document (e.g. %s); they score 0",
+                self.name,
+                len(unjudged),
+                len(self.qrels),
+                unjudged[0],
+            )
 
     def hold_out(self, n: int, seed: int) -> tuple[Collection, Collection]:
         """(the collection without `n` of its queries, those `n` queries), drawn with `seed`;

@@ -9,7 +9,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from xpretrieval.data.collection import Collection, Qrels
+from xpretrieval.data.collection import Collection, Qrels, check_id
 from xpretrieval.errors import DataError
 from xpretrieval.retrieval.run import Run
 
@@ -45,11 +45,19 @@ def load_ir_dataset(dataset_id: str) -> Collection:
             "use an id with a split, e.g. beir/scifact/test"
         )
     logger.info("Loading %s through ir-datasets", dataset_id)
-    documents = {doc.doc_id: doc.default_text() for doc in dataset.docs_iter()}
-    queries = {query.query_id: query.default_text() for query in dataset.queries_iter()}
+    where = f"ir-datasets {dataset_id}"
+    documents = {check_id(d.doc_id, where): d.default_text() for d in dataset.docs_iter()}
+    queries = {check_id(q.query_id, where): q.default_text() for q in dataset.queries_iter()}
     qrels: Qrels = {}
     for qrel in dataset.qrels_iter():
-        qrels.setdefault(qrel.query_id, {})[qrel.doc_id] = qrel.relevance
+        judged = qrels.setdefault(qrel.query_id, {})
+        if judged.get(qrel.doc_id, qrel.relevance) != qrel.relevance:
+            raise DataError(
+                f"{where}: query {qrel.query_id!r} and document {qrel.doc_id!r} are judged twice "
+                f"with grades {judged[qrel.doc_id]} and {qrel.relevance}; which one is meant is "
+                "unknown"
+            )
+        judged[qrel.doc_id] = qrel.relevance
     return Collection.checked(dataset_id, documents, queries, qrels)
 
 

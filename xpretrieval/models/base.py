@@ -51,6 +51,8 @@ class ModelConfig(ABC):
     has_term_weights: ClassVar[bool] = False  # the encoder has `term_weights` (sparse models)
     dense_vectors: ClassVar[bool] = False  # representations are single [n, dim] vectors
     score_parts: ClassVar[tuple[str, ...]] = ()  # names `score_parts` returns, if any
+    # fields that matter only when weights are created (a new head's bias), not once loaded
+    initialisation_fields: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def build(self) -> Encoder:

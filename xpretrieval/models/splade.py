@@ -33,6 +33,7 @@ class MaskedLMConfig(TransformerConfig):
     """Fields of the models whose term weights come from a masked-LM head."""
 
     has_term_weights: ClassVar[bool] = True
+    initialisation_fields: ClassVar[tuple[str, ...]] = ("new_head_bias",)
 
     pooling: SparsePooling = SparsePooling.max
     # bias of the vocabulary logits when the checkpoint has no MLM head and one is created:

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from xpretrieval.data.collection import Collection
 from xpretrieval.device import Precision, autocast
+from xpretrieval.errors import DataError
 from xpretrieval.models.base import Encoder
 from xpretrieval.retrieval.encode import encode_texts
 from xpretrieval.retrieval.retrieve import Retrieval
@@ -30,6 +31,9 @@ class FirstStage:
     run_file: str | None = None  # a TREC run file
     scoreddocs: str | None = None  # an ir-datasets id with scoreddocs, e.g. msmarco-passage/dev
     top_k: int = 0  # candidates per query; 0: none (for evaluation: search, do not re-rank)
+    # accept a run_file or scoreddocs that ranks only some of the queries: the others get no
+    # candidates (in evaluation they score 0). Off: such a first stage is refused
+    partial: bool = False
 
     def __post_init__(self) -> None:
         if self.top_k < 0:
@@ -44,8 +48,10 @@ class FirstStage:
     def enabled(self) -> bool:
         return self.top_k > 0
 
-    def run(self, collection: Collection) -> Run:
-        """Each query's first `top_k` candidates (those naming known documents)."""
+    def run(self, collection: Collection, key: str) -> Run:
+        """Each query's first `top_k` candidates (those naming known documents). A run file or
+        scoreddocs must rank every query of the collection unless `partial`; `key` is this
+        first stage's place in the config, which errors name."""
         if self.run_file is not None:
             run = read_trec_run(self.run_file)
         elif self.scoreddocs is not None:
@@ -58,23 +64,46 @@ class FirstStage:
             logger.info("First stage: BM25 top %d on %s", self.top_k, collection.name)
             run, _ = Bm25().build().rank(collection, self.top_k)
         known = collection.documents
-        return {
+        candidates = {
             query_id: [(d, s) for d, s in run.get(query_id, []) if d in known][: self.top_k]
             for query_id in collection.queries
         }
+        if self.run_file is not None or self.scoreddocs is not None:
+            self._check_coverage(candidates, collection, key)
+        return candidates
 
-
-def rerank(
-    model: Encoder,
-    collection: Collection,
-    first_stage: FirstStage,
-    batch_size: int,
-    device: torch.device,
-    precision: Precision = Precision.auto,
-) -> Retrieval:
-    """The first stage's candidates of every query, ordered by the model's scores."""
-    candidates = first_stage.run(collection)
-    return rerank_candidates(model, collection, candidates, batch_size, device, precision)
+    def _check_coverage(self, candidates: Run, collection: Collection, key: str) -> None:
+        """Refuse a first stage that ranks none of the queries, or (unless `partial`) not all."""
+        source = (
+            f"{key}.run_file={self.run_file}"
+            if self.run_file
+            else (f"{key}.scoreddocs={self.scoreddocs}")
+        )
+        missing = [query_id for query_id, ranking in candidates.items() if not ranking]
+        total = len(candidates)
+        if len(missing) == total:
+            raise DataError(
+                f"{source} ranks none of the {total} queries of {collection.name} (or only "
+                "documents it lacks): it was made for another collection or split"
+            )
+        logger.info(
+            "%s ranks %d of %d queries of %s", source, total - len(missing), total, collection.name
+        )
+        if missing and not self.partial:
+            raise DataError(
+                f"{source} ranks {total - len(missing)} of the {total} queries of "
+                f"{collection.name}; {len(missing)} have no candidate (e.g. {missing[0]!r}). "
+                f"Complete the first stage, or accept it with {key}.partial=true (evaluated "
+                "queries without candidates score 0)"
+            )
+        if missing:
+            logger.warning(
+                "%s: %d of %d queries have no candidate (%s.partial=true)",
+                source,
+                len(missing),
+                total,
+                key,
+            )
 
 
 def rerank_candidates(
@@ -97,6 +126,8 @@ def rerank_candidates(
     seconds = time.perf_counter() - start
     statistics = {
         "candidates_per_query": sum(len(r) for r in run.values()) / max(1, len(run)),
+        # share of the queries the first stage gave candidates (below 1 only with partial=true)
+        "first_stage_coverage": sum(bool(r) for r in candidates.values()) / max(1, len(run)),
         "documents_encoded": len(needed),
         "rerank_seconds": seconds,  # encoding and scoring
     }

@@ -17,7 +17,7 @@ from xpretrieval.models.base import Encoder
 from xpretrieval.retrieval.encode import encode_batches, encode_texts
 from xpretrieval.retrieval.index import IndexConfig
 from xpretrieval.retrieval.run import Run
-from xpretrieval.retrieval.saved import open_index, save_index
+from xpretrieval.retrieval.saved import index_provenance, open_index, save_index
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ def retrieve(
     doc_active: list[int] = []
     if index.load is not None:
         logger.info("Searching the saved index %s", index.load)
-        searcher = open_index(index, Path(index.load), doc_ids, model.score)
+        provenance = index_provenance(model, collection.documents)
+        searcher = open_index(index, Path(index.load), provenance, model.score)
     else:
         documents = list(collection.documents.values())
         batches = encode_batches(
@@ -63,7 +64,7 @@ def retrieve(
             batches = _counting_active(batches, term_weights, doc_active)
         searcher = index.build(batches, len(doc_ids), model.score)
         if save_to is not None:
-            save_index(index, searcher, save_to, doc_ids)
+            save_index(index, searcher, save_to, index_provenance(model, collection.documents))
     query_texts = list(collection.queries.values())
     queries = encode_texts(model.encode_queries, query_texts, desc="encode queries", **settings)
     start = time.perf_counter()

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
+from xpretrieval.errors import DataError
 from xpretrieval.retrieval.run import read_trec_run
 from xpretrieval.samplers.pairwise import Candidate, PairwiseSampler
 from xpretrieval.samplers.records import DistillationRecord, Text
@@ -72,7 +73,7 @@ class DistillationSampler(PairwiseSampler):
                 len(every) - len(pairs),
             )
         if not pairs:
-            raise ValueError(f"{self.teacher_run}: no positive training pair has a teacher score")
+            raise DataError(f"{self.teacher_run}: no positive training pair has a teacher score")
         return pairs
 
     def epoch_size(self, collection: Collection) -> int:

@@ -22,6 +22,9 @@ class HardNegatives(FirstStage):
     # also draw documents judged non-relevant (grade below the sampler's min_relevance): the
     # hardest negatives of TREC-style qrels; judged positives are never drawn
     judged_negatives: bool = False
+    # a run file or scoreddocs may rank only some training queries: the others draw random
+    # negatives (counted in a warning)
+    partial: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -36,7 +39,7 @@ class HardNegatives(FirstStage):
     def candidates(self, collection: Collection, min_relevance: int = 1) -> dict[str, list[str]]:
         """For each training query, its documents among ranks skip_top..top_k that are not
         judged (or, with judged_negatives, judged below min_relevance)."""
-        run = self.run(collection)
+        run = self.run(collection, "sampler.hard_negatives")
         pools = {}
         for query_id, judged in collection.qrels.items():
             excluded = {

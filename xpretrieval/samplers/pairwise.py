@@ -12,6 +12,7 @@ from functools import cached_property
 
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
+from xpretrieval.errors import DataError
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.samplers.negatives import HardNegatives
 from xpretrieval.samplers.records import PairwiseRecord, Text
@@ -65,7 +66,7 @@ class PairwiseSampler(Sampler):
             if grade >= self.min_relevance
         ]
         if not pairs:
-            raise ValueError(
+            raise DataError(
                 f"{collection.name}: no judgement has relevance >= sampler.min_relevance="
                 f"{self.min_relevance}; nothing to train on"
             )
@@ -90,7 +91,15 @@ class PairwiseSampler(Sampler):
             return self.docpair_candidates(collection)
         hard = self.hard_negatives
         pools = hard.candidates(collection, self.min_relevance) if hard.enabled else {}
-        return [(q, d, pools.get(q, [])) for q, d in self.positive_pairs(collection)]
+        candidates = [(q, d, pools.get(q, [])) for q, d in self.positive_pairs(collection)]
+        for query_id, _, pool in candidates:
+            if not pool and len(collection.qrels[query_id]) >= len(collection.documents):
+                raise DataError(
+                    f"{collection.name}: query {query_id!r} has every one of the "
+                    f"{len(collection.documents)} documents judged, so no negative can be drawn "
+                    "for it; training needs documents it has no judgement for"
+                )
+        return candidates
 
     def docpair_candidates(self, collection: Collection) -> list[Candidate]:
         """Each (query, preferred document) of the docpairs with the documents ranked below
@@ -113,7 +122,7 @@ class PairwiseSampler(Sampler):
                 collection.name,
             )
         if not candidates:
-            raise ValueError(f"{self.docpairs}: no docpair names {collection.name}'s ids")
+            raise DataError(f"{self.docpairs}: no docpair names {collection.name}'s ids")
         return candidates
 
     def draws(
@@ -130,18 +139,15 @@ class PairwiseSampler(Sampler):
                 negatives = [
                     pool[rng.randrange(len(pool))]
                     if pool
-                    else _random_unjudged(rng, doc_ids, collection.qrels[query_id], query_id)
+                    else _random_unjudged(rng, doc_ids, collection.qrels[query_id])
                     for _ in range(n_negatives)
                 ]
                 yield query_id, positive_id, negatives
 
 
-def _random_unjudged(
-    rng: random.Random, doc_ids: list[str], judged: dict[str, int], query_id: str
-) -> str:
-    """A uniformly drawn document that the query has no judgement for."""
-    if len(judged) >= len(doc_ids):
-        raise ValueError(f"query {query_id!r} has every document judged: no negative to draw")
+def _random_unjudged(rng: random.Random, doc_ids: list[str], judged: dict[str, int]) -> str:
+    """A uniformly drawn document that the query has no judgement for (`candidates` made sure
+    there is one)."""
     while True:
         doc_id = doc_ids[rng.randrange(len(doc_ids))]
         if doc_id not in judged:

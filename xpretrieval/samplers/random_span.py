@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
+from xpretrieval.errors import DataError
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.samplers.records import BatchwiseRecord, Text
 
@@ -49,7 +50,7 @@ class RandomSpanSampler(Sampler):
                 self.min_length,
             )
         if not ids:
-            raise ValueError(f"{collection.name}: no document has {self.min_length} characters")
+            raise DataError(f"{collection.name}: no document has {self.min_length} characters")
         return ids
 
     def epoch_size(self, collection: Collection) -> int:

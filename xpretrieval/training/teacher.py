@@ -40,7 +40,7 @@ class TeacherConfig:
     def candidates_of(self, collection: Collection) -> Run:
         """The first stage's candidates of each training query, then its judged documents
         that the first stage missed (MarginMSE needs the teacher's score of every positive)."""
-        candidates = self.candidates.run(collection)
+        candidates = self.candidates.run(collection, "teacher.candidates")
         for query_id, judged in collection.qrels.items():
             ranked = candidates.setdefault(query_id, [])
             present = {doc for doc, _ in ranked}
