@@ -21,10 +21,13 @@ from omegaconf.errors import ValidationError
 from tests.conftest import TINY_BEIR, compose_config
 from xpretrieval.data import Split
 from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.device import resolve_device
 from xpretrieval.errors import ConfigError, DataError, ResourceError
+from xpretrieval.evaluation import check_computable
 from xpretrieval.experiment import load_experiment, run_train
 from xpretrieval.io import write_json
 from xpretrieval.models import Dense, Splade
+from xpretrieval.resume import resumed_overrides
 from xpretrieval.retrieval.run import read_trec_run
 from xpretrieval.samplers import PairwiseSampler
 
@@ -63,6 +66,13 @@ def run_file(content: bytes) -> Callable[[Path], object]:
         return read_trec_run(tmp / "run.trec")
 
     return read
+
+
+def saved_run(tmp: Path) -> Path:
+    """A run folder with its saved overrides, as `train` leaves it."""
+    (tmp / ".hydra").mkdir()
+    (tmp / ".hydra" / "overrides.yaml").write_text("- trainer.max_steps=10\n")
+    return tmp
 
 
 def one_document(tmp: Path) -> object:
@@ -219,6 +229,56 @@ BAD_INPUTS = [
         config("evaluation.metrics=[nDCG@ten]"),
         ConfigError,
         "'nDCG@ten' is not an ir-measures measure",
+    ),
+    (
+        "a cutoff of 0 (trec_eval aborts the process)",
+        config("evaluation.metrics=[nDCG@0]"),
+        ConfigError,
+        "evaluation.metrics: 'nDCG@0' has the cutoff 0; a cutoff is a whole number >= 1",
+    ),
+    (
+        "a validation metric with a cutoff of 0",
+        config("validation.metric=P@0"),
+        ConfigError,
+        "validation.metric: 'P@0' has the cutoff 0",
+    ),
+    (
+        "a measure no installed provider computes",
+        lambda tmp: check_computable(
+            {"evaluation.metrics": ["alpha_nDCG@10"]}, load_beir_folder(TINY_BEIR, "test").qrels
+        ),
+        ConfigError,
+        "evaluation.metrics: ir-measures parses 'alpha_nDCG@10' but cannot compute it here",
+    ),
+    (
+        "a model path that does not exist",
+        config("model.name_or_path=/no/such/model"),
+        ConfigError,
+        "model.name_or_path='/no/such/model': no such folder; expected a local model folder",
+    ),
+    (
+        "a file as the model",
+        config(f"model.name_or_path={TINY_BEIR / 'corpus.jsonl'}"),
+        ConfigError,
+        r"model.name_or_path='.*corpus\.jsonl' is a file; expected a model folder",
+    ),
+    (
+        "a device this machine lacks",
+        lambda tmp: resolve_device("cuda:99"),
+        ConfigError,
+        "device='cuda:99' but",
+    ),
+    (
+        "a device name that is none",
+        lambda tmp: resolve_device("gpu"),
+        ConfigError,
+        "device='gpu' is not a device name",
+    ),
+    (
+        "a resume that changes the optimiser",
+        lambda tmp: resumed_overrides(saved_run(tmp), ["resume=x", "optimizer.lr=1e-3"]),
+        ConfigError,
+        "optimizer.lr: a resumed run cannot change it",
     ),
     (
         "training BM25",

@@ -134,7 +134,8 @@ def test_teacher_model_scores_bm25_candidates_and_every_judged_document(tiny_mod
         again = model.score_texts([train.queries[query_id]], [train.documents[doc_id]])
     assert again.item() == pytest.approx(score, abs=1e-5)
     # a resumed run reuses the file: this teacher could not even be built
-    missing = TeacherConfig(CrossEncoder(name_or_path=str(tmp_path / "nothing-here")))
+    (tmp_path / "not-a-model").mkdir()
+    missing = TeacherConfig(CrossEncoder(name_or_path=str(tmp_path / "not-a-model")))
     assert missing.write_run(train, path, 4, cpu, Precision.fp32) == path
 
 

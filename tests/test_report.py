@@ -132,3 +132,36 @@ def test_multirun_then_report_through_the_cli(tiny_model_dir, tmp_path, launcher
     lines = result.stdout.splitlines()
     assert lines[0].startswith("| run | losses.rank.scale | nDCG@10 |") and len(lines) == 4
     assert (tmp_path / "report.png").is_file() and (tmp_path / "report_training.png").is_file()
+
+
+def test_runs_without_metrics_are_named_with_their_error(sweep):
+    crashed = sweep / "2"
+    (crashed / ".hydra").mkdir(parents=True)
+    (crashed / "train.log").write_text(
+        "[2026-01-01 00:00:00,000][xpretrieval][INFO] - Loading\n"
+        "[2026-01-01 00:00:01,000][xpretrieval][ERROR] - device='cuda' but CUDA is not available\n"
+    )
+    (sweep / "3").mkdir()
+    (sweep / "3" / "train.log").write_text("")
+    text = write_report(sweep, "nDCG@10")
+    assert "Left out, 2 runs without metrics:" in text
+    assert "- 2: device='cuda' but CUDA is not available" in text
+    assert "- 3: no metrics.json: it failed, was killed or is running" in text
+
+
+def test_a_truncated_metrics_file_or_an_unwritable_folder_is_a_clear_error(sweep, monkeypatch):
+    (sweep / "1" / "metrics.json").write_text('{"aggregate": {"nDCG@10": 0.')
+    with pytest.raises(UserInputError, match=r"1/metrics.json: not complete JSON"):
+        find_runs(sweep)
+    (sweep / "1" / "metrics.json").write_text('{"index": {}}')
+    with pytest.raises(UserInputError, match=r"1/metrics.json: expected an object with an"):
+        find_runs(sweep)
+    (sweep / "1").rename(sweep / "one-aside")
+    (sweep / "one-aside" / "metrics.json").unlink()
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("xpretrieval.report.write_text", read_only)
+    with pytest.raises(UserInputError, match="cannot write the report there \\(Read-only file"):
+        write_report(sweep, "nDCG@10")

@@ -97,7 +97,6 @@ def test_a_stopped_run_resumes_to_the_same_losses_and_metrics(
             "xpretrieval",
             "train",
             f"resume={tmp_path}",
-            f"hydra.run.dir={tmp_path / 'resume-log'}",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -105,6 +104,7 @@ def test_a_stopped_run_resumes_to_the_same_losses_and_metrics(
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming from {stopped_at}" in resumed.stderr
+    assert f"Resuming from {stopped_at}" in (tmp_path / "train.log").read_text()  # its own log
     assert losses(tmp_path) == losses(reference)
     metrics = json.loads((tmp_path / "metrics.json").read_text())["aggregate"]
     assert metrics == json.loads((reference / "metrics.json").read_text())["aggregate"]

@@ -13,14 +13,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from xpretrieval import baselines, report
-from xpretrieval.errors import UserInputError
+from xpretrieval.errors import RunDirectoryRefused, UserInputError
 from xpretrieval.experiment import run_evaluate, run_mine, run_train
-from xpretrieval.resume import resumed_overrides
+from xpretrieval.resume import resumed_overrides, run_in_resumed_directory
+from xpretrieval.run_dir import check_output_writable
 from xpretrieval.training.interrupt import TrainingInterrupted
 
 logger = logging.getLogger("xpretrieval")
 
-COMMANDS: dict[str, Callable[[DictConfig, Path], dict[str, float]]] = {
+COMMANDS: dict[str, Callable[[DictConfig, Path, list[str]], dict[str, float]]] = {
     "train": run_train,
     "evaluate": run_evaluate,
     "mine": run_mine,
@@ -61,18 +62,27 @@ def main() -> None:
         print(USAGE, file=sys.stderr)
         sys.exit(0 if args and args[0] in ("-h", "--help") else 2)
     command = args[0]
-    sys.argv = [f"{sys.argv[0]} {command}", *args[1:]]
+    try:
+        overrides = run_in_resumed_directory(command, args[1:])
+        check_output_writable(overrides)
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [f"{sys.argv[0]} {command}", *overrides]
 
     @hydra.main(config_path=config_dir(), config_name=command, version_base="1.3")
     def task(cfg: DictConfig) -> dict[str, float]:
         output_dir = Path(HydraConfig.get().runtime.output_dir)
+        overrides = list(HydraConfig.get().overrides.task)
         try:
             if command == "train" and cfg.get("resume"):
-                # the run's own config (its saved overrides, then today's), in its own folder
-                output_dir = Path(cfg.resume)
-                overrides = list(HydraConfig.get().overrides.task)
-                cfg = compose(command, overrides=resumed_overrides(output_dir, overrides))
-            return COMMANDS[command](cfg, output_dir)
+                # the run's own config: its saved overrides, then today's
+                overrides = resumed_overrides(output_dir, overrides)
+                cfg = compose(command, overrides=overrides)
+            return COMMANDS[command](cfg, output_dir, overrides)
+        except RunDirectoryRefused as error:  # printed, not logged: the folder is not ours
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
         except UserInputError as error:
             logger.error("%s", error)
             sys.exit(2)

@@ -7,13 +7,31 @@ from enum import Enum
 
 import torch
 
+from xpretrieval.errors import ConfigError
+
 
 def resolve_device(name: str | None = None) -> torch.device:
     """`name` as given (`cpu`, `cuda:1`…) or, when None, the best available device."""
     if name is not None:
-        device = torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ConfigError(
+                f"device={name!r} is not a device name (cpu, cuda, cuda:1, mps)"
+            ) from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={name!r} but CUDA is not available on this machine")
+            raise ConfigError(
+                f"device={name!r} but CUDA is not available on this machine; use device=cpu, "
+                "or device=null to pick the best available"
+            )
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device={name!r} but this machine has {torch.cuda.device_count()} CUDA devices"
+            )
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ConfigError(
+                f"device={name!r} but Apple MPS is not available on this machine; use device=cpu"
+            )
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")

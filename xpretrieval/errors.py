@@ -16,3 +16,7 @@ class DataError(UserInputError):
 
 class ResourceError(UserInputError):
     """The machine cannot run the configuration as given (out of memory); says what to change."""
+
+
+class RunDirectoryRefused(ConfigError):
+    """The run directory is in use or holds a finished run: this run must leave it untouched."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import ir_measures
 
 from xpretrieval.data.collection import Qrels
+from xpretrieval.errors import ConfigError
 from xpretrieval.retrieval.rerank import FirstStage
 from xpretrieval.retrieval.run import Run
 
@@ -38,12 +39,43 @@ def parse_measure(name: str, field: str = "metrics") -> ir_measures.Measure:
     """An ir-measures measure from its name, or a ValueError naming the config `field` and
     what is accepted."""
     try:
-        return ir_measures.parse_measure(name)
+        measure = ir_measures.parse_measure(name)
     except (NameError, ValueError, SyntaxError, TypeError) as error:
         raise ValueError(
             f"{field}: {name!r} is not an ir-measures measure ({error}); "
             f"examples: {', '.join(DEFAULT_METRICS)}"
         ) from None
+    cutoff = measure.params.get("cutoff")  # trec_eval aborts the process on a cutoff of 0
+    if cutoff is not None and (not isinstance(cutoff, int) or cutoff < 1):
+        raise ValueError(
+            f"{field}: {name!r} has the cutoff {cutoff}; a cutoff is a whole number >= 1, "
+            "e.g. nDCG@10"
+        )
+    return measure
+
+
+def check_computable(measures: dict[str, list[str]], qrels: Qrels) -> None:
+    """Compute each measure (by config field) on a tiny run over a few queries of `qrels`, so
+    that one ir-measures parses but cannot compute (no installed provider, ids a provider
+    rejects) fails now, naming the field, and not after training."""
+    sample = sorted(qrels.items())[:2]
+    judged = [ir_measures.Qrel(q, d, grade) for q, docs in sample for d, grade in docs.items()]
+    run = [
+        ir_measures.ScoredDoc(q, d, float(-rank))
+        for q, docs in sample
+        for rank, d in enumerate(sorted(docs))
+    ]
+    for key, names in measures.items():
+        for name in names:
+            measure = parse_measure(name, key)
+            try:
+                ir_measures.calc_aggregate([measure], judged, run)
+            except Exception as error:  # providers raise anything, from AssertionError to OSError
+                raise ConfigError(
+                    f"{key}: ir-measures parses {name!r} but cannot compute it here "
+                    f"({type(error).__name__}: {str(error).strip()[:300]}); choose another "
+                    "measure or install the provider it names"
+                ) from None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from xpretrieval.data.collection import Collection
 from xpretrieval.data.dataset import DatasetConfig
 from xpretrieval.device import Precision, resolve_device
 from xpretrieval.errors import ConfigError
-from xpretrieval.evaluation import EvaluationConfig, Metrics, compute_metrics
+from xpretrieval.evaluation import EvaluationConfig, Metrics, check_computable, compute_metrics
 from xpretrieval.io import write_json, write_text
 from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import Encoder, ModelConfig
@@ -26,7 +26,7 @@ from xpretrieval.retrieval.index import IndexConfig
 from xpretrieval.retrieval.rerank import rerank_candidates
 from xpretrieval.retrieval.retrieve import retrieve
 from xpretrieval.retrieval.run import Run, write_trec_run
-from xpretrieval.run_dir import claim_run_dir, write_environment
+from xpretrieval.run_dir import claim_run_dir, write_environment, write_overrides
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.training.checkpoint import Checkpointer
 from xpretrieval.training.hooks import ProgressBar
@@ -84,8 +84,11 @@ def load_experiment(cfg: DictConfig) -> ExperimentConfig:
     return experiment
 
 
-def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
-    """Train the model on the train split, then evaluate it on the test split; returns metrics."""
+def run_train(
+    cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None
+) -> dict[str, float]:
+    """Train the model on the train split, then evaluate it on the test split; returns metrics.
+    `overrides` (the command line's) are saved with the run for `resume`."""
     started = time.perf_counter()
     experiment = load_experiment(cfg)
     if not experiment.model.trainable:
@@ -95,16 +98,22 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
     if not experiment.losses:
         raise ConfigError("losses is empty: add a term, e.g. +loss@losses.rank=infonce")
-    device = _prepare(cfg, experiment, output_dir)
+    claim_run_dir(output_dir, resuming=experiment.resume is not None)
+    # every check that can refuse the run comes before anything is written into it
+    device = resolve_device(experiment.device)
     train, test = experiment.dataset.train.load(), experiment.dataset.test.load()
     test.check_measurable()
     candidates = _first_stage(experiment, test)  # checked now rather than after training
     train, validation = _validation_split(experiment, train)
+    measures = {"evaluation.metrics": experiment.evaluation.metrics}
     if validation is not None:
         validation.check_measurable()
+        measures["validation.metric"] = [experiment.validation.metric]
+    check_computable(measures, test.qrels)
+    checkpoint = None if experiment.resume is None else last_checkpoint(Path(experiment.resume))
+    _record_config(cfg, experiment, output_dir, overrides)
     logger.info("Train split: %s", train)
     _record_environment(output_dir, device, train=train, test=test)
-    checkpoint = None if experiment.resume is None else last_checkpoint(Path(experiment.resume))
     model_config = experiment.model
     if checkpoint is not None:
         logger.info("Resuming from %s", checkpoint)
@@ -143,6 +152,7 @@ def run_train(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         every=experiment.trainer.checkpoint_every,
         keep=experiment.trainer.keep_checkpoints,
         save=learner.save_checkpoint,
+        minutes=experiment.trainer.checkpoint_minutes,
     )
     every = experiment.trainer.log_every
     hooks = [
@@ -183,29 +193,36 @@ def _validation_split(
     return train, held_out
 
 
-def run_evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+def run_evaluate(
+    cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None
+) -> dict[str, float]:
     """Evaluate the configured model on the test split; returns the aggregate metrics."""
-    return _evaluate_command(cfg, load_experiment(cfg), output_dir)
+    return _evaluate_command(cfg, load_experiment(cfg), output_dir, overrides)
 
 
-def run_mine(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+def run_mine(
+    cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None
+) -> dict[str, float]:
     """Rank the training queries with the configured model: its run.trec is a run of hard
     negatives for `sampler.hard_negatives.run_file` (and its metrics, the train split's)."""
     experiment = load_experiment(cfg)
     if experiment.dataset.train is None:
         raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
     dataset = replace(experiment.dataset, test=experiment.dataset.train)
-    return _evaluate_command(cfg, replace(experiment, dataset=dataset), output_dir)
+    return _evaluate_command(cfg, replace(experiment, dataset=dataset), output_dir, overrides)
 
 
 def _evaluate_command(
-    cfg: DictConfig, experiment: ExperimentConfig, output_dir: Path
+    cfg: DictConfig, experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None
 ) -> dict[str, float]:
     started = time.perf_counter()
-    device = _prepare(cfg, experiment, output_dir)
+    claim_run_dir(output_dir, resuming=False)
+    device = resolve_device(experiment.device)
     test = experiment.dataset.test.load()
     test.check_measurable()
+    check_computable({"evaluation.metrics": experiment.evaluation.metrics}, test.qrels)
     candidates = _first_stage(experiment, test)
+    _record_config(cfg, experiment, output_dir, overrides)
     _record_environment(output_dir, device, test=test)
     model = experiment.model.build().to(device)
     metrics = _evaluate(model, test, candidates, experiment, device, output_dir, started)
@@ -267,13 +284,15 @@ def _evaluate(
     return metrics
 
 
-def _prepare(cfg: DictConfig, experiment: ExperimentConfig, output_dir: Path) -> torch.device:
-    """Claim the run directory, write the resolved config (it rebuilds the run as it was),
-    seed, and pick the device."""
-    claim_run_dir(output_dir, resuming=experiment.resume is not None)
+def _record_config(
+    cfg: DictConfig, experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None
+) -> None:
+    """Write the resolved config (it rebuilds the run as it was) and the overrides (what a
+    resume recomposes it from), then seed: once every check that could refuse the run passed."""
     write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if overrides is not None:
+        write_overrides(output_dir, overrides)
     seed_everything(experiment.seed)
-    return resolve_device(experiment.device)
 
 
 def _record_environment(output_dir: Path, device: torch.device, **splits: Collection) -> None:

@@ -35,10 +35,11 @@ class RunSummary:
 
 
 def find_runs(root: Path) -> list[RunSummary]:
-    """Every run below `root`: a folder with a metrics.json (not a before-training one)."""
+    """Every finished run below `root`: a folder with a metrics.json (not a before-training
+    one). A metrics.json that is not complete JSON with an `aggregate` is a UserInputError."""
     runs = []
     for metrics_file in sorted(root.rglob("metrics.json")):
-        data = json.loads(metrics_file.read_text(encoding="utf-8"))
+        data = _read_metrics(metrics_file)
         folder = metrics_file.parent
         overrides_file = folder / ".hydra" / "overrides.yaml"
         overrides = {}
@@ -59,6 +60,40 @@ def find_runs(root: Path) -> list[RunSummary]:
     if not runs:
         raise UserInputError(f"{root}: no run below it has a metrics.json")
     return runs
+
+
+def _read_metrics(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserInputError(
+            f"{path}: not complete JSON ({error}); the run was cut off while writing it or the "
+            "file was edited. Re-run that run's evaluation, or move its folder aside"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("aggregate"), dict):
+        raise UserInputError(f'{path}: expected an object with an "aggregate" of metrics')
+    return data
+
+
+def unfinished_runs(root: Path) -> list[tuple[Path, str]]:
+    """Run folders below `root` without a metrics.json (Hydra wrote their train.log or the run
+    its config, but it never finished), each with why, from the last error of its log."""
+    folders = {p.parent for p in root.rglob("*.log")} | {
+        p.parent for p in root.rglob("config.yaml")
+    }
+    unfinished = []
+    for folder in sorted(folders):
+        if (folder / "metrics.json").is_file() or folder == root:
+            continue
+        errors = [
+            line.split(" - ", 1)[-1].strip()
+            for log in sorted(folder.glob("*.log"))
+            for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
+            if "[ERROR]" in line
+        ]
+        reason = errors[-1] if errors else "no metrics.json: it failed, was killed or is running"
+        unfinished.append((folder, reason))
+    return unfinished
 
 
 def swept(runs: list[RunSummary]) -> list[str]:
@@ -131,12 +166,22 @@ def write_report(root: Path, metric: str, baseline: str | None = None, alpha: fl
             f"\n`*`: p < {alpha} in a paired t-test against {reference.path.name} over the "
             "per-query values (scipy.stats.ttest_rel).\n"
         )
-    write_text(root / "report.md", text)
+    left_out = unfinished_runs(root)
+    if left_out:
+        text += f"\nLeft out, {len(left_out)} runs without metrics:\n" + "".join(
+            f"- {folder.relative_to(root)}: {reason}\n" for folder, reason in left_out
+        )
     buffer = io.StringIO()
     csv.writer(buffer).writerows([header, *rows])
-    write_text(root / "report.csv", buffer.getvalue())
-    plot_sweep(runs, swept(runs), metric, root / "report.png")
-    plot_training(runs, root / "report_training.png")
+    try:
+        write_text(root / "report.md", text)
+        write_text(root / "report.csv", buffer.getvalue())
+        plot_sweep(runs, swept(runs), metric, root / "report.png")
+        plot_training(runs, root / "report_training.png")
+    except OSError as error:
+        raise UserInputError(
+            f"{root}: cannot write the report there ({error.strerror or error})"
+        ) from None
     return text
 
 

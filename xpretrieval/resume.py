@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
+from safetensors.torch import load_file
 
 from xpretrieval.errors import ConfigError
 from xpretrieval.training.checkpoint import list_checkpoints
@@ -26,11 +28,68 @@ def last_checkpoint(run_dir: Path) -> Path:
             f"resume={run_dir}: no checkpoint under {Path(run_dir) / 'checkpoints'}; "
             "set trainer.checkpoint_every to keep checkpoints during training"
         )
+    _check_readable(checkpoints[-1])
     return checkpoints[-1]
 
 
+def _check_readable(checkpoint: Path) -> None:
+    """Read every weights and training-state file of `checkpoint` (a disk that filled up or a
+    copy cut short leaves them truncated), so that resuming fails now, naming the file."""
+    files = [checkpoint / TRAINING_STATE_FILE, *sorted(checkpoint.rglob("*.safetensors"))]
+    for file in files:
+        try:
+            if file.suffix == ".safetensors":
+                load_file(file)
+            else:
+                torch.load(file, weights_only=True)
+        except Exception as error:  # torch and safetensors raise several kinds for a bad file
+            raise ConfigError(
+                f"resume: checkpoint file {file} cannot be read ({type(error).__name__}: "
+                f"{str(error)[:200]}); it is damaged or truncated. Move {checkpoint} aside to "
+                "resume from the checkpoint before it"
+            ) from None
+
+
+# what a resumed run may change: its length, and how it logs, checkpoints, validates and is
+# evaluated. Anything else (model, optimiser, losses, sampler, data, seed, precision) would
+# silently disagree with the restored state, so it is refused.
+RESUMABLE_KEYS = (
+    "trainer.max_steps",
+    "trainer.epochs",
+    "trainer.log_every",
+    "trainer.checkpoint_every",
+    "trainer.checkpoint_minutes",
+    "trainer.keep_checkpoints",
+    "validation.every",
+    "validation.patience",
+    "validation.restore_best",
+    "validation.top_k",
+    "evaluation",
+    "index",
+    "device",
+    "resume",
+    "hydra",
+)
+
+
+def run_in_resumed_directory(command: str, overrides: list[str]) -> list[str]:
+    """`overrides` with `hydra.run.dir` set to the resumed run's folder, so that a resumed run
+    logs into its own train.log instead of a new folder under outputs/."""
+    resume = [item.split("=", 1)[1] for item in overrides if _key(item) == "resume"]
+    if command != "train" or not resume or resume[-1] in ("", "null"):
+        return overrides
+    folder = resume[-1]
+    run_dirs = [item.split("=", 1)[1] for item in overrides if _key(item) == "hydra.run.dir"]
+    if run_dirs and Path(run_dirs[-1]).resolve() != Path(folder).resolve():
+        raise ConfigError(
+            f"resume={folder} continues in its own folder; drop hydra.run.dir={run_dirs[-1]}"
+        )
+    return overrides if run_dirs else [*overrides, f"hydra.run.dir={folder}"]
+
+
 def resumed_overrides(run_dir: Path, overrides: list[str]) -> list[str]:
-    """The run's saved overrides, then `overrides`; a key given again now replaces the saved one."""
+    """The run's saved overrides, then `overrides`; a key given again now replaces the saved one.
+    Only `RESUMABLE_KEYS` may change: another key given with a new value is a ConfigError."""
     saved_file = Path(run_dir) / SAVED_OVERRIDES
     if not saved_file.is_file():
         raise ConfigError(
@@ -38,6 +97,15 @@ def resumed_overrides(run_dir: Path, overrides: list[str]) -> list[str]:
             f"(no {SAVED_OVERRIDES})"
         )
     saved = [str(item) for item in OmegaConf.load(saved_file)]
+    for item in overrides:
+        key = _key(item)
+        resumable = any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)
+        if not resumable and item not in saved:
+            raise ConfigError(
+                f"{key}: a resumed run cannot change it (its restored model, optimiser and data "
+                f"would disagree); a resume may change {', '.join(RESUMABLE_KEYS[:-3])}. "
+                "Start a new run for other changes"
+            )
     given = {_key(item) for item in overrides}
     return [item for item in saved if _key(item) not in given] + list(overrides)
 

@@ -52,6 +52,27 @@ class TransformerConfig(ModelConfig):
         for name in ("query_max_length", "doc_max_length"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        _check_local_path(self.name_or_path)
+
+
+def _check_local_path(name_or_path: str) -> None:
+    """A value that can only be a local path (absolute, ./ ../ ~, or more than one slash: a
+    hub id is `name` or `owner/name`) must name an existing folder; otherwise the hub would
+    answer with a message about repository ids."""
+    if name_or_path == MISSING:
+        return
+    path = Path(name_or_path)
+    local = name_or_path.startswith(("/", "./", "../", "~")) or name_or_path.count("/") > 1
+    if path.is_file():
+        raise ValueError(
+            f"name_or_path={name_or_path!r} is a file; expected a model folder (with "
+            "config.json) or a Hugging Face hub id such as sentence-transformers/all-MiniLM-L6-v2"
+        )
+    if local and not path.exists():
+        raise ValueError(
+            f"name_or_path={name_or_path!r}: no such folder; expected a local model folder or "
+            "a Hugging Face hub id such as sentence-transformers/all-MiniLM-L6-v2"
+        )
 
 
 class TransformerBiEncoder(nn.Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,19 +27,33 @@ def list_checkpoints(directory: Path) -> list[Path]:
 
 
 class Checkpointer(Hook):
-    """Saves every `every` steps (0: never periodically) and after the last step, keeping the
-    `keep` most recent checkpoints. Each is complete or absent: it is written to a temporary
-    folder and renamed into place."""
+    """Saves every `every` steps (0: not by steps), every `minutes` of training (None: not by
+    time) and after the last step, keeping the `keep` most recent checkpoints. Each is
+    complete or absent: it is written to a temporary folder and renamed into place."""
 
-    def __init__(self, directory: Path, every: int, keep: int, save: Callable[[Path], None]):
+    def __init__(
+        self,
+        directory: Path,
+        every: int,
+        keep: int,
+        save: Callable[[Path], None],
+        minutes: float | None = None,
+    ):
         self.directory = Path(directory)
         self.every = every
+        self.minutes = minutes
         self.keep = keep
         self._save = save
+        self._saved_at = time.monotonic()
         self.last: Path | None = None
 
+    def on_train_start(self, state: TrainState) -> None:
+        self._saved_at = time.monotonic()
+
     def on_step_end(self, state: TrainState) -> None:
-        if self.every and state.step % self.every == 0:
+        by_steps = self.every and state.step % self.every == 0
+        by_time = self.minutes and time.monotonic() - self._saved_at >= self.minutes * 60
+        if by_steps or by_time:
             self._checkpoint(state.step)
 
     def on_train_end(self, state: TrainState) -> None:
@@ -53,6 +68,7 @@ class Checkpointer(Hook):
         with atomic_directory(target) as tmp:
             self._save(tmp)
         self.last = target
+        self._saved_at = time.monotonic()
         logger.info("Saved checkpoint %s", target)
         for old in list_checkpoints(self.directory)[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)

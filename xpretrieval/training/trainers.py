@@ -33,7 +33,10 @@ class Trainer(ABC):
     epochs: float = 1.0  # passes over the training data, when max_steps is unset
     grad_clip: float | None = 1.0  # maximum gradient norm; null disables clipping
     log_every: int = 10  # steps between rows of the CSV / TensorBoard logs
-    checkpoint_every: int = 0  # steps between checkpoints; 0: only the final one
+    checkpoint_every: int = 0  # steps between checkpoints; 0: none by step count
+    # minutes between checkpoints, whatever the step (a run killed late keeps most of its
+    # work); null: none by time. Either way the last step is checkpointed
+    checkpoint_minutes: float | None = 30.0
     keep_checkpoints: int = 2  # most recent checkpoints kept on disk
 
     def __post_init__(self) -> None:
@@ -48,6 +51,10 @@ class Trainer(ABC):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if self.checkpoint_minutes is not None and self.checkpoint_minutes <= 0:
+            raise ValueError(
+                f"checkpoint_minutes must be > 0 or null, got {self.checkpoint_minutes}"
+            )
 
     def total_steps(self, epoch_size: int, batch_size: int) -> int:
         """Steps to run: max_steps, or enough batches for `epochs` passes over the data."""

@@ -1,0 +1,96 @@
+"""A run directory through the CLI: a refused run leaves it untouched; a resume may change only
+the run's length and its logging, checkpointing and evaluation, logs into the run's own
+train.log, keeps its overrides for the next resume, and refuses a damaged checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, tiny_overrides
+from tests.test_cli import cli
+from xpretrieval.training.checkpoint import Checkpointer
+from xpretrieval.training.state import TrainState
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file below `folder`: its bytes and modification time."""
+    return {
+        str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def train(model_dir: Path, *extra: str, cwd: Path = ROOT):
+    return cli("train", *tiny_overrides(model_dir), "trainer.max_steps=2", *extra, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model_dir, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("finished")
+    result = train(tiny_model_dir, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def test_a_refused_run_leaves_the_directory_untouched(tiny_model_dir, finished_run):
+    before = snapshot(finished_run)
+    assert ".hydra/overrides.yaml" in before
+    result = train(tiny_model_dir, "optimizer.lr=1e-3", f"hydra.run.dir={finished_run}")
+    assert result.returncode == 2
+    assert f"error: {finished_run} already holds a run" in result.stderr
+    assert snapshot(finished_run) == before
+
+
+def test_an_unwritable_output_folder_is_one_line(tiny_model_dir, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = train(tiny_model_dir, f"hydra.run.dir={tmp_path / 'a-file' / 'run'}")
+    assert result.returncode == 2
+    assert "hydra.run.dir=" in result.stderr and "cannot write under" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_resume_changes_only_what_it_may_and_keeps_its_overrides(tiny_model_dir, tmp_path):
+    run_dir, cwd = tmp_path / "run", tmp_path / "elsewhere"
+    cwd.mkdir()
+    first = train(tiny_model_dir, f"hydra.run.dir={run_dir}", cwd=cwd)
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    refused = cli("train", f"resume={run_dir}", "optimizer.lr=1e-3", cwd=cwd)
+    assert refused.returncode == 2
+    assert "optimizer.lr: a resumed run cannot change it" in refused.stderr
+
+    longer = cli("train", f"resume={run_dir}", "trainer.max_steps=4", cwd=cwd)
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    saved = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    assert "trainer.max_steps=4" in saved and not any(o.startswith("resume=") for o in saved)
+    assert "Resuming from" in (run_dir / "train.log").read_text()
+    assert not (cwd / "outputs").exists()  # no stray folder for the resumed run's log
+
+    again = cli("train", f"resume={run_dir}", "trainer.log_every=1", cwd=cwd)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"Resuming from {run_dir / 'checkpoints' / 'step-0000004'}" in again.stderr
+    assert (run_dir / "checkpoints" / "step-0000004").is_dir()  # max_steps=4 was kept
+
+    (run_dir / "checkpoints" / "step-0000004" / "training_state.pt").write_bytes(b"\x80\x02")
+    damaged = cli("train", f"resume={run_dir}", "trainer.max_steps=6", cwd=cwd)
+    assert damaged.returncode == 2
+    assert "training_state.pt cannot be read" in damaged.stderr
+    assert "Traceback" not in damaged.stderr
+
+
+def test_checkpoints_are_written_by_elapsed_time_too(tmp_path):
+    saved: list[str] = []
+    checkpointer = Checkpointer(
+        tmp_path, every=0, keep=5, save=lambda p: saved.append(p.name), minutes=1e-9
+    )
+    checkpointer.on_train_start(TrainState(step=0, max_steps=3, epoch=0.0))
+    for step in (1, 2):
+        checkpointer.on_step_end(TrainState(step=step, max_steps=3, epoch=0.0))
+    assert len(saved) == 2
+    untimed = Checkpointer(tmp_path / "u", every=0, keep=5, save=lambda p: saved.append(p.name))
+    untimed.on_step_end(TrainState(step=1, max_steps=3, epoch=0.0))
+    assert len(saved) == 2
