@@ -36,6 +36,9 @@ class BatchScores:
     teacher: Tensor | None = None
     # relevance label of each query's target document, [B] (pointwise records)
     labels: Tensor | None = None
+    # [B, N] True where a column other than query i's target holds one of its positives (the
+    # same document brought again, or by another record of the same query): a false negative
+    false_negatives: Tensor | None = None
 
     def __post_init__(self) -> None:
         rows, columns = self.scores.shape

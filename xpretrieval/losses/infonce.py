@@ -30,6 +30,9 @@ class InfoNCE(Loss):
     # online mining: of the other queries' documents, only the k scoring highest for a query
     # count as its negatives (its own negatives always do); null: all of them
     hardest_in_batch: int | None = None
+    # a column holding one of the query's positives again (the same document brought by
+    # another record, or another positive of the same query) is not counted as its negative
+    mask_false_negatives: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -55,6 +58,8 @@ class InfoNCE(Loss):
 
     def __call__(self, batch: BatchScores) -> Tensor:
         logits = batch.scores * self.scale
+        if self.mask_false_negatives and batch.false_negatives is not None:
+            logits = logits.masked_fill(batch.false_negatives, float("-inf"))
         own = batch.owners.unsqueeze(0) == torch.arange(len(logits), device=logits.device)[:, None]
         if not self.in_batch_negatives:
             logits = logits.masked_fill(~own, float("-inf"))

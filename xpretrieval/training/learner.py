@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 
@@ -61,7 +62,6 @@ class Learner:
         self.model = model
         self.collection = collection
         self.sampler = sampler
-        self.batcher = batcher
         self.trainer = trainer
         if not losses:
             raise ValueError("losses is empty: training needs at least one loss term")
@@ -69,6 +69,17 @@ class Learner:
         self.seed = seed
         self.precision = precision
         self.epoch_size = sampler.epoch_size(collection)
+        if batcher.batch_size > self.epoch_size:  # repeats would be their own negatives
+            logger.warning(
+                "batcher.batch_size=%d is more than the %d distinct training records of %s; "
+                "using batches of %d",
+                batcher.batch_size,
+                self.epoch_size,
+                collection.name,
+                self.epoch_size,
+            )
+            batcher = replace(batcher, batch_size=self.epoch_size)
+        self.batcher = batcher
         self.max_steps = trainer.total_steps(self.epoch_size, batcher.batch_size)
         self.optimizer, self.schedule = optimizer.build(model, self.max_steps)
         self.step = 0

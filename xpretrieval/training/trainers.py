@@ -126,6 +126,7 @@ class BatchwiseTrainer(Trainer):
             doc_terms=None if term_weights is None else term_weights(documents),
             parts=parts,
             teacher=_teacher_scores(batch, queries.device),
+            false_negatives=_false_negatives(batch, queries.device),
         )
         return _terms(scored, losses)
 
@@ -138,7 +139,9 @@ class BatchwiseTrainer(Trainer):
         pairs = None if all_pairs else owners.unsqueeze(0) == rows.unsqueeze(1)
         scores = model.score_texts(query_texts, doc_texts, pairs)
         teacher = _teacher_scores(batch, scores.device)
-        return _terms(BatchScores(scores, rows, owners, teacher=teacher), losses)
+        false_negatives = _false_negatives(batch, scores.device)
+        scored = BatchScores(scores, rows, owners, teacher=teacher, false_negatives=false_negatives)
+        return _terms(scored, losses)
 
     @staticmethod
     def _layout(batch: list, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -179,6 +182,23 @@ class PointwiseTrainer(Trainer):
         rows = torch.arange(len(batch), device=scores.device)
         labels = torch.tensor([r.label for r in batch], device=scores.device)
         return _terms(BatchScores(scores, rows, rows, labels=labels), losses)
+
+
+def _false_negatives(batch: list, device: torch.device) -> Tensor:
+    """`[B, N]`: True where document column j (positives, then negatives, as `texts` lays them
+    out) is one of query i's positives but not its own target column."""
+    positives: dict[str, set[str]] = {}
+    for record in batch:
+        positives.setdefault(record.query.id, set()).add(record.positive.id)
+    columns = [r.positive.id for r in batch] + [d.id for r in batch for d in r.negatives]
+    mask = torch.tensor(
+        [[doc_id in positives[record.query.id] for doc_id in columns] for record in batch],
+        dtype=torch.bool,
+        device=device,
+    )
+    rows = torch.arange(len(batch), device=device)
+    mask[rows, rows] = False
+    return mask
 
 
 def _teacher_scores(batch: list, device: torch.device) -> Tensor | None:
