@@ -27,7 +27,7 @@ from xpretrieval.evaluation import check_computable
 from xpretrieval.experiment import load_experiment, run_train
 from xpretrieval.io import write_json
 from xpretrieval.models import Dense, Splade
-from xpretrieval.resume import resumed_overrides
+from xpretrieval.resume import last_checkpoint, resumed_overrides
 from xpretrieval.retrieval.run import read_trec_run
 from xpretrieval.samplers import PairwiseSampler
 
@@ -72,6 +72,19 @@ def saved_run(tmp: Path) -> Path:
     """A run folder with its saved overrides, as `train` leaves it."""
     (tmp / ".hydra").mkdir()
     (tmp / ".hydra" / "overrides.yaml").write_text("- trainer.max_steps=10\n")
+    return tmp
+
+
+def truncated_checkpoint(tmp: Path) -> Path:
+    """A run whose last checkpoint's weights were cut short (a full disk, a copy interrupted)."""
+    from safetensors.torch import save_file
+
+    checkpoint = tmp / "checkpoints" / "step-0000002"
+    checkpoint.mkdir(parents=True)
+    torch.save({"step": 2}, checkpoint / "training_state.pt")
+    save_file({"w": torch.ones(64, 64)}, checkpoint / "model.safetensors")
+    weights = (checkpoint / "model.safetensors").read_bytes()
+    (checkpoint / "model.safetensors").write_bytes(weights[: len(weights) // 2])
     return tmp
 
 
@@ -279,6 +292,12 @@ BAD_INPUTS = [
         lambda tmp: resumed_overrides(saved_run(tmp), ["resume=x", "optimizer.lr=1e-3"]),
         ConfigError,
         "optimizer.lr: a resumed run cannot change it",
+    ),
+    (
+        "a truncated checkpoint on resume",
+        lambda tmp: last_checkpoint(truncated_checkpoint(tmp)),
+        ConfigError,
+        r"resume: checkpoint file .*model\.safetensors cannot be read .* damaged or truncated",
     ),
     (
         "training BM25",

@@ -22,7 +22,7 @@ from xpretrieval.errors import ConfigError, DataError
 from xpretrieval.evaluation import compute_metrics
 from xpretrieval.io import atomic_directory, write_json
 from xpretrieval.models import Dense, Splade
-from xpretrieval.retrieval.index import ExactIndex
+from xpretrieval.retrieval.index import ExactIndex, Inverted
 from xpretrieval.retrieval.rerank import FirstStage
 from xpretrieval.retrieval.retrieve import retrieve
 
@@ -93,6 +93,10 @@ def test_encoding_settings_and_model_kind_are_checked(dense, tiny_model_dir, tmp
     splade = Splade(name_or_path=str(tiny_model_dir), doc_max_length=32).build()
     with pytest.raises(ConfigError, match="encoded by a DenseEncoder but this run's model is a"):
         search(splade, collection, tmp_path / "index", load=True)
+    sparse_index = Inverted(save=True)
+    retrieve(splade, collection, sparse_index, 5, 4, CPU, save_to=tmp_path / "sparse")
+    with pytest.raises(ConfigError, match="encoded by a SpladeEncoder but this run's model is a"):
+        retrieve(dense, collection, Inverted(load=str(tmp_path / "sparse")), 5, 4, CPU)
 
 
 def write_run(path: Path, query_ids: list[str]) -> str:
