@@ -24,13 +24,14 @@ from xpretrieval.models import Dense
 from xpretrieval.retrieval import encode_texts
 from xpretrieval.samplers import PairwiseSampler
 from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
+from xpretrieval.training.hooks import Hook
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def ours_training(collection, batch_size: int, steps: int) -> float:
+def ours_training(collection, batch_size: int, steps: int, model: str = MODEL) -> float:
     learner = Learner(
-        model=Dense(name_or_path=MODEL, normalize=True, query_max_length=256).build(),
+        model=Dense(name_or_path=model, normalize=True, query_max_length=256).build(),
         collection=collection,
         sampler=PairwiseSampler(),
         batcher=FixedBatcher(batch_size),
@@ -41,7 +42,7 @@ def ours_training(collection, batch_size: int, steps: int) -> float:
     )
     timings = []
 
-    class Timer:  # per-step wall time, skipping the first (warm-up) step
+    class Timer(Hook):  # per-step wall time, skipping the first (warm-up) step
         def on_train_start(self, state):
             self.last = time.perf_counter()
 
@@ -50,15 +51,12 @@ def ours_training(collection, batch_size: int, steps: int) -> float:
             timings.append(now - self.last)
             self.last = now
 
-        def on_train_end(self, state):
-            pass
-
     learner.fit([Timer()])
     return batch_size * steps / sum(timings[1:])
 
 
-def theirs_training(collection, batch_size: int, steps: int) -> float:
-    model = SentenceTransformer(MODEL, device="cpu")
+def theirs_training(collection, batch_size: int, steps: int, name: str = MODEL) -> float:
+    model = SentenceTransformer(name, device="cpu")
     model.max_seq_length = 256
     loss = MultipleNegativesRankingLoss(model, scale=20.0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
@@ -87,9 +85,9 @@ def theirs_training(collection, batch_size: int, steps: int) -> float:
     return batch_size * steps / elapsed
 
 
-def encoding(texts: list[str]) -> tuple[float, float]:
-    ours = Dense(name_or_path=MODEL, normalize=True).build().eval()
-    theirs = SentenceTransformer(MODEL, device="cpu")
+def encoding(texts: list[str], model: str = MODEL) -> tuple[float, float]:
+    ours = Dense(name_or_path=model, normalize=True).build().eval()
+    theirs = SentenceTransformer(model, device="cpu")
     theirs.max_seq_length = 256
     encode_texts(ours.encode_documents, texts[:64], 64, torch.device("cpu"))  # warm-up
     start = time.perf_counter()

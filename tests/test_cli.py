@@ -148,6 +148,7 @@ def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path):
         "evaluate",
         "model=splade",
         *tiny_overrides(checkpoint),
+        "model.exclude_special_tokens=true",  # as +experiment=splade trained it
         "index=inverted",
         f"index.load={tmp_path / 'index'}",
         f"hydra.run.dir={tmp_path / 'again'}",

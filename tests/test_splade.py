@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -57,13 +58,76 @@ def test_a_checkpoint_without_mlm_head_gets_a_lexical_head_and_a_warning(tiny_mo
     assert not transform.bias.any()
 
 
-def test_encoder_pools_non_special_tokens_only(splade):
-    text = "honey bees pollinate"
-    batch = splade.tokenizer([text], return_tensors="pt")
+def naver_splade(model, texts: list[str], pooling: str) -> torch.Tensor:
+    """naver/splade's formula written out: `pool_i log(1 + relu(logits_i)) * attention_mask_i`
+    over every attended position, [CLS] and [SEP] included."""
+    batch = model.tokenizer(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
-        logits = splade.query_encoder(**batch).logits[0, 1:-1]  # without [CLS] and [SEP]
+        logits = model.query_encoder(**batch).logits
+    weights = torch.log1p(torch.relu(logits)) * batch["attention_mask"].unsqueeze(-1)
+    return weights.amax(dim=1) if pooling == "max" else weights.sum(dim=1)
+
+
+TEXTS = ["honey bees pollinate", "volcanoes erupt molten lava, ash and gas"]
+
+
+def test_encoder_pools_every_attended_position_as_naver_splade(splade):
+    assert torch.allclose(
+        splade.encode_queries(TEXTS), naver_splade(splade, TEXTS, "max"), atol=1e-6
+    )
+    cls = splade.tokenizer.cls_token_id  # the lexical head makes [CLS] weigh on itself
+    assert splade.encode_queries(TEXTS)[:, cls].gt(0).all()
+
+
+def test_special_tokens_can_be_left_out(tiny_model_dir):
+    config = Splade(
+        name_or_path=str(tiny_model_dir), new_head_bias=0.0, exclude_special_tokens=True
+    )
+    model = config.build()
+    text = "honey bees pollinate"
+    batch = model.tokenizer([text], return_tensors="pt")
+    with torch.no_grad():
+        logits = model.query_encoder(**batch).logits[0, 1:-1]  # without [CLS] and [SEP]
         expected = torch.log1p(torch.relu(logits)).amax(dim=0)
-        assert torch.allclose(splade.encode_queries([text])[0], expected, atol=1e-6)
+        assert torch.allclose(model.encode_queries([text])[0], expected, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def masked_lm_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny BERT with a trained-looking (random) masked-LM head, as published SPLADE
+    checkpoints have one."""
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    folder = tmp_path_factory.mktemp("tiny-mlm")
+    torch.manual_seed(3)
+    BertForMaskedLM(BertConfig.from_pretrained(tiny_model_dir)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("pooling", ["max", "sum"])
+def test_term_weights_equal_sentence_transformers_sparse_encoder(masked_lm_dir, pooling):
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.modules import SpladePooling, Transformer
+
+    reference = SparseEncoder(
+        modules=[
+            Transformer(str(masked_lm_dir), transformer_task="fill-mask", max_seq_length=32),
+            SpladePooling(pooling_strategy=pooling),
+        ],
+        device="cpu",
+    )
+    expected = reference.encode(TEXTS, convert_to_tensor=True).to_dense()
+    ours = Splade(
+        name_or_path=str(masked_lm_dir), pooling=SparsePooling[pooling], doc_max_length=32
+    )
+    model = ours.build()
+    assert torch.allclose(model.encode_documents(TEXTS), expected, atol=1e-6)
+    assert torch.allclose(
+        model.encode_documents(TEXTS), naver_splade(model, TEXTS, pooling), atol=1e-6
+    )
+    excluded = replace(ours, exclude_special_tokens=True).build().encode_documents(TEXTS)
+    assert (excluded - expected).abs().max() > 1e-3  # the comparison can tell the two apart
 
 
 def test_documents_are_pruned_when_encoding_but_not_in_training(splade):

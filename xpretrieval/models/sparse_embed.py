@@ -34,7 +34,12 @@ SCORE_BLOCK_ELEMENTS = 2**24
 class SparseEmbed(MaskedLMConfig):
     """SPLADE term weights plus a contextual embedding per activated term."""
 
-    architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "shared", "embedding_dim")
+    architecture_fields: ClassVar[tuple[str, ...]] = (
+        "pooling",
+        "exclude_special_tokens",
+        "shared",
+        "embedding_dim",
+    )
     score_parts: ClassVar[tuple[str, ...]] = ("sparse", "dense")
 
     embedding_dim: int = 128  # size of each activated term's contextual embedding
@@ -80,7 +85,7 @@ class SparseEmbedEncoder(SpladeEncoder):
         self, output: Any, attention_mask: Tensor, special_tokens_mask: Tensor, is_query: bool
     ) -> Tensor:
         config = self.config
-        token_mask = attention_mask * (1 - special_tokens_mask)
+        token_mask = self.pooled_positions(attention_mask, special_tokens_mask)
         weights = splade_weights(output.logits, token_mask, config.pooling, None)
         k = min(config.query_terms if is_query else config.doc_terms, weights.shape[-1])
         values, ids = weights.topk(k, dim=-1)
@@ -107,10 +112,10 @@ class SparseEmbedEncoder(SpladeEncoder):
 
 def term_contexts(logits: Tensor, hidden: Tensor, token_mask: Tensor, ids: Tensor) -> Tensor:
     """For each selected term `ids[b, t]`, the hidden states `[b, tokens, h]` averaged with the
-    softmax over the kept tokens of that term's logits: `[b, k, h]`."""
+    softmax over the pooled positions of that term's logits: `[b, k, h]`."""
     index = ids.unsqueeze(1).expand(-1, logits.shape[1], -1)  # [b, tokens, k]
     term_logits = logits.gather(2, index).float()
-    # padding and special tokens get no attention (a text without kept tokens: uniform)
+    # positions not pooled get no attention (a text without pooled positions: uniform)
     term_logits = term_logits.masked_fill(~token_mask.bool().unsqueeze(-1), -1e4)
     attention = torch.softmax(term_logits, dim=1)
     return attention.transpose(1, 2).to(hidden.dtype) @ hidden

@@ -36,6 +36,10 @@ class MaskedLMConfig(TransformerConfig):
     initialisation_fields: ClassVar[tuple[str, ...]] = ("new_head_bias",)
 
     pooling: SparsePooling = SparsePooling.max
+    # false: pool over every attended position, [CLS] and [SEP] included, as naver/splade and
+    # sentence-transformers' SpladePooling do (published checkpoints expect it); true: leave
+    # the special tokens out
+    exclude_special_tokens: bool = False
     # bias of the vocabulary logits when the checkpoint has no MLM head and one is created:
     # negative values make the new head sparse from the start (-5: ~800 active terms per
     # 230-token document with all-MiniLM-L6-v2; 0: every term is active)
@@ -47,7 +51,7 @@ class MaskedLMConfig(TransformerConfig):
 class Splade(MaskedLMConfig):
     """Sparse bi-encoder over any masked-LM checkpoint; vocabulary-sized representations."""
 
-    architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "shared")
+    architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "exclude_special_tokens", "shared")
 
     # at encode time (not in training), keep only the k largest weights of each text
     query_max_active_dims: int | None = None
@@ -98,10 +102,17 @@ class SpladeEncoder(TransformerBiEncoder):
     ) -> Tensor:
         return splade_weights(
             output.logits,
-            attention_mask * (1 - special_tokens_mask),
+            self.pooled_positions(attention_mask, special_tokens_mask),
             self.config.pooling,
             None if self.training else self._max_active_dims(is_query),
         )
+
+    def pooled_positions(self, attention_mask: Tensor, special_tokens_mask: Tensor) -> Tensor:
+        """The positions term weights are pooled over (1 = pooled): every attended one, as the
+        reference computes, or without special tokens when `exclude_special_tokens`."""
+        if self.config.exclude_special_tokens:
+            return attention_mask * (1 - special_tokens_mask)
+        return attention_mask
 
     def _max_active_dims(self, is_query: bool) -> int | None:
         config = self.config

@@ -1,0 +1,43 @@
+"""Every benchmark function runs for one step on the tiny model and tiny data, so `make bench`
+cannot rot unnoticed (its figures are measured by `make bench`, never asserted here)."""
+
+from __future__ import annotations
+
+import importlib.util
+from types import ModuleType
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+from tests.conftest import ROOT, TINY_BEIR
+from xpretrieval.data.beir import load_beir_folder
+
+
+def benchmark(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_and_encoding_throughput_run(tiny_model_dir):
+    throughput = benchmark("train_throughput")
+    train = load_beir_folder(TINY_BEIR, "train")
+    assert throughput.ours_training(train, 2, 1, str(tiny_model_dir)) > 0
+    assert throughput.theirs_training(train, 2, 1, str(tiny_model_dir)) > 0
+    ours, theirs = throughput.encoding(list(train.documents.values()), str(tiny_model_dir))
+    assert ours > 0 and theirs > 0
+
+
+def test_sparse_index_comparison_runs():
+    pytest.importorskip("seismic", reason="pyseismic-lsr is the optional [seismic] extra")
+    rng = np.random.default_rng(0)
+    docs = scipy.sparse.random(
+        60, 200, density=0.05, format="csr", random_state=rng, dtype=np.float32
+    )
+    queries = scipy.sparse.random(
+        5, 200, density=0.1, format="csr", random_state=rng, dtype=np.float32
+    )
+    figures = benchmark("sparse_index").compare(docs, queries, repeats=1)
+    assert figures["ratio_vs_scipy"] > 0 and figures["ratio_vs_seismic"] > 0
