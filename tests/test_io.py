@@ -35,3 +35,18 @@ def test_directory_is_replaced_when_complete(tmp_path):
             (tmp / "weights").write_text(version)
     assert (target / "weights").read_text() == "v2"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_tied_scores_are_written_in_trec_eval_order(tmp_path):
+    from xpretrieval.retrieval.run import write_trec_run
+
+    run = {"q": [("d1", 2.0), ("d2", 1.0), ("d3", 2.0), ("d9", 1.0000000001)]}
+    write_trec_run(tmp_path / "run.trec", run, tag="splade")
+    lines = [line.split() for line in (tmp_path / "run.trec").read_text().splitlines()]
+    # score decreasing, ties (after the 6-decimal rounding written) by document id decreasing
+    assert [(f[2], f[3], f[5]) for f in lines] == [
+        ("d3", "1", "splade"),
+        ("d1", "2", "splade"),
+        ("d9", "3", "splade"),
+        ("d2", "4", "splade"),
+    ]

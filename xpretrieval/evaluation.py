@@ -24,12 +24,17 @@ class EvaluationConfig:
     # re-rank a first stage's candidates instead of searching the collection when
     # rerank.top_k > 0: those of rerank.run_file (a TREC run), or BM25's when it is null
     rerank: FirstStage = field(default_factory=FirstStage)
+    # the last column of run.trec, naming the system in pooled runs; experiment presets set
+    # their own name
+    run_tag: str = "xpretrieval"
 
     def __post_init__(self) -> None:
         if not self.metrics:
             raise ValueError("metrics must name at least one ir-measures measure, e.g. nDCG@10")
         for name in self.metrics:
             parse_measure(name)
+        if not self.run_tag or any(character.isspace() for character in self.run_tag):
+            raise ValueError(f"run_tag must be one word (a TREC column), got {self.run_tag!r}")
         for name in ("top_k", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -266,7 +266,7 @@ def _evaluate(
             experiment.precision,
             save_to=output_dir / f"{prefix}index" if experiment.index.save else None,
         )
-    write_trec_run(output_dir / f"{prefix}run.trec", retrieval.run)
+    write_trec_run(output_dir / f"{prefix}run.trec", retrieval.run, settings.run_tag)
     metrics = compute_metrics(retrieval.run, collection.qrels, settings.metrics)
     write_json(
         output_dir / f"{prefix}metrics.json",

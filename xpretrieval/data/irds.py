@@ -7,10 +7,9 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from xpretrieval.data.collection import Collection, Qrels, check_id
 from xpretrieval.errors import DataError
+from xpretrieval.progress import progress
 from xpretrieval.retrieval.run import Run
 
 logger = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ def load_scoreddocs(dataset_id: str) -> Run:
     if not dataset.has_scoreddocs():
         raise DataError(f"ir-datasets id {dataset_id!r} has no scoreddocs (a first-stage ranking)")
     run: Run = {}
-    for scored in tqdm(dataset.scoreddocs_iter(), desc="scoreddocs", unit=" docs", disable=None):
+    for scored in progress(dataset.scoreddocs_iter(), desc="scoreddocs", unit="docs"):
         run.setdefault(scored.query_id, []).append((scored.doc_id, scored.score))
     for ranking in run.values():
         ranking.sort(key=lambda item: -item[1])
@@ -84,5 +83,5 @@ def iter_docpairs(dataset_id: str) -> Iterator[tuple[str, str, str]]:
             f"ir-datasets id {dataset_id!r} has no docpairs (query, preferred, other document) "
             "triples; e.g. msmarco-passage/train/triples-small has"
         )
-    for pair in tqdm(dataset.docpairs_iter(), desc="docpairs", unit=" pairs", disable=None):
+    for pair in progress(dataset.docpairs_iter(), desc="docpairs", unit="pairs"):
         yield pair.query_id, pair.doc_id_a, pair.doc_id_b

@@ -5,6 +5,7 @@ from xpretrieval.models.bm25 import Bm25
 from xpretrieval.models.colbert import ColBERT, ColBERTEncoder
 from xpretrieval.models.cross_encoder import CrossEncoder, CrossEncoderModel
 from xpretrieval.models.dense import Dense, DenseEncoder
+from xpretrieval.models.loading import load
 from xpretrieval.models.pooling import Pooling
 from xpretrieval.models.sparse_embed import SparseEmbed, SparseEmbedEncoder
 from xpretrieval.models.splade import SparsePooling, Splade, SpladeEncoder
@@ -25,4 +26,5 @@ __all__ = [
     "SparsePooling",
     "Splade",
     "SpladeEncoder",
+    "load",
 ]

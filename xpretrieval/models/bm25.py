@@ -3,6 +3,9 @@ retriever. It has no encoder to train: `evaluate model=bm25` ranks a collection 
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -14,6 +17,8 @@ from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
 from xpretrieval.models.base import ModelConfig
 from xpretrieval.retrieval.run import Run
+
+logger = logging.getLogger(__name__)
 
 
 @register("model", "bm25")
@@ -57,11 +62,18 @@ class Bm25Retriever:
         """The top-k documents of every query, and the index's size."""
         config = self.config
         doc_ids = list(collection.documents)
+        start = time.perf_counter()
         index = bm25s.BM25(k1=config.k1, b=config.b, method=config.method)
-        index.index(self._tokenize(list(collection.documents.values())), show_progress=False)
+        index.index(self._tokenize(list(collection.documents.values())), show_progress=_bars())
+        logger.info(
+            "BM25: indexed %d documents of %s in %.1f s",
+            len(doc_ids),
+            collection.name,
+            time.perf_counter() - start,
+        )
         queries = self._tokenize(list(collection.queries.values()))
         k = min(k, len(doc_ids))
-        rows, scores = index.retrieve(queries, k=k, show_progress=False, n_threads=0)
+        rows, scores = index.retrieve(queries, k=k, show_progress=_bars(), n_threads=0)
         run = {
             query_id: [
                 (doc_ids[row], float(score))
@@ -74,5 +86,10 @@ class Bm25Retriever:
 
     def _tokenize(self, texts: list[str]) -> bm25s.tokenization.Tokenized:
         return bm25s.tokenize(
-            texts, stopwords=self.config.stopwords, stemmer=self._stemmer, show_progress=False
+            texts, stopwords=self.config.stopwords, stemmer=self._stemmer, show_progress=_bars()
         )
+
+
+def _bars() -> bool:
+    """bm25s's own progress bars, on a terminal only (a log file gets the timing line)."""
+    return sys.stderr.isatty()

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from xpretrieval.config import register
 from xpretrieval.models.pooling import Pooling, pool
+from xpretrieval.models.sentence_transformers_layout import write_dense_layout
 from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConfig
 
 
@@ -22,6 +23,7 @@ class Dense(TransformerConfig):
     dense_vectors: ClassVar[bool] = True
 
     architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "normalize", "shared")
+    layout_kind: ClassVar[str | None] = "dense"
 
     pooling: Pooling = Pooling.mean
     normalize: bool = False  # L2-normalise vectors, making the dot-product score a cosine
@@ -42,6 +44,15 @@ class DenseEncoder(TransformerBiEncoder):
     def score(self, queries: Tensor, documents: Tensor) -> Tensor:
         """All-pairs dot products, `[n_queries, n_documents]`."""
         return queries @ documents.T
+
+    def save_layout(self, path: Path) -> None:
+        """sentence-transformers' Transformer, Pooling and Normalize files: the saved folder
+        loads in `SentenceTransformer` and encodes as this model does (documents' length)."""
+        config = self.config
+        hidden = self.query_encoder.config.hidden_size
+        write_dense_layout(
+            path, hidden, config.pooling.value, config.normalize, config.doc_max_length
+        )
 
     @classmethod
     def load(cls, path: str | Path, config_type: type[Dense] = Dense) -> DenseEncoder:

@@ -59,6 +59,11 @@ class SparseEmbed(MaskedLMConfig):
 class SparseEmbedEncoder(SpladeEncoder):
     """Encodes texts into packed `[n, k, 2 + embedding_dim]` representations."""
 
+    def save_layout(self, path: Path) -> None:
+        """None: sentence-transformers has no SparseEmbed (SPLADE's layout would lose the
+        contextual embeddings)."""
+        del path
+
     encoder_kwargs: ClassVar[dict[str, Any]] = {"output_hidden_states": True}
     head_modules: ClassVar[tuple[str, ...]] = ("projection",)
 

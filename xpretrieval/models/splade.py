@@ -16,6 +16,7 @@ from torch import Tensor
 from transformers import AutoModelForMaskedLM, PreTrainedModel
 
 from xpretrieval.config import register
+from xpretrieval.models.sentence_transformers_layout import write_splade_layout
 from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConfig
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Splade(MaskedLMConfig):
     """Sparse bi-encoder over any masked-LM checkpoint; vocabulary-sized representations."""
 
     architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "exclude_special_tokens", "shared")
+    layout_kind: ClassVar[str | None] = "splade"
 
     # at encode time (not in training), keep only the k largest weights of each text
     query_max_active_dims: int | None = None
@@ -125,6 +127,17 @@ class SpladeEncoder(TransformerBiEncoder):
     def term_weights(self, reps: Tensor) -> Tensor:
         """SPLADE representations are the vocabulary term weights themselves."""
         return reps
+
+    def save_layout(self, path: Path) -> None:
+        """sentence-transformers' MLMTransformer and SpladePooling files, so that the saved
+        folder loads in `SparseEncoder`; not written when special tokens are left out of
+        pooling, which SpladePooling cannot do (its weights would differ)."""
+        config = self.config
+        if config.exclude_special_tokens:
+            logger.info("%s: no sentence-transformers files (exclude_special_tokens)", path)
+            return
+        vocabulary = self.query_encoder.get_output_embeddings().out_features
+        write_splade_layout(path, vocabulary, config.pooling.value, config.doc_max_length)
 
     def decode(self, reps: Tensor, top_k: int = 20) -> list[list[tuple[str, float]]]:
         """The `top_k` heaviest (token, weight) pairs of each representation, heaviest first."""

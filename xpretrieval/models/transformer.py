@@ -26,6 +26,7 @@ from transformers import (
 
 from xpretrieval.errors import ConfigError
 from xpretrieval.models.base import ModelConfig
+from xpretrieval.models.sentence_transformers_layout import layout_folder, read_layout
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class TransformerConfig(ModelConfig):
 
     # fields a saved model must be loaded with; subclasses list their own
     architecture_fields: ClassVar[tuple[str, ...]] = ("shared",)
+    # the sentence-transformers model kind read from and saved in its layout, if any
+    layout_kind: ClassVar[str | None] = None
 
     name_or_path: str = MISSING  # hub id or local folder (a saved xpretrieval model too)
     shared: bool = True  # one encoder for queries and documents, or two separate ones
@@ -117,13 +120,14 @@ class TransformerBiEncoder(nn.Module):
         saved = _saved_config(path, type(config))
         if saved is not None:
             _check_compatible(config, saved, path)
+        source = _hugging_face_files(path)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            tokenizer = AutoTokenizer.from_pretrained(source)
             if saved is not None and not saved.shared:
                 query_encoder = cls.load_encoder(folder / "query", config)
                 document_encoder = cls.load_encoder(folder / "document", config)
             else:
-                query_encoder = cls.load_encoder(path, config)
+                query_encoder = cls.load_encoder(source, config)
                 document_encoder = None if config.shared else copy.deepcopy(query_encoder)
         except (OSError, ValueError) as error:  # transformers raises either for a non-model
             raise ConfigError(
@@ -208,6 +212,13 @@ class TransformerBiEncoder(nn.Module):
             save_file(getattr(self, name).state_dict(), path / f"{name}.safetensors")
         component = OmegaConf.structured(replace(self.config, name_or_path="."))
         (path / COMPONENT_FILE).write_text(OmegaConf.to_yaml(component), encoding="utf-8")
+        if self.document_encoder is None:
+            self.save_layout(path)
+
+    def save_layout(self, path: Path) -> None:
+        """Write the files another library needs to load the saved model (none by default;
+        models with a sentence-transformers counterpart write its layout)."""
+        del path
 
     @classmethod
     def load(cls, path: str | Path, config_type: type[TransformerConfig]) -> TransformerBiEncoder:
@@ -219,10 +230,11 @@ class TransformerBiEncoder(nn.Module):
 
 
 def _saved_config(path: str, config_type: type[TransformerConfig]) -> TransformerConfig | None:
-    """The config saved beside a local model folder, or None for hub ids and plain HF folders."""
+    """The config saved beside a model: xpretrieval's own file, or what a sentence-transformers
+    layout says (pooling, normalisation, max length); None for plain Hugging Face models."""
     file = Path(path) / COMPONENT_FILE
     if not file.is_file():
-        return None
+        return _sentence_transformers_config(path, config_type)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(config_type), OmegaConf.load(file))
     except OmegaConfBaseException as error:  # unknown fields: saved by another kind of model
@@ -231,6 +243,33 @@ def _saved_config(path: str, config_type: type[TransformerConfig]) -> Transforme
             "choose the model group it was trained with"
         ) from None
     return OmegaConf.to_object(merged)
+
+
+def _sentence_transformers_config(
+    path: str, config_type: type[TransformerConfig]
+) -> TransformerConfig | None:
+    folder = layout_folder(path)
+    layout = None if folder is None else read_layout(folder)
+    if layout is None or config_type.layout_kind is None:
+        return None
+    kind = layout.pop("kind")
+    layout.pop("transformer_path")
+    if kind != config_type.layout_kind:
+        raise ConfigError(
+            f"{path} is a sentence-transformers {kind} model; choose model={kind} to load it"
+        )
+    merged = OmegaConf.merge(OmegaConf.structured(config_type), {"name_or_path": path, **layout})
+    return OmegaConf.to_object(merged)
+
+
+def _hugging_face_files(path: str) -> str:
+    """Where the Hugging Face files of a model are: the folder itself, or the transformer
+    module's subfolder of an older sentence-transformers layout (`0_Transformer/`)."""
+    folder = layout_folder(path) if Path(path).is_dir() else None
+    layout = None if folder is None else read_layout(folder)
+    if layout is None or not layout["transformer_path"]:
+        return path
+    return str(Path(path) / layout["transformer_path"])
 
 
 def _check_compatible(config: TransformerConfig, saved: TransformerConfig, path: str) -> None:

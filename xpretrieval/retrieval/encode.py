@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from xpretrieval.device import Precision, autocast
+from xpretrieval.progress import progress
 
 
 def encode_batches(
@@ -28,7 +28,7 @@ def encode_batches(
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
     with torch.inference_mode(), autocast(device, precision):
         starts = range(0, len(order), batch_size)
-        for start in tqdm(starts, desc=desc, unit="batch", leave=False, disable=None):
+        for start in progress(starts, desc=desc, unit="batch"):
             rows = order[start : start + batch_size]
             yield torch.tensor(rows), encode([texts[i] for i in rows]).float()
 

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+
+from xpretrieval.progress import progress
 
 
 def exact_top_k(
@@ -24,9 +25,7 @@ def exact_top_k(
     """
     k = min(k, len(documents))
     top_scores, top_rows = [], []
-    for q_start in tqdm(
-        range(0, len(queries), query_chunk), desc="search", leave=False, disable=None
-    ):
+    for q_start in progress(range(0, len(queries), query_chunk), desc="search", unit="block"):
         block = queries[q_start : q_start + query_chunk]
         best = torch.empty(len(block), 0, dtype=block.dtype, device=block.device)
         best_rows = torch.empty(len(block), 0, dtype=torch.long, device=block.device)

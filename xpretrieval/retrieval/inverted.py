@@ -10,7 +10,8 @@ import numpy as np
 import scipy.sparse
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+
+from xpretrieval.progress import progress
 
 
 class InvertedIndex:
@@ -84,7 +85,7 @@ class InvertedIndex:
         scores = np.empty((weights.shape[0], k), dtype=np.float32)
         rows = np.empty((weights.shape[0], k), dtype=np.int64)
         starts = range(0, weights.shape[0], query_chunk)
-        for start in tqdm(starts, desc="search", leave=False, disable=None):
+        for start in progress(starts, desc="search", unit="block"):
             block = (weights[start : start + query_chunk] @ by_term).toarray()
             best = np.argpartition(-block, k - 1, axis=1)[:, :k]
             order = np.argsort(-np.take_along_axis(block, best, axis=1), axis=1, kind="stable")

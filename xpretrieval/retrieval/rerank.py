@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from xpretrieval.data.collection import Collection
 from xpretrieval.device import Precision, autocast
 from xpretrieval.errors import DataError
 from xpretrieval.models.base import Encoder
+from xpretrieval.progress import progress
 from xpretrieval.retrieval.encode import encode_texts
 from xpretrieval.retrieval.retrieve import Retrieval
 from xpretrieval.retrieval.run import Run, read_trec_run
@@ -172,7 +172,7 @@ def _score_pairs(
     """Score each (query, candidate) pair, `batch_size` pairs at a time."""
     run: Run = {}
     with torch.inference_mode(), autocast(device, precision):
-        for query_id in tqdm(collection.queries, desc="re-rank", unit="query", disable=None):
+        for query_id in progress(collection.queries, desc="re-rank", unit="query"):
             docs = [doc for doc, _ in candidates[query_id]]
             scores: list[float] = []
             for start in range(0, len(docs), batch_size):

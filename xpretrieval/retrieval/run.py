@@ -13,11 +13,16 @@ Run = dict[str, list[tuple[str, float]]]
 
 
 def write_trec_run(path: str | Path, run: Run, tag: str = "xpretrieval") -> None:
-    """Write `run` in TREC format, atomically."""
+    """Write `run` in TREC format, atomically, each query's documents in trec_eval's order:
+    by the written (6-decimal) score, decreasing, and ties by document id, decreasing, so
+    that the rank column agrees with what trec_eval and ir-measures compute from the file."""
     with atomic_file(path) as handle:
         for query_id, ranking in run.items():
-            for rank, (doc_id, score) in enumerate(ranking, start=1):
-                handle.write(f"{query_id} Q0 {doc_id} {rank} {score:.6f} {tag}\n")
+            written = [(doc_id, f"{score:.6f}") for doc_id, score in ranking]
+            written.sort(key=lambda item: item[0], reverse=True)
+            written.sort(key=lambda item: float(item[1]), reverse=True)  # stable: ties keep ids
+            for rank, (doc_id, score) in enumerate(written, start=1):
+                handle.write(f"{query_id} Q0 {doc_id} {rank} {score} {tag}\n")
 
 
 def read_trec_run(path: str | Path) -> Run:

@@ -1,0 +1,74 @@
+"""`load(name_or_path)`: the model a folder or hub id holds, as the right kind of encoder,
+whoever saved it: xpretrieval, sentence-transformers, naver/splade or plain transformers."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from xpretrieval.errors import ConfigError
+from xpretrieval.models.base import Encoder
+from xpretrieval.models.colbert import ColBERT
+from xpretrieval.models.cross_encoder import CrossEncoder
+from xpretrieval.models.dense import Dense
+from xpretrieval.models.sentence_transformers_layout import layout_folder, read_layout
+from xpretrieval.models.sparse_embed import SparseEmbed
+from xpretrieval.models.splade import Splade
+from xpretrieval.models.transformer import COMPONENT_FILE, TransformerConfig
+
+KINDS: tuple[type[TransformerConfig], ...] = (Dense, Splade, SparseEmbed, ColBERT, CrossEncoder)
+LAYOUT_KINDS = {"dense": Dense, "splade": Splade}
+
+
+def load(name_or_path: str | Path) -> Encoder:
+    """Build the encoder saved at `name_or_path` (a folder or a Hugging Face hub id):
+
+    - a folder saved by xpretrieval: the kind and settings it was saved with;
+    - a sentence-transformers folder or hub id: Dense (its pooling, normalisation, length)
+      or SPLADE (SparseEncoder's SpladePooling);
+    - a plain checkpoint, by its architecture: a masked LM is SPLADE (naver/splade's
+      checkpoints), a sequence classifier a cross-encoder, anything else a Dense encoder
+      with mean pooling.
+    """
+    return config_for(str(name_or_path)).build()
+
+
+def config_for(name_or_path: str) -> TransformerConfig:
+    """The model config `load` builds from (no weights are read)."""
+    saved = Path(name_or_path) / COMPONENT_FILE
+    if saved.is_file():
+        return _saved_kind(saved, name_or_path)
+    folder = layout_folder(name_or_path)
+    layout = None if folder is None else read_layout(folder)
+    if layout is not None:
+        kind = LAYOUT_KINDS[layout.pop("kind")]
+        layout.pop("transformer_path")
+        return _build(kind, {"name_or_path": name_or_path, **layout})
+    from transformers import AutoConfig
+
+    try:
+        architectures = AutoConfig.from_pretrained(name_or_path).architectures or []
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{name_or_path!r} is not a loadable model: {error}") from None
+    if any(name.endswith("ForMaskedLM") for name in architectures):
+        return Splade(name_or_path=name_or_path)
+    if any(name.endswith("ForSequenceClassification") for name in architectures):
+        return CrossEncoder(name_or_path=name_or_path)
+    return Dense(name_or_path=name_or_path)
+
+
+def _saved_kind(file: Path, name_or_path: str) -> TransformerConfig:
+    """The config class whose fields are exactly the saved file's keys."""
+    saved = OmegaConf.to_container(OmegaConf.load(file))
+    assert isinstance(saved, dict)
+    for kind in KINDS:
+        if {f.name for f in dataclasses.fields(kind)} == set(saved):
+            return _build(kind, {**saved, "name_or_path": name_or_path})
+    raise ConfigError(f"{file}: its fields match no model kind ({', '.join(sorted(saved))})")
+
+
+def _build(kind: type[TransformerConfig], fields: dict[str, Any]) -> TransformerConfig:
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(kind), fields))

@@ -1,0 +1,185 @@
+"""sentence-transformers' folder layout, written beside a saved model so that
+`SentenceTransformer(dir)` / `SparseEncoder(dir)` load it as it is, and read from folders that
+sentence-transformers saved, so that they load here without an xpretrieval file.
+
+The layout is a few small JSON files around the Hugging Face model files: `modules.json`
+lists the modules (transformer, pooling, normalisation), each configured in its own folder.
+Module type names are the classic ones (`sentence_transformers.models.*`), which every
+sentence-transformers release from 2 (dense) and 5 (sparse) on loads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from xpretrieval.errors import ConfigError
+
+MODULES_FILE = "modules.json"
+TRANSFORMER = "sentence_transformers.models.Transformer"
+POOLING = "sentence_transformers.models.Pooling"
+NORMALIZE = "sentence_transformers.models.Normalize"
+MLM_TRANSFORMER = "sentence_transformers.sparse_encoder.models.MLMTransformer"
+SPLADE_POOLING = "sentence_transformers.sparse_encoder.models.SpladePooling"
+POOLING_FLAGS = {
+    "cls": "pooling_mode_cls_token",
+    "mean": "pooling_mode_mean_tokens",
+    "max": "pooling_mode_max_tokens",
+}
+
+
+def write_dense_layout(
+    folder: Path, hidden_size: int, pooling: str, normalize: bool, max_length: int
+) -> None:
+    """Transformer + Pooling (+ Normalize): what `SentenceTransformer(folder)` loads."""
+    modules = [_module(0, "", TRANSFORMER), _module(1, "1_Pooling", POOLING)]
+    pooling_config: dict[str, Any] = {"word_embedding_dimension": hidden_size}
+    pooling_config.update({flag: mode == pooling for mode, flag in POOLING_FLAGS.items()})
+    pooling_config["pooling_mode_mean_sqrt_len_tokens"] = False
+    _write(folder / "1_Pooling" / "config.json", pooling_config)
+    if normalize:
+        modules.append(_module(2, "2_Normalize", NORMALIZE))
+        (folder / "2_Normalize").mkdir(exist_ok=True)
+    _write(folder / MODULES_FILE, modules)
+    _write(folder / "sentence_bert_config.json", {"max_seq_length": max_length})
+    similarity = "cosine" if normalize else "dot"
+    _write(
+        folder / "config_sentence_transformers.json",
+        {"model_type": "SentenceTransformer", "similarity_fn_name": similarity},
+    )
+
+
+def write_splade_layout(folder: Path, vocabulary: int, pooling: str, max_length: int) -> None:
+    """MLMTransformer + SpladePooling: what `SparseEncoder(folder)` loads."""
+    modules = [_module(0, "", MLM_TRANSFORMER), _module(1, "1_SpladePooling", SPLADE_POOLING)]
+    _write(
+        folder / "1_SpladePooling" / "config.json",
+        {
+            "pooling_strategy": pooling,
+            "activation_function": "relu",
+            "word_embedding_dimension": vocabulary,
+        },
+    )
+    _write(folder / MODULES_FILE, modules)
+    _write(folder / "sentence_bert_config.json", {"max_seq_length": max_length})
+    _write(
+        folder / "config_sentence_transformers.json",
+        {"model_type": "SparseEncoder", "similarity_fn_name": "dot"},
+    )
+
+
+def layout_folder(name_or_path: str) -> Path | None:
+    """The folder holding a model's sentence-transformers files: a local folder as it is, a
+    hub id's cached snapshot (its modules.json and module configs fetched through the Hugging
+    Face cache); None for a hub id without modules.json."""
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        return folder
+    from transformers.utils import cached_file
+
+    def fetch(filename: str) -> str | None:
+        return cached_file(
+            name_or_path,
+            filename,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+
+    try:
+        modules_file = fetch(MODULES_FILE)
+    except OSError:  # not a repository id at all: the model loader says so
+        return None
+    if modules_file is None:
+        return None
+    for module in json.loads(Path(modules_file).read_text(encoding="utf-8")):
+        for name in ("config.json", "sentence_bert_config.json"):
+            fetch(f"{module['path']}/{name}".lstrip("/"))
+    return Path(modules_file).parent
+
+
+def read_layout(folder: Path) -> dict[str, Any] | None:
+    """What a sentence-transformers folder says about the model, as model config fields plus
+    `kind` ("dense" or "splade") and `transformer_path` (where the Hugging Face files are);
+    None when the folder has no modules.json. Modules xpretrieval cannot reproduce (a dense
+    projection, another pooling) are a ConfigError naming them."""
+    modules_file = folder / MODULES_FILE
+    if not modules_file.is_file():
+        return None
+    modules = json.loads(modules_file.read_text(encoding="utf-8"))
+    types = [_short(module["type"]) for module in modules]
+    paths = {_short(module["type"]): module["path"] for module in modules}
+    fields: dict[str, Any] = {}
+    transformer = next((t for t in types if t in ("Transformer", "MLMTransformer")), None)
+    if transformer is None:
+        raise ConfigError(f"{modules_file}: no Transformer module; not a transformer model")
+    fields["transformer_path"] = paths[transformer]
+    max_length = _max_length(folder / paths[transformer])
+    if max_length is not None:
+        fields["doc_max_length"] = max_length
+    if "SpladePooling" in types:
+        pooling = _read(folder / paths["SpladePooling"] / "config.json")
+        if pooling.get("activation_function", "relu") != "relu":
+            raise ConfigError(
+                f"{folder}: SpladePooling activation {pooling['activation_function']!r}; "
+                "xpretrieval's SPLADE computes log(1 + relu(x)) only"
+            )
+        fields.update(kind="splade", pooling=pooling.get("pooling_strategy", "max"))
+        return _only(fields, types, {transformer, "SpladePooling"}, modules_file)
+    if "Pooling" in types:
+        pooling = _read(folder / paths["Pooling"] / "config.json")
+        if "pooling_mode" in pooling:  # sentence-transformers 6: "cls", or a list of modes
+            given = pooling["pooling_mode"]
+            modes = [given] if isinstance(given, str) else list(given)
+        else:  # earlier releases: one flag per mode
+            modes = [mode for mode, flag in POOLING_FLAGS.items() if pooling.get(flag)]
+            modes += ["mean_sqrt_len"] if pooling.get("pooling_mode_mean_sqrt_len_tokens") else []
+        if len(modes) != 1 or modes[0] not in POOLING_FLAGS:
+            raise ConfigError(
+                f"{folder / paths['Pooling'] / 'config.json'}: pooling must be exactly one of "
+                "cls, mean or max for xpretrieval's Dense model"
+            )
+        fields.update(kind="dense", pooling=modes[0], normalize="Normalize" in types)
+        return _only(fields, types, {transformer, "Pooling", "Normalize"}, modules_file)
+    raise ConfigError(f"{modules_file}: neither a Pooling nor a SpladePooling module")
+
+
+def _max_length(transformer_folder: Path) -> int | None:
+    """The transformer module's maximum sequence length: `max_seq_length` of its
+    sentence_bert_config.json, or (sentence-transformers 6) the tokenizer's model_max_length."""
+    settings = _read(transformer_folder / "sentence_bert_config.json")
+    if "max_seq_length" in settings:
+        return int(settings["max_seq_length"])
+    tokenizer = _read(transformer_folder / "tokenizer_config.json")
+    length = tokenizer.get("model_max_length")
+    return int(length) if isinstance(length, int) and length < 1_000_000 else None
+
+
+def _only(
+    fields: dict[str, Any], types: list[str], known: set[str], modules_file: Path
+) -> dict[str, Any]:
+    others = [t for t in types if t not in known]
+    if others:
+        raise ConfigError(
+            f"{modules_file} lists {', '.join(others)}, which xpretrieval's models do not have; "
+            "load it with sentence-transformers instead"
+        )
+    return fields
+
+
+def _short(type_name: str) -> str:
+    """`sentence_transformers.models.Pooling` and `...modules.pooling.Pooling` -> `Pooling`."""
+    return type_name.rsplit(".", 1)[-1]
+
+
+def _module(idx: int, path: str, type_name: str) -> dict[str, Any]:
+    return {"idx": idx, "name": str(idx), "path": path, "type": type_name}
+
+
+def _write(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
