@@ -25,17 +25,6 @@ from xpretrieval.models import (
 TEXTS = ["honey bees pollinate flowering plants", "volcanoes erupt molten lava, ash and gas"]
 
 
-@pytest.fixture(scope="module")
-def masked_lm_dir(tiny_model_dir, tmp_path_factory):
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
-
-    folder = tmp_path_factory.mktemp("tiny-mlm")
-    torch.manual_seed(3)
-    BertForMaskedLM(BertConfig.from_pretrained(tiny_model_dir)).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize(("pooling", "normalize"), [("mean", True), ("cls", False)])
 def test_a_saved_dense_model_loads_in_sentence_transformers(
     tiny_model_dir, tmp_path, pooling, normalize

@@ -92,19 +92,6 @@ def test_special_tokens_can_be_left_out(tiny_model_dir):
         assert torch.allclose(model.encode_queries([text])[0], expected, atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def masked_lm_dir(tiny_model_dir, tmp_path_factory):
-    """The tiny BERT with a trained-looking (random) masked-LM head, as published SPLADE
-    checkpoints have one."""
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
-
-    folder = tmp_path_factory.mktemp("tiny-mlm")
-    torch.manual_seed(3)
-    BertForMaskedLM(BertConfig.from_pretrained(tiny_model_dir)).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize("pooling", ["max", "sum"])
 def test_term_weights_equal_sentence_transformers_sparse_encoder(masked_lm_dir, pooling):
     from sentence_transformers import SparseEncoder

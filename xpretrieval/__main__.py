@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from xpretrieval import baselines, report
 from xpretrieval.errors import RunDirectoryRefused, UserInputError
-from xpretrieval.experiment import run_evaluate, run_mine, run_train
+from xpretrieval.experiment import run_evaluate, run_export, run_mine, run_train
 from xpretrieval.resume import resumed_overrides, run_in_resumed_directory
 from xpretrieval.run_dir import check_output_writable
 from xpretrieval.training.interrupt import TrainingInterrupted
@@ -25,17 +25,19 @@ COMMANDS: dict[str, Callable[[DictConfig, Path, list[str]], dict[str, float]]] =
     "train": run_train,
     "evaluate": run_evaluate,
     "mine": run_mine,
+    "export": run_export,
 }
 
 TOOLS: dict[str, Callable[[list[str]], None]] = {"report": report.main, "baseline": baselines.main}
 
-USAGE = """usage: python -m xpretrieval {train,evaluate,mine} [OVERRIDES...]
+USAGE = """usage: python -m xpretrieval {train,evaluate,mine,export} [OVERRIDES...]
        python -m xpretrieval report FOLDER [--metric nDCG@10] [--baseline RUN]
        python -m xpretrieval baseline [--fast] experiments/NAME...
 
   train      train the configured model on dataset.train, then evaluate it on dataset.test
   evaluate   evaluate the configured model (model.name_or_path) on dataset.test
   mine       rank the training queries with the model: a run of hard negatives
+  export     encode dataset.test for other engines: Anserini files (SPLADE), .npy (dense)
   report     gather the runs under FOLDER (e.g. a multirun) into one table and plots
   baseline   re-run recorded baselines and compare with their recorded metrics
 

@@ -18,6 +18,7 @@ from xpretrieval.data.dataset import DatasetConfig
 from xpretrieval.device import Precision, resolve_device
 from xpretrieval.errors import ConfigError
 from xpretrieval.evaluation import EvaluationConfig, Metrics, check_computable, compute_metrics
+from xpretrieval.export import ExportConfig, export_collection
 from xpretrieval.io import write_json, write_text
 from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import Encoder, ModelConfig
@@ -65,6 +66,7 @@ class ExperimentConfig:
     evaluate_before_training: bool = False  # also measure the untrained model, for comparison
     # a run directory to continue from its last checkpoint, exactly as if never interrupted
     resume: str | None = None
+    export: ExportConfig = field(default_factory=ExportConfig)  # what `export` writes
 
     def __post_init__(self) -> None:
         validation = self.validation
@@ -210,6 +212,26 @@ def run_mine(
         raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
     dataset = replace(experiment.dataset, test=experiment.dataset.train)
     return _evaluate_command(cfg, replace(experiment, dataset=dataset), output_dir, overrides)
+
+
+def run_export(
+    cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None
+) -> dict[str, float]:
+    """Encode the test split's documents and queries with the model into `<run dir>/export/`:
+    Anserini files for a SPLADE model, `.npy` vectors for a dense one (see export.py)."""
+    experiment = load_experiment(cfg)
+    claim_run_dir(output_dir, resuming=False)
+    device = resolve_device(experiment.device)
+    collection = experiment.dataset.test.load()
+    _record_config(cfg, experiment, output_dir, overrides)
+    model = experiment.model.build().to(device)
+    folder = output_dir / "export"
+    batch_size = experiment.evaluation.batch_size
+    manifest = export_collection(
+        model, collection, folder, experiment.export, batch_size, device, experiment.precision
+    )
+    print(f"Exported {collection.name} ({manifest['kind']}) to {folder}")
+    return {"documents": float(len(collection.documents)), "queries": len(collection.queries)}
 
 
 def _evaluate_command(
