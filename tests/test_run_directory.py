@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.conftest import ROOT, tiny_overrides
@@ -28,23 +27,6 @@ def train(model_dir: Path, *extra: str, cwd: Path = ROOT):
     return cli("train", *tiny_overrides(model_dir), "trainer.max_steps=2", *extra, cwd=cwd)
 
 
-@pytest.fixture(scope="module")
-def finished_run(tiny_model_dir, tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("finished")
-    result = train(tiny_model_dir, f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
-
-
-def test_a_refused_run_leaves_the_directory_untouched(tiny_model_dir, finished_run):
-    before = snapshot(finished_run)
-    assert ".hydra/overrides.yaml" in before
-    result = train(tiny_model_dir, "optimizer.lr=1e-3", f"hydra.run.dir={finished_run}")
-    assert result.returncode == 2
-    assert f"error: {finished_run} already holds a run" in result.stderr
-    assert snapshot(finished_run) == before
-
-
 def test_an_unwritable_output_folder_is_one_line(tiny_model_dir, tmp_path):
     (tmp_path / "a-file").write_text("")
     result = train(tiny_model_dir, f"hydra.run.dir={tmp_path / 'a-file' / 'run'}")
@@ -53,11 +35,20 @@ def test_an_unwritable_output_folder_is_one_line(tiny_model_dir, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_resume_changes_only_what_it_may_and_keeps_its_overrides(tiny_model_dir, tmp_path):
+def test_a_refused_run_leaves_the_folder_untouched_and_resume_changes_only_what_it_may(
+    tiny_model_dir, tmp_path
+):
     run_dir, cwd = tmp_path / "run", tmp_path / "elsewhere"
     cwd.mkdir()
     first = train(tiny_model_dir, f"hydra.run.dir={run_dir}", cwd=cwd)
     assert first.returncode == 0, first.stderr[-3000:]
+
+    before = snapshot(run_dir)  # a run refused there leaves the finished one untouched
+    assert ".hydra/overrides.yaml" in before
+    again_there = train(tiny_model_dir, "optimizer.lr=1e-3", f"hydra.run.dir={run_dir}", cwd=cwd)
+    assert again_there.returncode == 2
+    assert f"error: {run_dir} already holds a run" in again_there.stderr
+    assert snapshot(run_dir) == before
 
     refused = cli("train", f"resume={run_dir}", "optimizer.lr=1e-3", cwd=cwd)
     assert refused.returncode == 2
