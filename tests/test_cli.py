@@ -12,13 +12,14 @@ import pytest
 from tests.conftest import ROOT, TINY_BEIR, tiny_overrides
 
 
-def cli(*args: str, cwd) -> subprocess.CompletedProcess:
+def cli(*args: str, cwd, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "xpretrieval", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=600,
+        env=env,
     )
 
 

@@ -12,7 +12,7 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from xpretrieval import baselines, report
+from xpretrieval import baselines, push, report
 from xpretrieval.errors import RunDirectoryRefused, UserInputError
 from xpretrieval.experiment import run_evaluate, run_export, run_mine, run_train
 from xpretrieval.resume import resumed_overrides, run_in_resumed_directory
@@ -28,11 +28,16 @@ COMMANDS: dict[str, Callable[[DictConfig, Path, list[str]], dict[str, float]]] =
     "export": run_export,
 }
 
-TOOLS: dict[str, Callable[[list[str]], None]] = {"report": report.main, "baseline": baselines.main}
+TOOLS: dict[str, Callable[[list[str]], None]] = {
+    "report": report.main,
+    "baseline": baselines.main,
+    "push": push.main,
+}
 
 USAGE = """usage: python -m xpretrieval {train,evaluate,mine,export} [OVERRIDES...]
        python -m xpretrieval report FOLDER [--metric nDCG@10] [--baseline RUN]
        python -m xpretrieval baseline [--fast] experiments/NAME...
+       python -m xpretrieval push RUN_OR_CHECKPOINT OWNER/NAME [--private] [--card-only]
 
   train      train the configured model on dataset.train, then evaluate it on dataset.test
   evaluate   evaluate the configured model (model.name_or_path) on dataset.test
@@ -40,6 +45,7 @@ USAGE = """usage: python -m xpretrieval {train,evaluate,mine,export} [OVERRIDES.
   export     encode dataset.test for other engines: Anserini files (SPLADE), .npy (dense)
   report     gather the runs under FOLDER (e.g. a multirun) into one table and plots
   baseline   re-run recorded baselines and compare with their recorded metrics
+  push       upload a trained model to the Hugging Face Hub with a generated model card
 
 OVERRIDES are Hydra's: +experiment=dense  dataset=scifact  trainer.max_steps=200
 Add --help after the command for the config groups, --cfg job for the composed config."""
