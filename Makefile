@@ -12,11 +12,11 @@ OFFLINE := $(if $(SHARED_ENV),eval "$$($(SHARED_ENV))" &&,)
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed  ## create .venv and install xpretrieval with its test tools (CPU torch)
+install: $(VENV)/.installed  ## create .venv and install xpretrieval with its test tools and trackers (CPU torch)
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench,trackers]"
 	touch $@
 
 demo: install  ## fine-tune all-MiniLM-L6-v2 on SciFact train, print nDCG@10 before/after on SciFact test
@@ -31,6 +31,7 @@ test-all: install  ## every test, slow ones included
 bench: install  ## benchmarks: ratios against sentence-transformers, SciPy and Seismic, same run
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/train_throughput.py
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/sparse_index.py
+	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/splade_training.py
 
 lint: install  ## ruff checks and formatting
 	$(VENV)/bin/ruff check xpretrieval tests benchmarks

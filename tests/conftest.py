@@ -116,6 +116,18 @@ def masked_lm_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     return folder
 
 
+@pytest.fixture(scope="module")
+def records() -> list:
+    """Six pairwise training records of the fixture (one batch for gradient comparisons)."""
+    import itertools
+
+    from xpretrieval.data.beir import load_beir_folder
+    from xpretrieval.samplers import PairwiseSampler
+
+    sampled = PairwiseSampler().records(load_beir_folder(TINY_BEIR, "train"), seed=3)
+    return list(itertools.islice(sampled, 6))
+
+
 def tiny_overrides(model_dir: Path) -> list[str]:
     """Overrides that shrink the default experiment to the tiny model and BEIR fixture."""
     return [

@@ -41,3 +41,14 @@ def test_sparse_index_comparison_runs():
     )
     figures = benchmark("sparse_index").compare(docs, queries, repeats=1)
     assert figures["ratio_vs_scipy"] > 0 and figures["ratio_vs_seismic"] > 0
+
+
+def test_splade_training_comparison_runs(masked_lm_dir):
+    splade = benchmark("splade_training")
+    train = load_beir_folder(TINY_BEIR, "train")
+    figures = {
+        name: splade.measure(name, train, str(masked_lm_dir), 2, 16, 1) for name in splade.RUNS
+    }
+    result = splade.summary(figures)
+    assert result["splade_training"]["ratio"] > 0 and result["splade_training"]["memory_ratio"] > 0
+    assert "| xpretrieval-plain |" in splade.table(result)

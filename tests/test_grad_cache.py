@@ -3,8 +3,6 @@ gradients of the unsplit batch, for InfoNCE and for SPLADE with FLOPS."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
 
@@ -52,12 +50,6 @@ def _limited(encode, memory: int):
         return encode(texts)
 
     return encode_within
-
-
-@pytest.fixture(scope="module")
-def records():
-    sampled = PairwiseSampler().records(load_beir_folder(TINY_BEIR, "train"), seed=3)
-    return list(itertools.islice(sampled, 6))
 
 
 @pytest.mark.parametrize(

@@ -152,3 +152,30 @@ def test_all_minilm_from_the_hub_cache_encodes_as_sentence_transformers():
     )
     theirs = SentenceTransformer(name, device="cpu").encode(TEXTS, convert_to_tensor=True)
     assert torch.allclose(ours.encode_documents(TEXTS), theirs, atol=1e-5)
+
+
+def test_separate_query_and_document_encoders_round_trip_as_a_router(tiny_model_dir, tmp_path):
+    import xpretrieval
+
+    config = Dense(
+        name_or_path=str(tiny_model_dir), shared=False, query_max_length=8, doc_max_length=24
+    )
+    ours = config.build()
+    with torch.no_grad():  # make the two encoders differ, as training would
+        for parameter in ours.document_encoder.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    ours.save(tmp_path)
+    theirs = SentenceTransformer(str(tmp_path), device="cpu")
+    with torch.no_grad():
+        queries, documents = ours.encode_queries(TEXTS), ours.encode_documents(TEXTS)
+    assert torch.allclose(theirs.encode_query(TEXTS, convert_to_tensor=True), queries, atol=1e-5)
+    assert torch.allclose(
+        theirs.encode_document(TEXTS, convert_to_tensor=True), documents, atol=1e-5
+    )
+    assert not torch.allclose(queries, documents, atol=1e-3)  # the sides are told apart
+    (tmp_path / "xpretrieval_model.yaml").unlink()  # only the sentence-transformers files
+    loaded = xpretrieval.load(tmp_path)
+    assert not loaded.config.shared and loaded.max_query_length == 8
+    assert torch.allclose(loaded.encode_documents(TEXTS), documents, atol=1e-5)
+    with pytest.raises(ConfigError, match="saved with shared=false but the config asks for"):
+        Dense(name_or_path=str(tmp_path), normalize=False).build()

@@ -66,3 +66,15 @@ def _failing_node_key(node: DictConfig, prefix: str = "") -> str:
             except ValueError:
                 return _failing_node_key(child, f"{prefix}{key}.")
     return prefix
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Leaves of a nested dict under dotted keys (`{"model": {"pooling": "cls"}}` ->
+    `{"model.pooling": "cls"}`); an empty dict adds no key."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -32,10 +32,10 @@ from xpretrieval.samplers.base import Sampler
 from xpretrieval.training.checkpoint import Checkpointer
 from xpretrieval.training.hooks import ProgressBar
 from xpretrieval.training.learner import Learner
-from xpretrieval.training.loggers import CSVLogger, TensorBoardLogger
 from xpretrieval.training.optim import OptimizerConfig
 from xpretrieval.training.random_state import seed_everything
 from xpretrieval.training.teacher import TeacherConfig
+from xpretrieval.training.trackers import ExperimentTracker, LoggerConfig
 from xpretrieval.training.trainers import Trainer
 from xpretrieval.training.validation import BestModel, ValidationConfig, Validator
 
@@ -67,6 +67,7 @@ class ExperimentConfig:
     # a run directory to continue from its last checkpoint, exactly as if never interrupted
     resume: str | None = None
     export: ExportConfig = field(default_factory=ExportConfig)  # what `export` writes
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # csv, tensorboard, wandb, mlflow
 
     def __post_init__(self) -> None:
         validation = self.validation
@@ -157,11 +158,12 @@ def run_train(
         minutes=experiment.trainer.checkpoint_minutes,
     )
     every = experiment.trainer.log_every
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    trackers = experiment.logger.hooks(output_dir, every, learner.step, resolved)
     hooks = [
         *(hook for name, loss in experiment.losses.items() for hook in loss.hooks(name)),
         ProgressBar(every=every),
-        CSVLogger(output_dir, every=every),
-        TensorBoardLogger(output_dir / "tensorboard", every=every, start_step=learner.step),
+        *trackers,
         checkpoints,
     ]
     validator = best = None
@@ -176,6 +178,9 @@ def run_train(
     if best is not None and experiment.validation.restore_best:
         best.restore()
     after = _evaluate(model, test, candidates, experiment, device, output_dir, started)
+    for tracker in trackers:
+        if isinstance(tracker, ExperimentTracker):
+            tracker.finish(after.aggregate)
     print(_table(test, {"before": before, "after": after}))
     print(f"Trained model: {checkpoints.last}")
     return after.aggregate

@@ -66,6 +66,7 @@ RESUMABLE_KEYS = (
     "validation.top_k",
     "evaluation",
     "index",
+    "logger",
     "device",
     "resume",
     "hydra",

@@ -50,9 +50,8 @@ class DenseEncoder(TransformerBiEncoder):
         loads in `SentenceTransformer` and encodes as this model does (documents' length)."""
         config = self.config
         hidden = self.query_encoder.config.hidden_size
-        write_dense_layout(
-            path, hidden, config.pooling.value, config.normalize, config.doc_max_length
-        )
+        lengths = self.layout_lengths()
+        write_dense_layout(path, hidden, config.pooling.value, config.normalize, lengths)
 
     @classmethod
     def load(cls, path: str | Path, config_type: type[Dense] = Dense) -> DenseEncoder:

@@ -45,7 +45,7 @@ def config_for(name_or_path: str) -> TransformerConfig:
     layout = None if folder is None else read_layout(folder)
     if layout is not None:
         kind = LAYOUT_KINDS[layout.pop("kind")]
-        layout.pop("transformer_path")
+        layout.pop("encoders")
         return _build(kind, {"name_or_path": name_or_path, **layout})
     from transformers import AutoConfig
 

@@ -20,6 +20,7 @@ MODULES_FILE = "modules.json"
 TRANSFORMER = "sentence_transformers.models.Transformer"
 POOLING = "sentence_transformers.models.Pooling"
 NORMALIZE = "sentence_transformers.models.Normalize"
+ROUTER = "sentence_transformers.models.Router"
 MLM_TRANSFORMER = "sentence_transformers.sparse_encoder.models.MLMTransformer"
 SPLADE_POOLING = "sentence_transformers.sparse_encoder.models.SpladePooling"
 POOLING_FLAGS = {
@@ -30,10 +31,12 @@ POOLING_FLAGS = {
 
 
 def write_dense_layout(
-    folder: Path, hidden_size: int, pooling: str, normalize: bool, max_length: int
+    folder: Path, hidden_size: int, pooling: str, normalize: bool, lengths: dict[str, int]
 ) -> None:
-    """Transformer + Pooling (+ Normalize): what `SentenceTransformer(folder)` loads."""
-    modules = [_module(0, "", TRANSFORMER), _module(1, "1_Pooling", POOLING)]
+    """Transformer(s) + Pooling (+ Normalize): what `SentenceTransformer(folder)` loads.
+    `lengths`: {"": max length} for one encoder at the folder's root, or {"query": …,
+    "document": …} for separate encoders in those subfolders (a Router)."""
+    modules = [_input_module(folder, TRANSFORMER, lengths), _module(1, "1_Pooling", POOLING)]
     pooling_config: dict[str, Any] = {"word_embedding_dimension": hidden_size}
     pooling_config.update({flag: mode == pooling for mode, flag in POOLING_FLAGS.items()})
     pooling_config["pooling_mode_mean_sqrt_len_tokens"] = False
@@ -42,7 +45,6 @@ def write_dense_layout(
         modules.append(_module(2, "2_Normalize", NORMALIZE))
         (folder / "2_Normalize").mkdir(exist_ok=True)
     _write(folder / MODULES_FILE, modules)
-    _write(folder / "sentence_bert_config.json", {"max_seq_length": max_length})
     similarity = "cosine" if normalize else "dot"
     _write(
         folder / "config_sentence_transformers.json",
@@ -50,9 +52,15 @@ def write_dense_layout(
     )
 
 
-def write_splade_layout(folder: Path, vocabulary: int, pooling: str, max_length: int) -> None:
-    """MLMTransformer + SpladePooling: what `SparseEncoder(folder)` loads."""
-    modules = [_module(0, "", MLM_TRANSFORMER), _module(1, "1_SpladePooling", SPLADE_POOLING)]
+def write_splade_layout(
+    folder: Path, vocabulary: int, pooling: str, lengths: dict[str, int]
+) -> None:
+    """MLMTransformer(s) + SpladePooling: what `SparseEncoder(folder)` loads (`lengths` as in
+    `write_dense_layout`)."""
+    modules = [
+        _input_module(folder, MLM_TRANSFORMER, lengths),
+        _module(1, "1_SpladePooling", SPLADE_POOLING),
+    ]
     _write(
         folder / "1_SpladePooling" / "config.json",
         {
@@ -62,11 +70,26 @@ def write_splade_layout(folder: Path, vocabulary: int, pooling: str, max_length:
         },
     )
     _write(folder / MODULES_FILE, modules)
-    _write(folder / "sentence_bert_config.json", {"max_seq_length": max_length})
     _write(
         folder / "config_sentence_transformers.json",
         {"model_type": "SparseEncoder", "similarity_fn_name": "dot"},
     )
+
+
+def _input_module(folder: Path, transformer: str, lengths: dict[str, int]) -> dict[str, Any]:
+    """Module 0: the transformer at the folder's root, or a Router that sends queries and
+    documents to the transformers in their subfolders; each with its maximum length."""
+    for side, length in lengths.items():
+        _write(folder / side / "sentence_bert_config.json", {"max_seq_length": length})
+    if list(lengths) == [""]:
+        return _module(0, "", transformer)
+    router = {
+        "types": {side: transformer for side in lengths},
+        "structure": {side: [side] for side in lengths},
+        "parameters": {"default_route": "document", "allow_empty_key": True},
+    }
+    _write(folder / "router_config.json", router)
+    return _module(0, "", ROUTER)
 
 
 def layout_folder(name_or_path: str) -> Path | None:
@@ -100,23 +123,19 @@ def layout_folder(name_or_path: str) -> Path | None:
 
 def read_layout(folder: Path) -> dict[str, Any] | None:
     """What a sentence-transformers folder says about the model, as model config fields plus
-    `kind` ("dense" or "splade") and `transformer_path` (where the Hugging Face files are);
-    None when the folder has no modules.json. Modules xpretrieval cannot reproduce (a dense
-    projection, another pooling) are a ConfigError naming them."""
+    `kind` ("dense" or "splade") and `encoders` (the subfolders of the Hugging Face files:
+    one, or a query and a document one for a Router); None without modules.json. Modules
+    xpretrieval cannot reproduce (a dense projection, another pooling) are a ConfigError."""
     modules_file = folder / MODULES_FILE
     if not modules_file.is_file():
         return None
     modules = json.loads(modules_file.read_text(encoding="utf-8"))
     types = [_short(module["type"]) for module in modules]
     paths = {_short(module["type"]): module["path"] for module in modules}
-    fields: dict[str, Any] = {}
-    transformer = next((t for t in types if t in ("Transformer", "MLMTransformer")), None)
+    transformer = next((t for t in types if t in ("Transformer", "MLMTransformer", "Router")), None)
     if transformer is None:
         raise ConfigError(f"{modules_file}: no Transformer module; not a transformer model")
-    fields["transformer_path"] = paths[transformer]
-    max_length = _max_length(folder / paths[transformer])
-    if max_length is not None:
-        fields["doc_max_length"] = max_length
+    fields = _encoders(folder, paths[transformer], transformer == "Router")
     if "SpladePooling" in types:
         pooling = _read(folder / paths["SpladePooling"] / "config.json")
         if pooling.get("activation_function", "relu") != "relu":
@@ -142,6 +161,27 @@ def read_layout(folder: Path) -> dict[str, Any] | None:
         fields.update(kind="dense", pooling=modes[0], normalize="Normalize" in types)
         return _only(fields, types, {transformer, "Pooling", "Normalize"}, modules_file)
     raise ConfigError(f"{modules_file}: neither a Pooling nor a SpladePooling module")
+
+
+def _encoders(folder: Path, path: str, routed: bool) -> dict[str, Any]:
+    """`encoders` and the lengths and sharing of the transformer module at `path`."""
+    if not routed:
+        length = _max_length(folder / path)
+        return {"encoders": [path], **({} if length is None else {"doc_max_length": length})}
+    router = _read(folder / path / "router_config.json")
+    structure = router.get("structure", {})
+    if set(structure) != {"query", "document"} or any(len(v) != 1 for v in structure.values()):
+        raise ConfigError(
+            f"{folder / path / 'router_config.json'}: expected one query and one document "
+            "transformer (separate encoders); other routes are not xpretrieval models"
+        )
+    query, document = (str(Path(path) / structure[side][0]) for side in ("query", "document"))
+    fields: dict[str, Any] = {"encoders": [query, document], "shared": False}
+    for name, sub in (("query_max_length", query), ("doc_max_length", document)):
+        length = _max_length(folder / sub)
+        if length is not None:
+            fields[name] = length
+    return fields
 
 
 def _max_length(transformer_folder: Path) -> int | None:

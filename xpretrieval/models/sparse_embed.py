@@ -59,6 +59,8 @@ class SparseEmbed(MaskedLMConfig):
 class SparseEmbedEncoder(SpladeEncoder):
     """Encodes texts into packed `[n, k, 2 + embedding_dim]` representations."""
 
+    pooling_chunk: ClassVar[int | None] = None  # its term contexts read the full logits
+
     def save_layout(self, path: Path) -> None:
         """None: sentence-transformers has no SparseEmbed (SPLADE's layout would lose the
         contextual embeddings)."""

@@ -17,6 +17,7 @@ from transformers import AutoModelForMaskedLM, PreTrainedModel
 
 from xpretrieval.config import register
 from xpretrieval.models.sentence_transformers_layout import write_splade_layout
+from xpretrieval.models.splade_pooling import pooled_term_weights
 from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConfig
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ class SpladeEncoder(TransformerBiEncoder):
     pruned to `*_max_active_dims` when encoding in eval mode)."""
 
     auto_class = AutoModelForMaskedLM
+    # positions whose vocabulary logits are computed at once (see splade_pooling.py); None:
+    # the plain computation over all positions. The values and gradients are the same.
+    pooling_chunk: ClassVar[int | None] = 32
 
     @classmethod
     def from_pretrained(
@@ -99,15 +103,34 @@ class SpladeEncoder(TransformerBiEncoder):
             )
         return model
 
+    def run_encoder(self, encoder: PreTrainedModel, batch: Any) -> Any:
+        """With a BERT-style head, the head's transformed states and its decoder, pooled by
+        chunks in `represent` (no [batch, length, vocabulary] logits); otherwise the logits."""
+        head = _bert_head(encoder) if self.pooling_chunk is not None else None
+        if head is None:
+            return super().run_encoder(encoder, batch)
+        hidden = encoder.base_model(**batch).last_hidden_state
+        return HeadInputs(head.transform(hidden), head.decoder)
+
     def represent(
         self, output: Any, attention_mask: Tensor, special_tokens_mask: Tensor, is_query: bool
     ) -> Tensor:
-        return splade_weights(
-            output.logits,
-            self.pooled_positions(attention_mask, special_tokens_mask),
-            self.config.pooling,
-            None if self.training else self._max_active_dims(is_query),
-        )
+        positions = self.pooled_positions(attention_mask, special_tokens_mask)
+        pooling = self.config.pooling
+        if isinstance(output, HeadInputs):
+            decoder = output.decoder
+            weights = pooled_term_weights(
+                output.states,
+                positions,
+                decoder.weight,
+                decoder.bias,
+                pooling is SparsePooling.max,
+                self.pooling_chunk,
+            )
+        else:
+            weights = splade_weights(output.logits, positions, pooling, None)
+        max_active = None if self.training else self._max_active_dims(is_query)
+        return weights if max_active is None else keep_top_k(weights, max_active)
 
     def pooled_positions(self, attention_mask: Tensor, special_tokens_mask: Tensor) -> Tensor:
         """The positions term weights are pooled over (1 = pooled): every attended one, as the
@@ -137,7 +160,7 @@ class SpladeEncoder(TransformerBiEncoder):
             logger.info("%s: no sentence-transformers files (exclude_special_tokens)", path)
             return
         vocabulary = self.query_encoder.get_output_embeddings().out_features
-        write_splade_layout(path, vocabulary, config.pooling.value, config.doc_max_length)
+        write_splade_layout(path, vocabulary, config.pooling.value, self.layout_lengths())
 
     def decode(self, reps: Tensor, top_k: int = 20) -> list[list[tuple[str, float]]]:
         """The `top_k` heaviest (token, weight) pairs of each representation, heaviest first."""
@@ -152,6 +175,24 @@ class SpladeEncoder(TransformerBiEncoder):
     def load(cls, path: str | Path, config_type: type[Splade] = Splade) -> SpladeEncoder:
         """Load a SPLADE model written by `save`, with the config it was saved with."""
         return super().load(path, config_type)
+
+
+@dataclass(frozen=True)
+class HeadInputs:
+    """What the chunked pooling needs instead of logits: the MLM head's transformed states
+    `[B, L, H]` and its decoder (vocabulary projection)."""
+
+    states: Tensor
+    decoder: torch.nn.Linear
+
+
+def _bert_head(encoder: PreTrainedModel) -> Any:
+    """The BERT-style prediction head (`transform`, then `decoder`) of a masked LM, or None
+    for other heads, which the plain computation serves."""
+    head = getattr(getattr(encoder, "cls", None), "predictions", None)
+    if head is None or not hasattr(head, "transform") or not hasattr(head, "decoder"):
+        return None
+    return head
 
 
 HEAD_PREFIXES = ("cls", "lm_head", "vocab_transform", "vocab_projector", "vocab_layer_norm")

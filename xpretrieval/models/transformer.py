@@ -26,7 +26,11 @@ from transformers import (
 
 from xpretrieval.errors import ConfigError
 from xpretrieval.models.base import ModelConfig
-from xpretrieval.models.sentence_transformers_layout import layout_folder, read_layout
+from xpretrieval.models.sentence_transformers_layout import (
+    MODULES_FILE,
+    layout_folder,
+    read_layout,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +115,7 @@ class TransformerBiEncoder(nn.Module):
         path = config.name_or_path
         logger.info("Loading %s model %s", type(config).__name__, path)
         folder = Path(path)
-        model_files = ("config.json", COMPONENT_FILE)
+        model_files = ("config.json", COMPONENT_FILE, MODULES_FILE)
         if folder.is_dir() and not any((folder / name).is_file() for name in model_files):
             raise ConfigError(
                 f"model.name_or_path={path!r} is a folder without config.json: "
@@ -120,14 +124,14 @@ class TransformerBiEncoder(nn.Module):
         saved = _saved_config(path, type(config))
         if saved is not None:
             _check_compatible(config, saved, path)
-        source = _hugging_face_files(path)
+        sources = _encoder_folders(path, saved)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            if saved is not None and not saved.shared:
-                query_encoder = cls.load_encoder(folder / "query", config)
-                document_encoder = cls.load_encoder(folder / "document", config)
+            tokenizer = AutoTokenizer.from_pretrained(sources[0])
+            if len(sources) == 2:
+                query_encoder = cls.load_encoder(sources[0], config)
+                document_encoder = cls.load_encoder(sources[1], config)
             else:
-                query_encoder = cls.load_encoder(source, config)
+                query_encoder = cls.load_encoder(sources[0], config)
                 document_encoder = None if config.shared else copy.deepcopy(query_encoder)
         except (OSError, ValueError) as error:  # transformers raises either for a non-model
             raise ConfigError(
@@ -184,8 +188,12 @@ class TransformerBiEncoder(nn.Module):
             return_special_tokens_mask=True,
         ).to(self.device)
         special = batch.pop("special_tokens_mask")
-        output = encoder(**batch, **self.encoder_kwargs)
+        output = self.run_encoder(encoder, batch)
         return self.represent(output, batch["attention_mask"], special, is_query)
+
+    def run_encoder(self, encoder: PreTrainedModel, batch: Any) -> Any:
+        """The encoder's output for a tokenised batch, which `represent` reads."""
+        return encoder(**batch, **self.encoder_kwargs)
 
     @abstractmethod
     def represent(
@@ -205,20 +213,30 @@ class TransformerBiEncoder(nn.Module):
         self.tokenizer.save_pretrained(path)
         if self.document_encoder is None:
             self.query_encoder.save_pretrained(path)
-        else:
-            self.query_encoder.save_pretrained(path / "query")
-            self.document_encoder.save_pretrained(path / "document")
+        else:  # each side complete, as sentence-transformers' Router loads them
+            for side, encoder in (
+                ("query", self.query_encoder),
+                ("document", self.document_encoder),
+            ):
+                encoder.save_pretrained(path / side)
+                self.tokenizer.save_pretrained(path / side)
         for name in self.head_modules:
             save_file(getattr(self, name).state_dict(), path / f"{name}.safetensors")
         component = OmegaConf.structured(replace(self.config, name_or_path="."))
         (path / COMPONENT_FILE).write_text(OmegaConf.to_yaml(component), encoding="utf-8")
-        if self.document_encoder is None:
-            self.save_layout(path)
+        self.save_layout(path)
 
     def save_layout(self, path: Path) -> None:
         """Write the files another library needs to load the saved model (none by default;
         models with a sentence-transformers counterpart write its layout)."""
         del path
+
+    def layout_lengths(self) -> dict[str, int]:
+        """Maximum lengths by encoder folder, for the sentence-transformers layout: the
+        document length for a shared encoder, each side's own for separate ones."""
+        if self.document_encoder is None:
+            return {"": self.max_document_length}
+        return {"query": self.max_query_length, "document": self.max_document_length}
 
     @classmethod
     def load(cls, path: str | Path, config_type: type[TransformerConfig]) -> TransformerBiEncoder:
@@ -253,7 +271,7 @@ def _sentence_transformers_config(
     if layout is None or config_type.layout_kind is None:
         return None
     kind = layout.pop("kind")
-    layout.pop("transformer_path")
+    layout.pop("encoders")
     if kind != config_type.layout_kind:
         raise ConfigError(
             f"{path} is a sentence-transformers {kind} model; choose model={kind} to load it"
@@ -262,14 +280,17 @@ def _sentence_transformers_config(
     return OmegaConf.to_object(merged)
 
 
-def _hugging_face_files(path: str) -> str:
-    """Where the Hugging Face files of a model are: the folder itself, or the transformer
-    module's subfolder of an older sentence-transformers layout (`0_Transformer/`)."""
+def _encoder_folders(path: str, saved: TransformerConfig | None) -> list[str]:
+    """Where the Hugging Face files of the encoder(s) are: the model itself, the transformer
+    subfolder(s) its sentence-transformers layout names (`0_Transformer/`, a Router's query
+    and document folders), or xpretrieval's `query/` and `document/` of separate encoders."""
     folder = layout_folder(path) if Path(path).is_dir() else None
     layout = None if folder is None else read_layout(folder)
-    if layout is None or not layout["transformer_path"]:
-        return path
-    return str(Path(path) / layout["transformer_path"])
+    if layout is not None:
+        return [str(Path(path) / sub) if sub else path for sub in layout["encoders"]]
+    if saved is not None and not saved.shared:
+        return [str(Path(path) / "query"), str(Path(path) / "document")]
+    return [path]
 
 
 def _check_compatible(config: TransformerConfig, saved: TransformerConfig, path: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from xpretrieval.config import flatten
 from xpretrieval.errors import ConfigError
 from xpretrieval.io import atomic_directory
 from xpretrieval.retrieval.index import IndexConfig, ScoreFn, SearchIndex
@@ -121,7 +122,7 @@ def open_index(
 
 def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Readable differences between two provenance records (index's value, then this run's)."""
-    flat_saved, flat_current = _flatten(saved), _flatten(current)
+    flat_saved, flat_current = flatten(saved), flatten(current)
     explained = {
         "model.weights_sha1": "the model's weights differ",
         "documents.ids_sha1": "the documents' ids differ",
@@ -137,16 +138,6 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
         else:
             differences.append(f"{key}: {old!r} in the index, {new!r} now")
     return differences
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):  # an empty dict adds no key: {} and {"a": 1} differ by "a"
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _sha1(text: str) -> str:

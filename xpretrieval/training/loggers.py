@@ -11,7 +11,7 @@ from xpretrieval.training.hooks import Hook
 from xpretrieval.training.state import TrainState
 
 
-def _metrics(state: TrainState) -> dict[str, float]:
+def logged_values(state: TrainState) -> dict[str, float]:
     """The logged values of a step: loss terms, learning rate and throughput."""
     values = {f"loss/{name}": value for name, value in state.losses.items()}
     values.update(state.statistics)
@@ -20,7 +20,8 @@ def _metrics(state: TrainState) -> dict[str, float]:
     return values
 
 
-def _due(state: TrainState, every: int) -> bool:
+def due(state: TrainState, every: int) -> bool:
+    """Whether step `state.step` is logged: every `every` steps, and the last one."""
     return state.step % every == 0 or state.finished
 
 
@@ -69,11 +70,11 @@ class CSVLogger(Hook):
             self.validation.truncate_after(state.step)
 
     def on_step_end(self, state: TrainState) -> None:
-        if not _due(state, self.every):
+        if not due(state, self.every):
             return
         row = {"step": state.step, "epoch": round(state.epoch, 4)}
         row["elapsed_seconds"] = round(state.elapsed_seconds, 3)
-        row.update(_metrics(state))
+        row.update(logged_values(state))
         self.train.append(row)
 
     def on_validation(self, state: TrainState, metrics: dict[str, float]) -> None:
@@ -92,8 +93,8 @@ class TensorBoardLogger(Hook):
         self.every = every
 
     def on_step_end(self, state: TrainState) -> None:
-        if _due(state, self.every):
-            for name, value in _metrics(state).items():
+        if due(state, self.every):
+            for name, value in logged_values(state).items():
                 self._writer.add_scalar(name, value, state.step)
 
     def on_validation(self, state: TrainState, metrics: dict[str, float]) -> None:
