@@ -95,10 +95,8 @@ def test_a_folder_saved_by_sentence_transformers_loads_with_its_pooling(tiny_mod
         ConfigError, match="saved with pooling=cls but the config asks for pooling=mean"
     ):
         Dense(name_or_path=str(tmp_path), pooling=Pooling.mean, normalize=True).build()
-    with pytest.raises(
-        ConfigError, match="is a sentence-transformers dense model; choose model=dense"
-    ):
-        Splade(name_or_path=str(tmp_path)).build()
+    splade = Splade(name_or_path=str(tmp_path)).build()  # a dense model as SPLADE's base
+    assert splade.encode_documents(TEXTS).shape[1] == len(splade.tokenizer)
 
 
 def test_a_sparse_encoder_folder_loads_as_splade(masked_lm_dir, tmp_path):
@@ -179,3 +177,9 @@ def test_separate_query_and_document_encoders_round_trip_as_a_router(tiny_model_
     assert torch.allclose(loaded.encode_documents(TEXTS), documents, atol=1e-5)
     with pytest.raises(ConfigError, match="saved with shared=false but the config asks for"):
         Dense(name_or_path=str(tmp_path), normalize=False).build()
+
+
+@pytest.mark.shared_data
+def test_splade_starts_from_the_dense_all_minilm_checkpoint():
+    splade = Splade(name_or_path="sentence-transformers/all-MiniLM-L6-v2", doc_max_length=32)
+    assert splade.build().encode_documents(TEXTS).shape == (2, 30522)

@@ -266,16 +266,13 @@ def _saved_config(path: str, config_type: type[TransformerConfig]) -> Transforme
 def _sentence_transformers_config(
     path: str, config_type: type[TransformerConfig]
 ) -> TransformerConfig | None:
+    """The settings a sentence-transformers model of the same kind was saved with; None for
+    another kind, whose transformer is then a base checkpoint (SPLADE from a dense model)."""
     folder = layout_folder(path)
     layout = None if folder is None else read_layout(folder)
-    if layout is None or config_type.layout_kind is None:
+    if layout is None or layout.pop("kind") != config_type.layout_kind:
         return None
-    kind = layout.pop("kind")
     layout.pop("encoders")
-    if kind != config_type.layout_kind:
-        raise ConfigError(
-            f"{path} is a sentence-transformers {kind} model; choose model={kind} to load it"
-        )
     merged = OmegaConf.merge(OmegaConf.structured(config_type), {"name_or_path": path, **layout})
     return OmegaConf.to_object(merged)
 
