@@ -51,13 +51,14 @@ def test_a_check_builds_on_its_before_runs(tiny_model_dir, tmp_path):
     check = Check(
         before={"trained": ["train", *shrink]},
         command=["evaluate", *evaluate, "model.name_or_path={trained}/checkpoints/step-0000006"],
-        expected={"nDCG@10": 0.5},
-        tolerance=0.5,
+        expected={"nDCG@10": -1.0},  # unreachable: the failure reports what was measured
+        tolerance=0.0,
     )
     outcome = run_check(check, tmp_path)
     # the evaluated checkpoint is the trained run's: the same metrics as its own evaluation
     own = json.loads((tmp_path / "trained" / "metrics.json").read_text())["aggregate"]
-    assert outcome.measured == pytest.approx(own) and not outcome.failures
+    assert outcome.measured == pytest.approx(own)
+    assert outcome.failures == [f"nDCG@10: measured {own['nDCG@10']:.4f}, expected -1.0000 +/- 0.0"]
 
 
 def test_an_outcome_outside_the_tolerance_fails():

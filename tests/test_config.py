@@ -175,3 +175,22 @@ def test_an_experiment_without_loss_terms_is_refused(tmp_path):
 def test_a_loss_the_model_cannot_feed_is_refused_before_loading(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_experiment(compose_config(*overrides))
+
+
+def test_evaluate_needs_only_a_test_split(tiny_model_dir, tmp_path):
+    from xpretrieval.experiment import run_evaluate
+
+    cfg = compose_config(
+        "dataset=beir_folder",
+        f"dataset.test.beir_folder={TINY_BEIR}",  # no dataset.train.beir_folder
+        f"model.name_or_path={tiny_model_dir}",
+        "model.doc_max_length=32",
+        "evaluation.top_k=10",
+        "device=cpu",
+        config_name="evaluate",
+    )
+    assert 0 <= run_evaluate(cfg, tmp_path)["nDCG@10"] <= 1
+    with pytest.raises(ConfigError, match="dataset.train"):  # training still needs its split
+        load_experiment(
+            compose_config("dataset=beir_folder", f"dataset.test.beir_folder={TINY_BEIR}")
+        )

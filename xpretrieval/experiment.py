@@ -203,7 +203,16 @@ def _validation_split(
 def run_evaluate(
     cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None
 ) -> dict[str, float]:
-    """Evaluate the configured model on the test split; returns the aggregate metrics."""
+    """Evaluate the configured model on the test split; returns the aggregate metrics. A train
+    split left incomplete (`dataset=beir_folder dataset.test.beir_folder=…` alone) is dropped:
+    an evaluation needs only the test split."""
+    train = cfg.dataset.get("train")
+    unset = train is not None and (
+        OmegaConf.missing_keys(train) or (train.ir_datasets is None and train.beir_folder is None)
+    )
+    if unset:
+        cfg = cfg.copy()
+        cfg.dataset.train = None
     return _evaluate_command(cfg, load_experiment(cfg), output_dir, overrides)
 
 
