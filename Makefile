@@ -32,6 +32,7 @@ bench: install  ## benchmarks: ratios against sentence-transformers, SciPy and S
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/train_throughput.py
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/sparse_index.py
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/splade_training.py
+	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/sparse_encoding.py
 
 lint: install  ## ruff checks and formatting
 	$(VENV)/bin/ruff check xpretrieval tests benchmarks

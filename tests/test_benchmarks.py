@@ -52,3 +52,10 @@ def test_splade_training_comparison_runs(masked_lm_dir):
     result = splade.summary(figures)
     assert result["splade_training"]["ratio"] > 0 and result["splade_training"]["memory_ratio"] > 0
     assert "| xpretrieval-plain |" in splade.table(result)
+
+
+def test_sparse_encoding_comparison_runs(masked_lm_dir):
+    train = load_beir_folder(TINY_BEIR, "train")
+    texts = list(train.documents.values())
+    figures = benchmark("sparse_encoding").encoding(texts, str(masked_lm_dir), 4, 32)
+    assert figures["ratio"] > 0 and figures["max_abs_difference"] < 1e-4
