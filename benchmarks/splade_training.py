@@ -28,7 +28,7 @@ from xpretrieval.losses import Flops, InfoNCE
 from xpretrieval.models import Splade
 from xpretrieval.samplers import PairwiseSampler
 from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
-from xpretrieval.training.hooks import Hook
+from xpretrieval.training.hooks import StepTimer
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 RESULTS = Path(__file__).parent / "results"
@@ -37,7 +37,7 @@ RUNS = {"xpretrieval": 32, "xpretrieval-plain": None, "sentence-transformers": N
 
 
 def ours_training(
-    collection, model: str, batch: int, length: int, steps: int, chunk
+    collection, model: str, batch: int, length: int, steps: int, chunk: int | None
 ) -> list[float]:
     """Seconds of each timed step of xpretrieval's SPLADE (chunked pooling unless `chunk` is
     None), InfoNCE + FLOPS on raw dot products."""
@@ -56,19 +56,9 @@ def ours_training(
         optimizer=AdamW(lr=2e-5),
         seed=0,
     )
-    timings: list[float] = []
-
-    class Timer(Hook):
-        def on_train_start(self, state):
-            self.last = time.perf_counter()
-
-        def on_step_end(self, state):
-            now = time.perf_counter()
-            timings.append(now - self.last)
-            self.last = now
-
-    learner.fit([Timer()])
-    return timings[1:]
+    timer = StepTimer()
+    learner.fit([timer])
+    return timer.seconds[1:]  # without the warm-up step
 
 
 def theirs_training(collection, model: str, batch: int, length: int, steps: int) -> list[float]:

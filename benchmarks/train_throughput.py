@@ -24,7 +24,7 @@ from xpretrieval.models import Dense
 from xpretrieval.retrieval import encode_texts
 from xpretrieval.samplers import PairwiseSampler
 from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
-from xpretrieval.training.hooks import Hook
+from xpretrieval.training.hooks import StepTimer
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -40,19 +40,9 @@ def ours_training(collection, batch_size: int, steps: int, model: str = MODEL) -
         optimizer=AdamW(lr=2e-5),
         seed=0,
     )
-    timings = []
-
-    class Timer(Hook):  # per-step wall time, skipping the first (warm-up) step
-        def on_train_start(self, state):
-            self.last = time.perf_counter()
-
-        def on_step_end(self, state):
-            now = time.perf_counter()
-            timings.append(now - self.last)
-            self.last = now
-
-    learner.fit([Timer()])
-    return batch_size * steps / sum(timings[1:])
+    timer = StepTimer()  # the first (warm-up) step is left out
+    learner.fit([timer])
+    return batch_size * steps / sum(timer.seconds[1:])
 
 
 def theirs_training(collection, batch_size: int, steps: int, name: str = MODEL) -> float:

@@ -23,6 +23,11 @@ def cli(*args: str, cwd, env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
+def tiny_train(model_dir, *extra: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    """Two steps of the default experiment on the tiny model and fixture."""
+    return cli("train", *tiny_overrides(model_dir), "trainer.max_steps=2", *extra, cwd=cwd)
+
+
 def train_reranking(experiment: str, model_dir, run_dir, *extra: str) -> dict:
     """Train `experiment` on the fixture, evaluate by re-ranking BM25's top 5; its metrics."""
     result = cli(

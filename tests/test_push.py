@@ -6,20 +6,14 @@ import os
 
 import pytest
 
-from tests.conftest import ROOT, tiny_overrides
-from tests.test_cli import cli
+from tests.conftest import ROOT
+from tests.test_cli import cli, tiny_train
 
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_model_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
-    result = cli(
-        "train",
-        *tiny_overrides(tiny_model_dir),
-        "trainer.max_steps=2",
-        f"hydra.run.dir={folder}",
-        cwd=ROOT,
-    )
+    result = tiny_train(tiny_model_dir, f"hydra.run.dir={folder}")
     assert result.returncode == 0, result.stderr[-3000:]
     return folder
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT, tiny_overrides
-from tests.test_cli import cli
+from tests.test_cli import cli, tiny_train
 from xpretrieval.training.checkpoint import Checkpointer
 from xpretrieval.training.state import TrainState
 
@@ -23,13 +22,9 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
     }
 
 
-def train(model_dir: Path, *extra: str, cwd: Path = ROOT):
-    return cli("train", *tiny_overrides(model_dir), "trainer.max_steps=2", *extra, cwd=cwd)
-
-
 def test_an_unwritable_output_folder_is_one_line(tiny_model_dir, tmp_path):
     (tmp_path / "a-file").write_text("")
-    result = train(tiny_model_dir, f"hydra.run.dir={tmp_path / 'a-file' / 'run'}")
+    result = tiny_train(tiny_model_dir, f"hydra.run.dir={tmp_path / 'a-file' / 'run'}")
     assert result.returncode == 2
     assert "hydra.run.dir=" in result.stderr and "cannot write under" in result.stderr
     assert "Traceback" not in result.stderr
@@ -40,12 +35,14 @@ def test_a_refused_run_leaves_the_folder_untouched_and_resume_changes_only_what_
 ):
     run_dir, cwd = tmp_path / "run", tmp_path / "elsewhere"
     cwd.mkdir()
-    first = train(tiny_model_dir, f"hydra.run.dir={run_dir}", cwd=cwd)
+    first = tiny_train(tiny_model_dir, f"hydra.run.dir={run_dir}", cwd=cwd)
     assert first.returncode == 0, first.stderr[-3000:]
 
     before = snapshot(run_dir)  # a run refused there leaves the finished one untouched
     assert ".hydra/overrides.yaml" in before
-    again_there = train(tiny_model_dir, "optimizer.lr=1e-3", f"hydra.run.dir={run_dir}", cwd=cwd)
+    again_there = tiny_train(
+        tiny_model_dir, "optimizer.lr=1e-3", f"hydra.run.dir={run_dir}", cwd=cwd
+    )
     assert again_there.returncode == 2
     assert f"error: {run_dir} already holds a run" in again_there.stderr
     assert snapshot(run_dir) == before

@@ -14,7 +14,7 @@ from xpretrieval.models.base import Encoder
 from xpretrieval.models.colbert import ColBERT
 from xpretrieval.models.cross_encoder import CrossEncoder
 from xpretrieval.models.dense import Dense
-from xpretrieval.models.sentence_transformers_layout import layout_folder, read_layout
+from xpretrieval.models.sentence_transformers_layout import model_layout
 from xpretrieval.models.sparse_embed import SparseEmbed
 from xpretrieval.models.splade import Splade
 from xpretrieval.models.transformer import COMPONENT_FILE, TransformerConfig
@@ -41,8 +41,7 @@ def config_for(name_or_path: str) -> TransformerConfig:
     saved = Path(name_or_path) / COMPONENT_FILE
     if saved.is_file():
         return _saved_kind(saved, name_or_path)
-    folder = layout_folder(name_or_path)
-    layout = None if folder is None else read_layout(folder)
+    layout = model_layout(name_or_path)
     if layout is not None:
         kind = LAYOUT_KINDS[layout.pop("kind")]
         layout.pop("encoders")

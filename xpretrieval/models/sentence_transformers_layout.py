@@ -121,6 +121,12 @@ def layout_folder(name_or_path: str) -> Path | None:
     return Path(modules_file).parent
 
 
+def model_layout(name_or_path: str) -> dict[str, Any] | None:
+    """`read_layout` of the folder (or hub snapshot) `layout_folder` finds; None without one."""
+    folder = layout_folder(name_or_path)
+    return None if folder is None else read_layout(folder)
+
+
 def read_layout(folder: Path) -> dict[str, Any] | None:
     """What a sentence-transformers folder says about the model, as model config fields plus
     `kind` ("dense" or "splade") and `encoders` (the subfolders of the Hugging Face files:

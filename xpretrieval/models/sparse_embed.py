@@ -93,7 +93,7 @@ class SparseEmbedEncoder(SpladeEncoder):
     ) -> Tensor:
         config = self.config
         token_mask = self.pooled_positions(attention_mask, special_tokens_mask)
-        weights = splade_weights(output.logits, token_mask, config.pooling, None)
+        weights = splade_weights(output.logits, token_mask, config.pooling)
         k = min(config.query_terms if is_query else config.doc_terms, weights.shape[-1])
         values, ids = weights.topk(k, dim=-1)
         contextual = term_contexts(output.logits, output.hidden_states[-1], token_mask, ids)

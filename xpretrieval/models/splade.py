@@ -128,7 +128,7 @@ class SpladeEncoder(TransformerBiEncoder):
                 self.pooling_chunk,
             )
         else:
-            weights = splade_weights(output.logits, positions, pooling, None)
+            weights = splade_weights(output.logits, positions, pooling)
         max_active = None if self.training else self._max_active_dims(is_query)
         return weights if max_active is None else keep_top_k(weights, max_active)
 
@@ -219,14 +219,11 @@ def init_lexical_head(model: PreTrainedModel, bias: float) -> None:
             output.bias.fill_(bias)
 
 
-def splade_weights(
-    logits: Tensor, token_mask: Tensor, pooling: SparsePooling, max_active_dims: int | None
-) -> Tensor:
+def splade_weights(logits: Tensor, token_mask: Tensor, pooling: SparsePooling) -> Tensor:
     """`pool_i log(1 + relu(logits[:, i]))` over the tokens kept by `token_mask` ([batch, tokens],
-    1 = keep; padding and special tokens are 0), then optional top-k pruning per row."""
+    1 = keep; padding is 0): the plain computation, from the full logits."""
     weights = torch.log1p(torch.relu(logits)) * token_mask.unsqueeze(-1).to(logits.dtype)
-    reps = weights.amax(dim=1) if pooling is SparsePooling.max else weights.sum(dim=1)
-    return reps if max_active_dims is None else keep_top_k(reps, max_active_dims)
+    return weights.amax(dim=1) if pooling is SparsePooling.max else weights.sum(dim=1)
 
 
 def keep_top_k(reps: Tensor, k: int) -> Tensor:

@@ -26,11 +26,7 @@ from transformers import (
 
 from xpretrieval.errors import ConfigError
 from xpretrieval.models.base import ModelConfig
-from xpretrieval.models.sentence_transformers_layout import (
-    MODULES_FILE,
-    layout_folder,
-    read_layout,
-)
+from xpretrieval.models.sentence_transformers_layout import MODULES_FILE, model_layout
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +117,11 @@ class TransformerBiEncoder(nn.Module):
                 f"model.name_or_path={path!r} is a folder without config.json: "
                 "not a Hugging Face model (nor a saved xpretrieval model)"
             )
-        saved = _saved_config(path, type(config))
+        layout = model_layout(path)  # read once: the saved settings and the encoders' folders
+        saved = _saved_config(path, type(config), layout)
         if saved is not None:
             _check_compatible(config, saved, path)
-        sources = _encoder_folders(path, saved)
+        sources = _encoder_folders(path, saved, layout)
         try:
             tokenizer = AutoTokenizer.from_pretrained(sources[0])
             if len(sources) == 2:
@@ -241,18 +238,20 @@ class TransformerBiEncoder(nn.Module):
     @classmethod
     def load(cls, path: str | Path, config_type: type[TransformerConfig]) -> TransformerBiEncoder:
         """Load a model written by `save`, with the config it was saved with."""
-        saved = _saved_config(str(path), config_type)
+        saved = _saved_config(str(path), config_type, model_layout(str(path)))
         if saved is None:
             raise ConfigError(f"{path} has no {COMPONENT_FILE}: not a saved xpretrieval model")
         return cls.from_config(replace(saved, name_or_path=str(path)))
 
 
-def _saved_config(path: str, config_type: type[TransformerConfig]) -> TransformerConfig | None:
-    """The config saved beside a model: xpretrieval's own file, or what a sentence-transformers
-    layout says (pooling, normalisation, max length); None for plain Hugging Face models."""
+def _saved_config(
+    path: str, config_type: type[TransformerConfig], layout: dict[str, Any] | None
+) -> TransformerConfig | None:
+    """The config saved beside a model: xpretrieval's own file, or what its sentence-transformers
+    `layout` says (pooling, normalisation, max length); None for plain Hugging Face models."""
     file = Path(path) / COMPONENT_FILE
     if not file.is_file():
-        return _sentence_transformers_config(path, config_type)
+        return _sentence_transformers_config(path, config_type, layout)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(config_type), OmegaConf.load(file))
     except OmegaConfBaseException as error:  # unknown fields: saved by another kind of model
@@ -264,26 +263,24 @@ def _saved_config(path: str, config_type: type[TransformerConfig]) -> Transforme
 
 
 def _sentence_transformers_config(
-    path: str, config_type: type[TransformerConfig]
+    path: str, config_type: type[TransformerConfig], layout: dict[str, Any] | None
 ) -> TransformerConfig | None:
     """The settings a sentence-transformers model of the same kind was saved with; None for
     another kind, whose transformer is then a base checkpoint (SPLADE from a dense model)."""
-    folder = layout_folder(path)
-    layout = None if folder is None else read_layout(folder)
-    if layout is None or layout.pop("kind") != config_type.layout_kind:
+    if layout is None or layout["kind"] != config_type.layout_kind:
         return None
-    layout.pop("encoders")
-    merged = OmegaConf.merge(OmegaConf.structured(config_type), {"name_or_path": path, **layout})
+    fields = {k: v for k, v in layout.items() if k not in ("kind", "encoders")}
+    merged = OmegaConf.merge(OmegaConf.structured(config_type), {"name_or_path": path, **fields})
     return OmegaConf.to_object(merged)
 
 
-def _encoder_folders(path: str, saved: TransformerConfig | None) -> list[str]:
+def _encoder_folders(
+    path: str, saved: TransformerConfig | None, layout: dict[str, Any] | None
+) -> list[str]:
     """Where the Hugging Face files of the encoder(s) are: the model itself, the transformer
     subfolder(s) its sentence-transformers layout names (`0_Transformer/`, a Router's query
     and document folders), or xpretrieval's `query/` and `document/` of separate encoders."""
-    folder = layout_folder(path) if Path(path).is_dir() else None
-    layout = None if folder is None else read_layout(folder)
-    if layout is not None:
+    if layout is not None and Path(path).is_dir():  # a hub snapshot: the loaders find it
         return [str(Path(path) / sub) if sub else path for sub in layout["encoders"]]
     if saved is not None and not saved.shared:
         return [str(Path(path) / "query"), str(Path(path) / "document")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from tqdm.auto import tqdm
 
@@ -40,6 +41,22 @@ class Hook:
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` returned (a stateless hook has nothing to restore)."""
         del state
+
+
+class StepTimer(Hook):
+    """Wall-clock seconds of each training step, in `seconds` (benchmarks read them)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._last = 0.0
+
+    def on_train_start(self, state: TrainState) -> None:
+        self._last = time.perf_counter()
+
+    def on_step_end(self, state: TrainState) -> None:
+        now = time.perf_counter()
+        self.seconds.append(now - self._last)
+        self._last = now
 
 
 class ProgressBar(Hook):
