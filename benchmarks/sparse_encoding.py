@@ -17,7 +17,7 @@ import torch
 
 from xpretrieval.data import Split
 from xpretrieval.models import Splade
-from xpretrieval.retrieval import encode_texts
+from xpretrieval.models.encoding import encode_texts
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 RESULTS = Path(__file__).parent / "results"
@@ -34,9 +34,9 @@ def encoding(texts: list[str], model: str, batch_size: int, length: int) -> dict
 
         theirs = SparseEncoder(folder, device="cpu")
         theirs.max_seq_length = length
-        encode_texts(ours.encode_documents, texts[:batch_size], batch_size, cpu)  # warm-up
+        encode_texts(ours.forward_documents, texts[:batch_size], batch_size, cpu)  # warm-up
         start = time.perf_counter()
-        mine = encode_texts(ours.encode_documents, texts, batch_size, cpu)
+        mine = encode_texts(ours.forward_documents, texts, batch_size, cpu)
         ours_rate = len(texts) / (time.perf_counter() - start)
         theirs.encode(texts[:batch_size], batch_size=batch_size)
         start = time.perf_counter()

@@ -20,9 +20,11 @@ import numpy as np
 import scipy.sparse
 import torch
 
+from xpretrieval import load
 from xpretrieval.data import Split
-from xpretrieval.models import Splade, SpladeEncoder
-from xpretrieval.retrieval import InvertedIndex, Seismic, encode_batches
+from xpretrieval.models import Splade
+from xpretrieval.models.encoding import encode_batches
+from xpretrieval.retrieval import InvertedIndex, Seismic
 
 CACHE = Path(__file__).parent / ".cache"
 
@@ -41,7 +43,7 @@ def encoded(model: str, batch_size: int) -> tuple[scipy.sparse.csr_matrix, scipy
             for p in ("docs", "queries")
         )
     if Path(model).is_dir():
-        encoder = SpladeEncoder.load(model).eval()
+        encoder = load(model).eval()
     else:
         encoder = (
             Splade(name_or_path=model, doc_max_active_dims=256, query_max_active_dims=64)
@@ -51,8 +53,8 @@ def encoded(model: str, batch_size: int) -> tuple[scipy.sparse.csr_matrix, scipy
     collection = Split(ir_datasets="beir/scifact/test").load()
     matrices = []
     for encode, texts in (
-        (encoder.encode_documents, list(collection.documents.values())),
-        (encoder.encode_queries, list(collection.queries.values())),
+        (encoder.forward_documents, list(collection.documents.values())),
+        (encoder.forward_queries, list(collection.queries.values())),
     ):
         rows, parts = [], []
         for batch_rows, reps in encode_batches(

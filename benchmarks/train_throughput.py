@@ -21,7 +21,7 @@ from xpretrieval.batchers import FixedBatcher
 from xpretrieval.data import Split
 from xpretrieval.losses import InfoNCE
 from xpretrieval.models import Dense
-from xpretrieval.retrieval import encode_texts
+from xpretrieval.models.encoding import encode_texts
 from xpretrieval.samplers import PairwiseSampler
 from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
 from xpretrieval.training.hooks import StepTimer
@@ -79,9 +79,9 @@ def encoding(texts: list[str], model: str = MODEL) -> tuple[float, float]:
     ours = Dense(name_or_path=model, normalize=True).build().eval()
     theirs = SentenceTransformer(model, device="cpu")
     theirs.max_seq_length = 256
-    encode_texts(ours.encode_documents, texts[:64], 64, torch.device("cpu"))  # warm-up
+    encode_texts(ours.forward_documents, texts[:64], 64, torch.device("cpu"))  # warm-up
     start = time.perf_counter()
-    mine = encode_texts(ours.encode_documents, texts, 64, torch.device("cpu"))
+    mine = encode_texts(ours.forward_documents, texts, 64, torch.device("cpu"))
     ours_rate = len(texts) / (time.perf_counter() - start)
     theirs.encode(texts[:64], batch_size=64)
     start = time.perf_counter()

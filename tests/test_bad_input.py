@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 from omegaconf.errors import ValidationError
 
 from tests.conftest import TINY_BEIR, compose_config
+from xpretrieval import configure
 from xpretrieval.data import Split
 from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.run import read_trec_run
 from xpretrieval.device import resolve_device
 from xpretrieval.errors import ConfigError, DataError, ResourceError
 from xpretrieval.evaluation import check_computable
@@ -28,12 +30,11 @@ from xpretrieval.experiment import load_experiment, run_train
 from xpretrieval.io import write_json
 from xpretrieval.models import Dense, Splade
 from xpretrieval.resume import last_checkpoint, resumed_overrides
-from xpretrieval.retrieval.run import read_trec_run
 from xpretrieval.samplers import PairwiseSampler
 
 
 def config(*overrides: str) -> Callable[[Path], object]:
-    return lambda tmp: load_experiment(compose_config(*overrides))
+    return lambda tmp: configure(overrides)
 
 
 def beir(edit: Callable[[Path], None], split: str = "train") -> Callable[[Path], object]:
@@ -140,7 +141,7 @@ BAD_INPUTS = [
         "regulariser with a dense model",
         config("+loss@losses.flops=flops"),
         ConfigError,
-        "losses.flops: Flops regularises vocabulary term weights",
+        r"losses.flops: Flops reads vocabulary term weights \(TermWeighted\), which a Dense",
     ),
     (
         "score part a model lacks",
@@ -205,25 +206,25 @@ BAD_INPUTS = [
         "Matryoshka with a sparse model",
         config("model=splade", "loss@losses.rank=matryoshka"),
         ConfigError,
-        r"losses.rank: Matryoshka reads dense \[n, dim\] vectors, which a Splade model",
+        r"losses.rank: Matryoshka reads single \[n, dim\] vectors .* which a Splade model",
     ),
     (
         "teacher loss without teacher scores",
         config("loss@losses.rank=margin_mse"),
         ConfigError,
-        "losses.rank: MarginMSE learns from a teacher's scores, which PairwiseSampler",
+        "losses.rank: MarginMSE learns from a teacher's scores, which PairwiseSampler records",
     ),
     (
         "pointwise records with the batchwise trainer",
         config("sampler=pointwise", "loss@losses.rank=bce"),
         ConfigError,
-        "sampler: PointwiseSampler and BatchwiseTrainer do not fit; use trainer=pointwise",
+        "sampler: PointwiseSampler yields PointwiseRecords, which BatchwiseTrainer does not read",
     ),
     (
         "pointwise loss without labels",
         config("loss@losses.rank=mse"),
         ConfigError,
-        "losses.rank: MeanSquaredError needs relevance labels",
+        "losses.rank: MeanSquaredError learns from relevance labels, which PairwiseSampler",
     ),
     (
         "cross-encoder without a first stage",
@@ -301,7 +302,7 @@ BAD_INPUTS = [
     ),
     (
         "training BM25",
-        lambda tmp: run_train(compose_config("model=bm25"), tmp),
+        lambda tmp: run_train(load_experiment(compose_config("model=bm25")), tmp),
         ConfigError,
         "nothing to train",
     ),

@@ -38,6 +38,6 @@ def test_bm25_evaluates_the_fixture_through_the_retrieval_path():
 
 def test_bm25_has_nothing_to_train_and_refuses_a_bad_stemmer(tmp_path):
     with pytest.raises(ConfigError, match="a Bm25 model has nothing to train; run `evaluate`"):
-        run_train(compose_config("model=bm25"), tmp_path)
+        run_train(load_experiment(compose_config("model=bm25")), tmp_path)
     with pytest.raises(ConfigError, match="model.stemmer: 'klingon' is not a PyStemmer language"):
         load_experiment(compose_config("model=bm25", "model.stemmer=klingon"))

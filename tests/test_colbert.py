@@ -8,6 +8,7 @@ import torch
 
 from tests.conftest import TINY_BEIR
 from tests.test_cli import train_reranking
+from xpretrieval import load
 from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.models import ColBERT, ColBERTEncoder
 from xpretrieval.models import colbert as module
@@ -53,8 +54,8 @@ def model(tiny_model_dir) -> ColBERTEncoder:
 
 def test_queries_are_augmented_with_masks_and_documents_padded(model):
     with torch.no_grad():
-        queries = model.encode_queries(["lava", "honey bees pollinate"])
-        documents = model.encode_documents(["lava", "honey bees pollinate flowering plants"])
+        queries = model.forward_queries(["lava", "honey bees pollinate"])
+        documents = model.forward_documents(["lava", "honey bees pollinate flowering plants"])
     assert queries.shape == (2, 8, 9) and documents.shape == (2, 16, 9)
     assert queries[..., -1].eq(1).all()  # [MASK] augmentation: every query position scores
     assert documents[0, :, -1].sum() == 3  # [CLS] lava [SEP], then padding
@@ -64,9 +65,9 @@ def test_queries_are_augmented_with_masks_and_documents_padded(model):
 
 def test_save_and_load_round_trip(model, tmp_path):
     model.save(tmp_path / "colbert")
-    loaded = ColBERTEncoder.load(tmp_path / "colbert")
+    loaded = load(tmp_path / "colbert")
     with torch.no_grad():
-        assert torch.allclose(loaded.encode_queries(["bees"]), model.encode_queries(["bees"]))
+        assert torch.allclose(loaded.forward_queries(["bees"]), model.forward_queries(["bees"]))
 
 
 def test_rerank_orders_bm25_candidates_by_the_model(model):

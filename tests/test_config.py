@@ -10,6 +10,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ValidationError
 
 from tests.conftest import CONF_DIR, ROOT, TINY_BEIR, compose_config
+from xpretrieval import configure
 from xpretrieval.errors import ConfigError
 from xpretrieval.experiment import ExperimentConfig, load_experiment
 from xpretrieval.losses import BatchScores, InfoNCE
@@ -58,7 +59,11 @@ def test_every_preset_composes_and_converts(preset):
     choice = {"experiment": f"+experiment={name}", "loss": f"loss@losses.rank={name}"}.get(
         group, f"{group}={name}"
     )
-    experiment = load_experiment(compose_config(choice, *REQUIRED.get(preset, [])))
+    overrides = [choice, *REQUIRED.get(preset, [])]
+    if group == "experiment":  # a whole experiment: its components fit together too
+        experiment = configure(overrides)
+    else:
+        experiment = load_experiment(compose_config(*overrides))
     assert isinstance(experiment, ExperimentConfig)
 
 
@@ -155,7 +160,7 @@ def test_an_experiment_without_loss_terms_is_refused(tmp_path):
     from xpretrieval.experiment import run_train
 
     with pytest.raises(ConfigError, match="losses is empty"):
-        run_train(compose_config("~loss@losses.rank"), tmp_path)
+        run_train(load_experiment(compose_config("~loss@losses.rank")), tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -163,7 +168,7 @@ def test_an_experiment_without_loss_terms_is_refused(tmp_path):
     [
         (
             ["+loss@losses.flops=flops"],
-            "losses.flops: Flops regularises vocabulary term weights, which a Dense model",
+            "losses.flops: Flops reads vocabulary term weights .* which a Dense model",
         ),
         (["losses.rank.part=dense"], "losses.rank.part=dense: a Dense model's score has no"),
         (
@@ -174,23 +179,64 @@ def test_an_experiment_without_loss_terms_is_refused(tmp_path):
 )
 def test_a_loss_the_model_cannot_feed_is_refused_before_loading(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        load_experiment(compose_config(*overrides))
+        configure(overrides)
 
 
 def test_evaluate_needs_only_a_test_split(tiny_model_dir, tmp_path):
     from xpretrieval.experiment import run_evaluate
 
-    cfg = compose_config(
+    overrides = [
         "dataset=beir_folder",
         f"dataset.test.beir_folder={TINY_BEIR}",  # no dataset.train.beir_folder
         f"model.name_or_path={tiny_model_dir}",
         "model.doc_max_length=32",
         "evaluation.top_k=10",
         "device=cpu",
-        config_name="evaluate",
-    )
-    assert 0 <= run_evaluate(cfg, tmp_path)["nDCG@10"] <= 1
+    ]
+    assert 0 <= run_evaluate(configure(overrides, "evaluate"), tmp_path)["nDCG@10"] <= 1
     with pytest.raises(ConfigError, match="dataset.train"):  # training still needs its split
         load_experiment(
             compose_config("dataset=beir_folder", f"dataset.test.beir_folder={TINY_BEIR}")
         )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (  # trained for minutes, then crashed in the index before this check
+            ["+experiment=sparse_embed", "index=inverted"],
+            r"index: Inverted indexes representations that are vocabulary term weights "
+            r"\(SparseBiEncoder\), which a SparseEmbed model does not have",
+        ),
+        (["index=inverted"], "index: Inverted indexes .* which a Dense model does not have"),
+        (["index=seismic"], "index: Seismic indexes .* which a Dense model does not have"),
+        (
+            [
+                "+experiment=cross_encoder_rerank",
+                "validation.every=5",
+                "validation.held_out_queries=2",
+            ],
+            "validation.every: validation searches the collection, which a CrossEncoder model",
+        ),
+        (
+            [
+                "sampler=distillation",
+                "loss@losses.rank=margin_mse",
+                "+model@teacher.model=bm25",
+            ],
+            "teacher.model: a Bm25 model ranks collections but does not score given candidates",
+        ),
+        (["model=bm25"], "model: a Bm25 model has nothing to train"),
+    ],
+)
+def test_a_combination_that_cannot_work_is_refused_at_start_up(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        configure(overrides)
+
+
+def test_the_same_combination_is_accepted_where_it_fits():
+    assert configure(["+experiment=splade", "index=inverted"]).index.serves.__name__ == (
+        "SparseBiEncoder"
+    )
+    configure(["model=bm25"], "evaluate")  # BM25 ranks by itself: no index is needed
+    configure(["+experiment=cross_encoder_rerank"], "evaluate")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import TINY_BEIR, compose_config
+from tests.conftest import TINY_BEIR
 from tests.test_cli import train_reranking
+from xpretrieval import configure, load
 from xpretrieval.batchers import FixedBatcher
 from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.errors import ConfigError
-from xpretrieval.experiment import load_experiment
 from xpretrieval.losses import Hinge, InfoNCE
 from xpretrieval.models import CrossEncoder, CrossEncoderModel
 from xpretrieval.samplers import BatchwiseSampler
@@ -57,15 +57,15 @@ def test_cross_encoder_trains_on_its_own_pairs(tiny_model_dir, loss):
 
 def test_a_cross_encoder_needs_a_first_stage_and_whole_batches():
     with pytest.raises(ConfigError, match="evaluation.rerank: a CrossEncoder model only re-ranks"):
-        load_experiment(compose_config("model=cross_encoder"))
+        configure(["model=cross_encoder"])
     with pytest.raises(ConfigError, match="batcher: a CrossEncoder model has no representations"):
-        load_experiment(compose_config("+experiment=cross_encoder_rerank", "batcher=micro"))
+        configure(["+experiment=cross_encoder_rerank", "batcher=micro"])
 
 
 def test_cross_encoder_experiment_end_to_end(tiny_model_dir, tmp_path):
     train_reranking(
         "cross_encoder_rerank", tiny_model_dir, tmp_path, "sampler.hard_negatives.top_k=5"
     )
-    saved = CrossEncoderModel.load(tmp_path / "checkpoints" / "step-0000006")
+    saved = load(tmp_path / "checkpoints" / "step-0000006")
     with torch.no_grad():
         assert torch.isfinite(saved.score_texts(QUERIES, DOCUMENTS)).all()

@@ -18,11 +18,11 @@ from tests.test_cli import ROOT, cli
 from tests.test_grad_cache import NO_DROPOUT, gradients_of
 from xpretrieval.batchers import FixedBatcher, MicroBatcher
 from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.run import read_trec_run, write_trec_run
 from xpretrieval.device import Precision
 from xpretrieval.losses import BatchScores, KLDistillation, MarginMSE
 from xpretrieval.models import CrossEncoder, Dense
 from xpretrieval.retrieval.rerank import FirstStage
-from xpretrieval.retrieval.run import read_trec_run, write_trec_run
 from xpretrieval.samplers import DistillationSampler
 from xpretrieval.training.teacher import TeacherConfig
 

@@ -13,11 +13,12 @@ import torch
 
 from tests.conftest import ROOT, TINY_BEIR, tiny_overrides
 from tests.test_cli import cli
+from xpretrieval.compatibility import check_exportable
 from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.device import Precision
 from xpretrieval.errors import ConfigError
 from xpretrieval.export import ExportConfig, export_collection
-from xpretrieval.models import ColBERT, Dense, Splade
+from xpretrieval.models import ColBERT, Dense, SparseEmbed, Splade
 
 CPU = torch.device("cpu")
 SCALE = 100.0
@@ -48,8 +49,8 @@ def test_sparse_export_re_scores_to_the_model_s_ranking(masked_lm_dir, tmp_path)
         for token, impact in document["vector"].items():
             exported_docs[row, vocabulary[token]] = impact
     with torch.no_grad():
-        doc_reps = model.encode_documents([test.documents[i] for i in doc_ids])
-        query_reps = model.encode_queries(list(test.queries.values()))
+        doc_reps = model.forward_documents([test.documents[i] for i in doc_ids])
+        query_reps = model.forward_queries(list(test.queries.values()))
     for query_rep, words in zip(query_reps, queries.values(), strict=True):
         counts = torch.zeros(len(vocabulary))
         for token, count in Counter(words.split()).items():
@@ -72,7 +73,7 @@ def test_dense_export_writes_vectors_with_their_ids(tiny_model_dir, tmp_path):
     ids = (folder / "documents.ids").read_text().split()
     vectors = np.load(folder / "documents.npy")
     with torch.no_grad():
-        expected = model.encode_documents([test.documents[i] for i in ids])
+        expected = model.forward_documents([test.documents[i] for i in ids])
     assert vectors.dtype == np.float32 and np.allclose(vectors, expected.numpy(), atol=1e-6)
     assert np.load(folder / "queries.npy").shape[0] == len(
         (folder / "queries.ids").read_text().split()
@@ -80,10 +81,12 @@ def test_dense_export_writes_vectors_with_their_ids(tiny_model_dir, tmp_path):
     assert json.loads((folder / "export.json").read_text())["kind"] == "dense"
 
 
-def test_a_model_without_single_vectors_or_term_weights_is_refused(tiny_model_dir, tmp_path):
+def test_a_model_without_single_vectors_or_term_weights_is_refused_before_loading(tmp_path):
+    # no such checkpoint: the check reads the config's model kind, never the weights
     with pytest.raises(ConfigError, match="export takes SPLADE"):
-        export(ColBERT(name_or_path=str(tiny_model_dir), dim=8).build(), tmp_path)
-    assert not (tmp_path / "export").exists()
+        check_exportable(ColBERT(name_or_path="someone/colbert"))
+    with pytest.raises(ConfigError, match="export takes SPLADE"):
+        check_exportable(SparseEmbed(name_or_path="someone/sparse-embed"))
 
 
 def test_export_through_the_cli(masked_lm_dir, tmp_path):

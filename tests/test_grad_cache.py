@@ -25,7 +25,7 @@ def gradients_of(model_config, losses, batcher, records, memory: int | None = No
     torch.manual_seed(0)
     model = model_config.build().train()
     if memory is not None:
-        for name in ("encode_queries", "encode_documents"):
+        for name in ("forward_queries", "forward_documents"):
             setattr(model, name, _limited(getattr(model, name), memory))
     learner = Learner(
         model=model,
@@ -103,7 +103,7 @@ def test_adaptive_batcher_gives_up_below_its_minimum(tiny_model_dir):
         optimizer=AdamW(),
         seed=0,
     )
-    learner.model.encode_queries = _limited(learner.model.encode_queries, 1)
+    learner.model.forward_queries = _limited(learner.model.forward_queries, 1)
     with pytest.raises(ResourceError, match="encoded 2 texts at a time; use batcher=adaptive"):
         learner.fit()
 
@@ -113,7 +113,7 @@ def test_replayed_micro_batches_see_the_same_dropout(tiny_model_dir):
     seen = []
 
     def encode(texts):
-        reps = model.encode_queries(texts)
+        reps = model.forward_queries(texts)
         seen.append(reps.detach().clone())
         return reps
 
@@ -126,4 +126,4 @@ def test_replayed_micro_batches_see_the_same_dropout(tiny_model_dir):
     first_pass, replay = seen[:2], seen[2:]
     for original, again in zip(first_pass, replay, strict=True):
         assert torch.equal(original, again)
-    assert not torch.equal(seen[0], model.encode_queries(texts[:2]).detach())  # dropout is on
+    assert not torch.equal(seen[0], model.forward_queries(texts[:2]).detach())  # dropout is on

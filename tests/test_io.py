@@ -38,7 +38,7 @@ def test_directory_is_replaced_when_complete(tmp_path):
 
 
 def test_tied_scores_are_written_in_trec_eval_order(tmp_path):
-    from xpretrieval.retrieval.run import write_trec_run
+    from xpretrieval.data.run import write_trec_run
 
     run = {"q": [("d1", 2.0), ("d2", 1.0), ("d3", 2.0), ("d9", 1.0000000001)]}
     write_trec_run(tmp_path / "run.trec", run, tag="splade")

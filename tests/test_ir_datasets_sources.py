@@ -13,9 +13,9 @@ import pytest
 
 from tests.conftest import TINY_BEIR
 from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.run import write_trec_run
 from xpretrieval.errors import DataError
 from xpretrieval.retrieval.rerank import FirstStage
-from xpretrieval.retrieval.run import write_trec_run
 from xpretrieval.samplers import BatchwiseSampler, HardNegatives, PairwiseSampler
 
 TRIPLES = [

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from xpretrieval import load
 from xpretrieval.errors import ConfigError
-from xpretrieval.models import Dense, DenseEncoder, Encoder, Pooling
+from xpretrieval.models import Dense, DenseBiEncoder, DenseEncoder, Pooling
 from xpretrieval.models.pooling import pool
 
 # two texts of 3 and 2 tokens (second padded), 2-dimensional token vectors
@@ -32,10 +33,10 @@ def encoder(tiny_model_dir) -> DenseEncoder:
 
 
 def test_dense_encoder_keeps_the_protocol(encoder):
-    assert isinstance(encoder, Encoder)
+    assert isinstance(encoder, DenseBiEncoder)
     with torch.no_grad():
-        queries = encoder.encode_queries(["how do bees live", "what is a comet"])
-        documents = encoder.encode_documents(["bees live in colonies", "comets", "bread"])
+        queries = encoder.forward_queries(["how do bees live", "what is a comet"])
+        documents = encoder.forward_documents(["bees live in colonies", "comets", "bread"])
     assert queries.shape == (2, 32) and documents.shape == (3, 32)
     assert torch.allclose(queries.norm(dim=-1), torch.ones(2))  # normalize=True
     assert encoder.score(queries, documents).shape == (2, 3)
@@ -43,18 +44,18 @@ def test_dense_encoder_keeps_the_protocol(encoder):
 
 def test_padding_does_not_change_a_text_vector(encoder):
     with torch.no_grad():
-        alone = encoder.encode_documents(["bees"])
-        padded = encoder.encode_documents(["bees", "honey bees pollinate flowering plants"])[:1]
+        alone = encoder.forward_documents(["bees"])
+        padded = encoder.forward_documents(["bees", "honey bees pollinate flowering plants"])[:1]
     assert torch.allclose(alone, padded, atol=1e-5)
 
 
 def test_save_and_load_round_trip(encoder, tmp_path):
     encoder.save(tmp_path / "saved")
-    loaded = DenseEncoder.load(tmp_path / "saved").eval()
+    loaded = load(tmp_path / "saved").eval()
     assert loaded.config.normalize and loaded.config.pooling is Pooling.mean
     texts = ["what makes bread rise"]
     with torch.no_grad():
-        assert torch.allclose(encoder.encode_queries(texts), loaded.encode_queries(texts))
+        assert torch.allclose(encoder.forward_queries(texts), loaded.forward_queries(texts))
 
 
 def test_separate_encoders_save_and_load(tiny_model_dir, tmp_path):
@@ -67,8 +68,8 @@ def test_separate_encoders_save_and_load(tiny_model_dir, tmp_path):
     loaded = Dense(name_or_path=str(tmp_path / "two"), shared=False).build().eval()
     model.eval()
     with torch.no_grad():
-        assert torch.allclose(model.encode_documents(["x"]), loaded.encode_documents(["x"]))
-        assert not torch.allclose(loaded.encode_documents(["x"]), loaded.encode_queries(["x"]))
+        assert torch.allclose(model.forward_documents(["x"]), loaded.forward_documents(["x"]))
+        assert not torch.allclose(loaded.forward_documents(["x"]), loaded.forward_queries(["x"]))
 
 
 def test_loading_a_saved_model_with_other_pooling_is_refused(encoder, tmp_path):

@@ -7,8 +7,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xpretrieval.data.run import read_trec_run, write_trec_run
 from xpretrieval.errors import DataError
-from xpretrieval.retrieval import encode_texts, exact_top_k, read_trec_run, write_trec_run
+from xpretrieval.models.encoding import encode_texts
+from xpretrieval.retrieval import exact_top_k
 
 
 def dot(q, d):

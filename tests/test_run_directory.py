@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from tests.test_cli import cli, tiny_train
+from xpretrieval.hooks import TrainState
 from xpretrieval.training.checkpoint import Checkpointer
-from xpretrieval.training.state import TrainState
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:

@@ -13,7 +13,7 @@ from tests.conftest import TINY_BEIR
 from tests.test_training import make_learner
 from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.data.collection import Collection
-from xpretrieval.retrieval.run import write_trec_run
+from xpretrieval.data.run import write_trec_run
 from xpretrieval.samplers import BatchwiseSampler, HardNegatives, PairwiseSampler
 
 

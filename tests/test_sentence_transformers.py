@@ -11,6 +11,7 @@ from sentence_transformers.base.modules import Normalize, Transformer
 from sentence_transformers.sentence_transformer.modules import Pooling as STPooling
 from sentence_transformers.sparse_encoder.modules import SpladePooling
 
+from xpretrieval import load
 from xpretrieval.errors import ConfigError
 from xpretrieval.models import (
     CrossEncoder,
@@ -39,7 +40,7 @@ def test_a_saved_dense_model_loads_in_sentence_transformers(
     ours.save(tmp_path)
     theirs = SentenceTransformer(str(tmp_path), device="cpu")
     assert theirs.max_seq_length == 24
-    expected = ours.encode_documents(TEXTS)
+    expected = ours.forward_documents(TEXTS)
     got = theirs.encode(TEXTS, convert_to_tensor=True)
     assert torch.allclose(got, expected, atol=1e-5)
     assert theirs.similarity_fn_name == ("cosine" if normalize else "dot")
@@ -52,7 +53,7 @@ def test_a_saved_splade_model_loads_in_sparse_encoder(masked_lm_dir, tmp_path):
     ours.save(tmp_path)
     theirs = SparseEncoder(str(tmp_path), device="cpu")
     got = theirs.encode(TEXTS, convert_to_tensor=True).to_dense()
-    assert torch.allclose(got, ours.encode_documents(TEXTS), atol=1e-5)
+    assert torch.allclose(got, ours.forward_documents(TEXTS), atol=1e-5)
 
 
 def test_a_splade_model_without_special_tokens_writes_no_sparse_encoder_files(
@@ -83,20 +84,20 @@ def test_a_folder_saved_by_sentence_transformers_loads_with_its_pooling(tiny_mod
         device="cpu",
     )
     theirs.save(str(tmp_path))
-    ours = DenseEncoder.load(tmp_path)
+    ours = load(tmp_path)
     assert (ours.config.pooling, ours.config.normalize, ours.config.doc_max_length) == (
         Pooling.cls,
         True,
         20,
     )
     expected = theirs.encode(TEXTS, convert_to_tensor=True)
-    assert torch.allclose(ours.encode_documents(TEXTS), expected, atol=1e-5)
+    assert torch.allclose(ours.forward_documents(TEXTS), expected, atol=1e-5)
     with pytest.raises(
         ConfigError, match="saved with pooling=cls but the config asks for pooling=mean"
     ):
         Dense(name_or_path=str(tmp_path), pooling=Pooling.mean, normalize=True).build()
     splade = Splade(name_or_path=str(tmp_path)).build()  # a dense model as SPLADE's base
-    assert splade.encode_documents(TEXTS).shape[1] == len(splade.tokenizer)
+    assert splade.forward_documents(TEXTS).shape[1] == len(splade.tokenizer)
 
 
 def test_a_sparse_encoder_folder_loads_as_splade(masked_lm_dir, tmp_path):
@@ -108,10 +109,10 @@ def test_a_sparse_encoder_folder_loads_as_splade(masked_lm_dir, tmp_path):
         device="cpu",
     )
     theirs.save(str(tmp_path))
-    ours = SpladeEncoder.load(tmp_path)
+    ours = load(tmp_path)
     assert ours.config.pooling is SparsePooling.max and not ours.config.exclude_special_tokens
     expected = theirs.encode(TEXTS, convert_to_tensor=True).to_dense()
-    assert torch.allclose(ours.encode_documents(TEXTS), expected, atol=1e-5)
+    assert torch.allclose(ours.forward_documents(TEXTS), expected, atol=1e-5)
 
 
 def test_load_picks_the_kind_of_every_layout(tiny_model_dir, masked_lm_dir, tmp_path):
@@ -149,7 +150,7 @@ def test_all_minilm_from_the_hub_cache_encodes_as_sentence_transformers():
         256,
     )
     theirs = SentenceTransformer(name, device="cpu").encode(TEXTS, convert_to_tensor=True)
-    assert torch.allclose(ours.encode_documents(TEXTS), theirs, atol=1e-5)
+    assert torch.allclose(ours.forward_documents(TEXTS), theirs, atol=1e-5)
 
 
 def test_separate_query_and_document_encoders_round_trip_as_a_router(tiny_model_dir, tmp_path):
@@ -165,7 +166,7 @@ def test_separate_query_and_document_encoders_round_trip_as_a_router(tiny_model_
     ours.save(tmp_path)
     theirs = SentenceTransformer(str(tmp_path), device="cpu")
     with torch.no_grad():
-        queries, documents = ours.encode_queries(TEXTS), ours.encode_documents(TEXTS)
+        queries, documents = ours.forward_queries(TEXTS), ours.forward_documents(TEXTS)
     assert torch.allclose(theirs.encode_query(TEXTS, convert_to_tensor=True), queries, atol=1e-5)
     assert torch.allclose(
         theirs.encode_document(TEXTS, convert_to_tensor=True), documents, atol=1e-5
@@ -174,7 +175,7 @@ def test_separate_query_and_document_encoders_round_trip_as_a_router(tiny_model_
     (tmp_path / "xpretrieval_model.yaml").unlink()  # only the sentence-transformers files
     loaded = xpretrieval.load(tmp_path)
     assert not loaded.config.shared and loaded.max_query_length == 8
-    assert torch.allclose(loaded.encode_documents(TEXTS), documents, atol=1e-5)
+    assert torch.allclose(loaded.forward_documents(TEXTS), documents, atol=1e-5)
     with pytest.raises(ConfigError, match="saved with shared=false but the config asks for"):
         Dense(name_or_path=str(tmp_path), normalize=False).build()
 
@@ -182,4 +183,4 @@ def test_separate_query_and_document_encoders_round_trip_as_a_router(tiny_model_
 @pytest.mark.shared_data
 def test_splade_starts_from_the_dense_all_minilm_checkpoint():
     splade = Splade(name_or_path="sentence-transformers/all-MiniLM-L6-v2", doc_max_length=32)
-    assert splade.build().encode_documents(TEXTS).shape == (2, 30522)
+    assert splade.build().forward_documents(TEXTS).shape == (2, 30522)

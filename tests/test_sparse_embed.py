@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xpretrieval import load
 from xpretrieval.losses import BatchScores
 from xpretrieval.models import SparseEmbed, SparseEmbedEncoder
 from xpretrieval.models import sparse_embed as module
@@ -97,7 +98,7 @@ def model(tiny_model_dir) -> SparseEmbedEncoder:
 
 def test_representations_keep_k_terms_with_their_embeddings(model):
     with torch.no_grad():
-        reps = model.encode_documents(["honey bees pollinate flowering plants"])
+        reps = model.forward_documents(["honey bees pollinate flowering plants"])
     ids, weights, embeddings = unpack(reps)
     assert reps.shape == (1, 10, 2 + 8)
     assert len(set(ids[0].tolist())) == 10 and (weights[0, :-1] >= weights[0, 1:]).all()
@@ -112,8 +113,8 @@ def test_representations_keep_k_terms_with_their_embeddings(model):
 def test_padding_does_not_change_a_text_s_representation(model):
     short = "lava flows"
     with torch.no_grad():
-        alone = model.encode_queries([short])
-        padded = model.encode_queries([short, "honey bees pollinate flowering plants in spring"])[
+        alone = model.forward_queries([short])
+        padded = model.forward_queries([short, "honey bees pollinate flowering plants in spring"])[
             :1
         ]
     assert torch.allclose(alone, padded, atol=1e-5)
@@ -121,16 +122,16 @@ def test_padding_does_not_change_a_text_s_representation(model):
 
 def test_save_and_load_round_trip_keeps_the_projection(model, tmp_path):
     model.save(tmp_path / "sparse-embed")
-    loaded = SparseEmbedEncoder.load(tmp_path / "sparse-embed")
+    loaded = load(tmp_path / "sparse-embed")
     assert loaded.config.embedding_dim == 8 and loaded.config.doc_terms == 10
     with torch.no_grad():
-        assert torch.allclose(loaded.encode_queries(["bees"]), model.encode_queries(["bees"]))
+        assert torch.allclose(loaded.forward_queries(["bees"]), model.forward_queries(["bees"]))
 
 
 def test_score_parts_sum_to_the_score_and_feed_named_loss_terms(model):
     with torch.no_grad():
-        queries = model.encode_queries(TRIPLES[0])
-        documents = model.encode_documents(TRIPLES[1])
+        queries = model.forward_queries(TRIPLES[0])
+        documents = model.forward_documents(TRIPLES[1])
     parts = model.score_parts(queries, documents)
     assert torch.allclose(parts["sparse"] + parts["dense"], model.score(queries, documents))
     rows = torch.arange(2)

@@ -9,9 +9,11 @@ from dataclasses import replace
 import pytest
 import torch
 
+from xpretrieval import load
 from xpretrieval.errors import ConfigError
 from xpretrieval.models import Dense, SparsePooling, Splade, SpladeEncoder
-from xpretrieval.models.splade import keep_top_k, sparsity, splade_weights
+from xpretrieval.models.base import sparsity
+from xpretrieval.models.splade import keep_top_k, splade_weights
 
 E1, E2 = math.e - 1, math.e**2 - 1  # log(1 + relu(x)) = 1 and 2
 # one text, 3 token positions, a 4-term vocabulary; the third position is masked out
@@ -73,10 +75,10 @@ TEXTS = ["honey bees pollinate", "volcanoes erupt molten lava, ash and gas"]
 
 def test_encoder_pools_every_attended_position_as_naver_splade(splade):
     assert torch.allclose(
-        splade.encode_queries(TEXTS), naver_splade(splade, TEXTS, "max"), atol=1e-6
+        splade.forward_queries(TEXTS), naver_splade(splade, TEXTS, "max"), atol=1e-6
     )
     cls = splade.tokenizer.cls_token_id  # the lexical head makes [CLS] weigh on itself
-    assert splade.encode_queries(TEXTS)[:, cls].gt(0).all()
+    assert splade.forward_queries(TEXTS)[:, cls].gt(0).all()
 
 
 def test_special_tokens_can_be_left_out(tiny_model_dir):
@@ -89,7 +91,7 @@ def test_special_tokens_can_be_left_out(tiny_model_dir):
     with torch.no_grad():
         logits = model.query_encoder(**batch).logits[0, 1:-1]  # without [CLS] and [SEP]
         expected = torch.log1p(torch.relu(logits)).amax(dim=0)
-        assert torch.allclose(model.encode_queries([text])[0], expected, atol=1e-6)
+        assert torch.allclose(model.forward_queries([text])[0], expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("pooling", ["max", "sum"])
@@ -109,20 +111,20 @@ def test_term_weights_equal_sentence_transformers_sparse_encoder(masked_lm_dir, 
         name_or_path=str(masked_lm_dir), pooling=SparsePooling[pooling], doc_max_length=32
     )
     model = ours.build()
-    assert torch.allclose(model.encode_documents(TEXTS), expected, atol=1e-6)
+    assert torch.allclose(model.forward_documents(TEXTS), expected, atol=1e-6)
     assert torch.allclose(
-        model.encode_documents(TEXTS), naver_splade(model, TEXTS, pooling), atol=1e-6
+        model.forward_documents(TEXTS), naver_splade(model, TEXTS, pooling), atol=1e-6
     )
-    excluded = replace(ours, exclude_special_tokens=True).build().encode_documents(TEXTS)
+    excluded = replace(ours, exclude_special_tokens=True).build().forward_documents(TEXTS)
     assert (excluded - expected).abs().max() > 1e-3  # the comparison can tell the two apart
 
 
 def test_documents_are_pruned_when_encoding_but_not_in_training(splade):
     texts = ["honey bees pollinate flowering plants", "lava"]
     with torch.no_grad():
-        pruned = splade.encode_documents(texts)
+        pruned = splade.forward_documents(texts)
         splade.train()
-        full = splade.encode_documents(texts)
+        full = splade.forward_documents(texts)
         splade.eval()
     assert ((pruned > 0).sum(dim=-1) <= 3).all()
     assert ((full > 0).sum(dim=-1) > 3).all()
@@ -138,10 +140,10 @@ def test_decode_lists_tokens_by_weight(splade):
 
 def test_save_and_load_round_trip(splade, tmp_path):
     splade.save(tmp_path / "splade")
-    loaded = SpladeEncoder.load(tmp_path / "splade").eval()
+    loaded = load(tmp_path / "splade").eval()
     assert loaded.config.doc_max_active_dims == 3
     with torch.no_grad():
-        assert torch.allclose(loaded.encode_queries(["bees"]), splade.encode_queries(["bees"]))
+        assert torch.allclose(loaded.forward_queries(["bees"]), splade.forward_queries(["bees"]))
     with pytest.raises(ConfigError, match="does not describe a Dense model"):
         Dense(name_or_path=str(tmp_path / "splade")).build()
 
@@ -152,4 +154,4 @@ def test_a_built_model_encodes_in_eval_mode_with_pruning(tiny_model_dir):
     ).build()
     assert not model.training
     with torch.no_grad():
-        assert (model.encode_documents(["honey bees pollinate flowering plants"]) > 0).sum() <= 2
+        assert (model.forward_documents(["honey bees pollinate flowering plants"]) > 0).sum() <= 2

@@ -58,7 +58,7 @@ def test_a_splade_model_encodes_and_learns_alike_chunked_or_not(
     for chunk in (2, None):
         monkeypatch.setattr(SpladeEncoder, "pooling_chunk", chunk)
         model = config.build().train()
-        reps = model.encode_documents(texts)
+        reps = model.forward_documents(texts)
         (reps.sum() + reps.pow(2).sum()).backward()
         grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
         results.append((reps.detach(), grads))

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.conftest import TINY_BEIR
+from xpretrieval import load
 from xpretrieval.batchers import FixedBatcher
 from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.losses import (
@@ -56,8 +57,8 @@ def ranking_loss(model: DenseEncoder, collection) -> float:
     query_ids = sorted(collection.qrels)
     positives = [sorted(collection.qrels[q])[0] for q in query_ids]
     with torch.no_grad():
-        queries = model.encode_queries([collection.queries[q] for q in query_ids])
-        documents = model.encode_documents([collection.documents[d] for d in positives])
+        queries = model.forward_queries([collection.queries[q] for q in query_ids])
+        documents = model.forward_documents([collection.documents[d] for d in positives])
     rows = torch.arange(len(query_ids))
     return InfoNCE(scale=20.0)(BatchScores(model.score(queries, documents), rows, rows)).item()
 
@@ -116,11 +117,11 @@ def test_hooks_checkpoints_and_log(tiny_model_dir, train_split, tmp_path):
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["step-0000004", "step-0000005"]
     final = tmp_path / "ckpt" / "step-0000005"
     assert torch.load(final / TRAINING_STATE_FILE)["step"] == 5
-    reloaded = DenseEncoder.load(final).eval()
+    reloaded = load(final).eval()
     learner.model.eval()
     with torch.no_grad():
         assert torch.allclose(
-            reloaded.encode_queries(["bees"]), learner.model.encode_queries(["bees"])
+            reloaded.forward_queries(["bees"]), learner.model.forward_queries(["bees"])
         )
     rows = list(csv.DictReader((tmp_path / "train_log.csv").open()))
     assert [int(r["step"]) for r in rows] == [2, 4, 5]

@@ -136,7 +136,7 @@ def test_a_byte_order_mark_is_read_alike_by_every_reader(tmp_path, name, header)
 
 
 def test_a_run_file_with_a_byte_order_mark_reads_its_first_line(tmp_path):
-    from xpretrieval.retrieval.run import read_trec_run
+    from xpretrieval.data.run import read_trec_run
 
     (tmp_path / "run.trec").write_bytes(BOM + b"q1 Q0 d1 1 2.0 x\nq1 Q0 d2 2 1.0 x\n")
     assert read_trec_run(tmp_path / "run.trec") == {"q1": [("d1", 2.0), ("d2", 1.0)]}

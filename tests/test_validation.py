@@ -13,9 +13,9 @@ from tests.test_training import make_learner
 from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.errors import ConfigError, DataError
 from xpretrieval.experiment import load_experiment
+from xpretrieval.hooks import TrainState
 from xpretrieval.retrieval.index import ExactIndex
 from xpretrieval.training.loggers import CSVLogger
-from xpretrieval.training.state import TrainState
 from xpretrieval.training.validation import BestModel, ValidationConfig, Validator
 
 

@@ -13,15 +13,24 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from xpretrieval import baselines, push, report
+from xpretrieval.config import config_dir
 from xpretrieval.errors import RunDirectoryRefused, UserInputError
-from xpretrieval.experiment import run_evaluate, run_export, run_mine, run_train
+from xpretrieval.experiment import (
+    ExperimentConfig,
+    load_experiment,
+    run_evaluate,
+    run_export,
+    run_mine,
+    run_train,
+    without_unset_train_split,
+)
 from xpretrieval.resume import resumed_overrides, run_in_resumed_directory
 from xpretrieval.run_dir import check_output_writable
 from xpretrieval.training.interrupt import TrainingInterrupted
 
 logger = logging.getLogger("xpretrieval")
 
-COMMANDS: dict[str, Callable[[DictConfig, Path, list[str]], dict[str, float]]] = {
+COMMANDS: dict[str, Callable[[ExperimentConfig, Path, list[str]], dict[str, float]]] = {
     "train": run_train,
     "evaluate": run_evaluate,
     "mine": run_mine,
@@ -49,12 +58,6 @@ USAGE = """usage: python -m xpretrieval {train,evaluate,mine,export} [OVERRIDES.
 
 OVERRIDES are Hydra's: +experiment=dense  dataset=scifact  trainer.max_steps=200
 Add --help after the command for the config groups, --cfg job for the composed config."""
-
-
-def config_dir() -> str:
-    """conf/ inside an installed wheel, or beside the package in a source checkout."""
-    packaged = Path(__file__).parent / "conf"
-    return str(packaged if packaged.is_dir() else Path(__file__).parent.parent / "conf")
 
 
 def main() -> None:
@@ -87,7 +90,9 @@ def main() -> None:
                 # the run's own config: its saved overrides, then today's
                 overrides = resumed_overrides(output_dir, overrides)
                 cfg = compose(command, overrides=overrides)
-            return COMMANDS[command](cfg, output_dir, overrides)
+            if command != "train":
+                cfg = without_unset_train_split(cfg)
+            return COMMANDS[command](load_experiment(cfg), output_dir, overrides)
         except RunDirectoryRefused as error:  # printed, not logged: the folder is not ours
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)

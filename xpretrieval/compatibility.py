@@ -1,111 +1,183 @@
-"""Which components fit together: a config combining a loss, model, sampler or trainer with
-one that cannot feed it is refused by name before any weights load. Each component declares
-what it needs and gives as class variables; nothing here dispatches on a component's name."""
+"""Which components fit together, checked once, before any weights load: a model config names
+its model kind (`encoder`, a class of models/base.py), samplers the record type they yield,
+trainers the record types they read, losses the model kind and records they need, indexes
+the model kind they serve. Nothing here dispatches on a component's name."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from xpretrieval.data.records import WITH_NEGATIVES, DistillationRecord, PointwiseRecord
 from xpretrieval.errors import ConfigError
 from xpretrieval.losses.base import Loss
-from xpretrieval.losses.regularizers import Regularizer
-from xpretrieval.models.base import ModelConfig
+from xpretrieval.models.base import (
+    BiEncoder,
+    DenseBiEncoder,
+    ModelConfig,
+    PairScorer,
+    PartedScore,
+    Ranker,
+    SparseBiEncoder,
+    TermWeighted,
+    TrainableModel,
+)
 
 if TYPE_CHECKING:
     from xpretrieval.experiment import ExperimentConfig
 
+# what a component needs, in words, and the models that have it, by model kind
+KIND_WORDS: dict[type, tuple[str, str]] = {
+    TrainableModel: ("weights to train", "model=dense, splade, colbert or cross_encoder"),
+    BiEncoder: ("separate query and document representations", "model=dense or splade"),
+    DenseBiEncoder: ("single [n, dim] vectors", "model=dense"),
+    TermWeighted: ("vocabulary term weights", "model=splade or model=sparse_embed"),
+    SparseBiEncoder: ("representations that are vocabulary term weights", "model=splade"),
+}
 
-def check_components(experiment: ExperimentConfig) -> None:
-    """Every check below, on a built (not yet loaded) experiment config."""
-    check_losses_fit_model(experiment.losses, experiment.model)
-    check_model_fits_evaluation(experiment)
-    check_losses_fit_sampler(experiment)
+
+# what records of a type carry beyond a query and documents, and the sampler that yields them
+RECORD_WORDS: dict[type, tuple[str, str]] = {
+    DistillationRecord: ("a teacher's scores", "sampler=distillation"),
+    PointwiseRecord: ("relevance labels", "sampler=pointwise trainer=pointwise"),
+}
+
+
+def _needs(kind: type) -> tuple[str, str]:
+    """(what `kind` provides, the models to choose), for error messages."""
+    what, how = KIND_WORDS.get(kind, (f"a {kind.__name__} model", kind.__name__))
+    return f"{what} ({kind.__name__})", how
+
+
+def check_components(experiment: ExperimentConfig, command: str) -> None:
+    """Every check that applies to `command` (train, evaluate, mine, export)."""
+    if command == "train":
+        check_training(experiment)
+    if command == "export":
+        check_exportable(experiment.model)
+    else:
+        check_model_fits_evaluation(experiment)
+
+
+def check_training(experiment: ExperimentConfig) -> None:
+    """A model that has weights, records the trainer reads and that carry what each loss
+    term needs, and loss terms that the model can feed."""
+    model = experiment.model
+    if not model.is_kind(TrainableModel):
+        raise ConfigError(
+            f"model: a {type(model).__name__} model has nothing to train; run `evaluate` with it"
+        )
+    if not experiment.losses:
+        raise ConfigError("losses is empty: add a term, e.g. +loss@losses.rank=infonce")
+    check_sampler_fits_trainer(experiment)
+    for name, loss in experiment.losses.items():
+        check_loss(name, loss, experiment)
     check_teacher(experiment)
+    if model.is_kind(PairScorer) and experiment.batcher.micro_batch_size() is not None:
+        raise ConfigError(
+            f"batcher: a {type(model).__name__} model has no representations to split by "
+            "micro-batches; use batcher=fixed"
+        )
+
+
+def check_sampler_fits_trainer(experiment: ExperimentConfig) -> None:
+    record, trainer = experiment.sampler.record, experiment.trainer
+    if not issubclass(record, trainer.reads):
+        if issubclass(record, PointwiseRecord):
+            wanted = "trainer=pointwise"
+        else:
+            wanted = "sampler=pointwise, or trainer=batchwise"
+        raise ConfigError(
+            f"sampler: {type(experiment.sampler).__name__} yields {record.__name__}s, which "
+            f"{type(trainer).__name__} does not read; use {wanted}"
+        )
+
+
+def check_loss(name: str, loss: Loss, experiment: ExperimentConfig) -> None:
+    """One loss term against the model kind and the records it learns from."""
+    model, kind = experiment.model, type(experiment.model).__name__
+    loss_name = type(loss).__name__
+    if not model.is_kind(loss.model_kind):
+        what, how = _needs(loss.model_kind)
+        raise ConfigError(
+            f"losses.{name}: {loss_name} reads {what}, which a {kind} model does not have; "
+            f"use {how}, or remove the term (~loss@losses.{name})"
+        )
+    if loss.part is not None:
+        parts = model.encoder.parts if model.is_kind(PartedScore) else ()
+        if loss.part not in parts:
+            raise ConfigError(
+                f"losses.{name}.part={loss.part}: a {kind} model's score has no such part "
+                f"(parts: {', '.join(parts) or 'none'}); set losses.{name}.part=null"
+            )
+    record, sampler = experiment.sampler.record, type(experiment.sampler).__name__
+    if loss.needs_own_negatives() and not issubclass(record, WITH_NEGATIVES):
+        raise ConfigError(
+            f"losses.{name}: {loss_name} ranks each positive against the record's own "
+            f"negatives, which {sampler} records do not have; use in-batch negatives (InfoNCE "
+            "with in_batch_negatives=true) or a sampler with negatives (sampler=batchwise)"
+        )
+    if loss.record_kinds is not None and not issubclass(record, loss.record_kinds):
+        what, how = RECORD_WORDS[loss.record_kinds[0]]
+        raise ConfigError(
+            f"losses.{name}: {loss_name} learns from {what}, which {sampler} records do not "
+            f"carry; use {how}"
+        )
 
 
 def check_teacher(experiment: ExperimentConfig) -> None:
     """A distillation sampler gets its teacher's scores from exactly one place: a run file or
     a teacher model scoring in the run; a teacher model needs a sampler that reads them."""
-    sampler, teacher = experiment.sampler, experiment.teacher.enabled
-    if not sampler.gives_teacher_scores:
-        if teacher:
+    sampler, teacher = experiment.sampler, experiment.teacher
+    if not issubclass(sampler.record, DistillationRecord):
+        if teacher.enabled:
             raise ConfigError(
                 f"teacher.model: {type(sampler).__name__} records carry no teacher scores; use "
                 "sampler=distillation"
             )
         return
-    if (sampler.teacher_run is None) != teacher:
+    if teacher.enabled and teacher.model is not None and teacher.model.is_kind(Ranker):
+        raise ConfigError(
+            f"teacher.model: a {type(teacher.model).__name__} model ranks collections but does "
+            "not score given candidates; use a cross_encoder or a bi-encoder"
+        )
+    if (sampler.teacher_run is None) != teacher.enabled:
         raise ConfigError(
             "sampler.teacher_run: give exactly one of a teacher run file (sampler.teacher_run="
             "run.trec) and a teacher model that scores in the run (+model@teacher.model="
             "cross_encoder teacher.model.name_or_path=<checkpoint>), got teacher_run="
-            f"{sampler.teacher_run!r} and {'a' if teacher else 'no'} teacher model"
+            f"{sampler.teacher_run!r} and {'a' if teacher.enabled else 'no'} teacher model"
         )
 
 
-def check_losses_fit_model(losses: dict[str, Loss], model: ModelConfig) -> None:
-    """Refuse, before any weights load, a loss term that needs what the model does not give."""
-    kind = type(model).__name__
-    for name, loss in losses.items():
-        if isinstance(loss, Regularizer) and not model.has_term_weights:
-            raise ConfigError(
-                f"losses.{name}: {type(loss).__name__} regularises vocabulary term weights, "
-                f"which a {kind} model does not have; use model=splade or model=sparse_embed, "
-                f"or remove the term (~loss@losses.{name})"
-            )
-        if loss.needs_dense_vectors and not model.dense_vectors:
-            raise ConfigError(
-                f"losses.{name}: {type(loss).__name__} reads dense [n, dim] vectors, which a "
-                f"{kind} model does not produce; use model=dense"
-            )
-        if loss.part is not None and loss.part not in model.score_parts:
-            parts = ", ".join(model.score_parts) or "none"
-            raise ConfigError(
-                f"losses.{name}.part={loss.part}: a {kind} model's score has no such part "
-                f"(parts: {parts}); set losses.{name}.part=null"
-            )
-
-
 def check_model_fits_evaluation(experiment: ExperimentConfig) -> None:
-    """A model that only re-ranks needs a first stage, and whole batches."""
-    if not experiment.model.reranks_only:
-        return
-    kind = type(experiment.model).__name__
-    if not experiment.evaluation.rerank.enabled:
+    """A pair scorer needs a first stage to re-rank; a bi-encoder that searches the collection
+    needs an index that serves its kind."""
+    model, kind = experiment.model, type(experiment.model).__name__
+    rerank = experiment.evaluation.rerank.enabled
+    if model.is_kind(PairScorer) and not rerank:
         raise ConfigError(
             f"evaluation.rerank: a {kind} model only re-ranks candidates; set e.g. "
             "evaluation.rerank.top_k=100 (BM25's top 100, or add evaluation.rerank.run_file)"
         )
-    if experiment.batcher.micro_batch_size() is not None:
-        raise ConfigError(f"batcher: a {kind} model has no representations to split by")
-
-
-def check_losses_fit_sampler(experiment: ExperimentConfig) -> None:
-    """Records that the trainer can read, carrying what each loss term needs."""
-    sampler = type(experiment.sampler).__name__
-    if experiment.sampler.pointwise != experiment.trainer.pointwise:
-        wanted = (
-            "trainer=pointwise"
-            if experiment.sampler.pointwise
-            else "sampler=pointwise, or trainer=batchwise"
-        )
+    if model.is_kind(PairScorer) and experiment.validation.enabled:
         raise ConfigError(
-            f"sampler: {sampler} and {type(experiment.trainer).__name__} do not fit; use {wanted}"
+            f"validation.every: validation searches the collection, which a {kind} model "
+            "cannot; set validation.every=0"
         )
-    for name, loss in experiment.losses.items():
-        if loss.needs_labels and not experiment.sampler.gives_labels:
-            raise ConfigError(
-                f"losses.{name}: {type(loss).__name__} needs relevance labels, which {sampler} "
-                "records do not carry; use sampler=pointwise trainer=pointwise"
-            )
-        if loss.needs_teacher and not experiment.sampler.gives_teacher_scores:
-            raise ConfigError(
-                f"losses.{name}: {type(loss).__name__} learns from a teacher's scores, which "
-                f"{sampler} records do not carry; use sampler=distillation"
-            )
-        if loss.needs_own_negatives() and not experiment.sampler.has_negatives:
-            raise ConfigError(
-                f"losses.{name}: {type(loss).__name__} ranks each positive against the "
-                f"record's own negatives, which {sampler} records do "
-                "not have; use in-batch negatives (InfoNCE with in_batch_negatives=true)"
-            )
+    searches = model.is_kind(BiEncoder) and (not rerank or experiment.validation.enabled)
+    index = experiment.index
+    if searches and not model.is_kind(index.serves):
+        what, how = _needs(index.serves)
+        raise ConfigError(
+            f"index: {type(index).__name__} indexes {what}, which a {kind} model does not "
+            f"have; use index=exact, or {how}"
+        )
+
+
+def check_exportable(model: ModelConfig) -> None:
+    """Exports write term weights (Anserini) or single vectors (.npy): nothing else."""
+    if not model.is_kind((SparseBiEncoder, DenseBiEncoder)):
+        raise ConfigError(
+            f"model: a {type(model).__name__} model is scored by more than term weights or "
+            "single vectors; export takes SPLADE (Anserini files) or dense models (.npy)"
+        )

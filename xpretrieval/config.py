@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from hydra.core.config_store import ConfigStore
@@ -17,6 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from xpretrieval.errors import ConfigError
 
 T = TypeVar("T")
+
+
+def config_dir() -> str:
+    """conf/ inside an installed wheel, or beside the package in a source checkout."""
+    packaged = Path(__file__).parent / "conf"
+    return str(packaged if packaged.is_dir() else Path(__file__).parent.parent / "conf")
 
 
 def register(group: str, name: str) -> Callable[[type[T]], type[T]]:

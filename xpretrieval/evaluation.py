@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import ir_measures
 
 from xpretrieval.data.collection import Qrels
+from xpretrieval.data.run import Run
 from xpretrieval.errors import ConfigError
 from xpretrieval.retrieval.rerank import FirstStage
-from xpretrieval.retrieval.run import Run
 
 DEFAULT_METRICS = ["nDCG@10", "RR@10", "R@100", "AP"]
 

@@ -15,18 +15,18 @@ from xpretrieval.compatibility import check_components
 from xpretrieval.config import register_root, to_objects
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.dataset import DatasetConfig
+from xpretrieval.data.run import Run, write_trec_run
 from xpretrieval.device import Precision, resolve_device
 from xpretrieval.errors import ConfigError
 from xpretrieval.evaluation import EvaluationConfig, Metrics, check_computable, compute_metrics
 from xpretrieval.export import ExportConfig, export_collection
 from xpretrieval.io import write_json, write_text
 from xpretrieval.losses.base import Loss
-from xpretrieval.models.base import Encoder, ModelConfig
+from xpretrieval.models.base import ModelConfig, RetrievalModel
 from xpretrieval.resume import last_checkpoint
 from xpretrieval.retrieval.index import IndexConfig
 from xpretrieval.retrieval.rerank import rerank_candidates
 from xpretrieval.retrieval.retrieve import retrieve
-from xpretrieval.retrieval.run import Run, write_trec_run
 from xpretrieval.run_dir import claim_run_dir, write_environment, write_overrides
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.training.checkpoint import Checkpointer
@@ -79,28 +79,22 @@ class ExperimentConfig:
 
 
 def load_experiment(cfg: DictConfig) -> ExperimentConfig:
-    """Validate the composed config and build its component objects (no model is loaded yet)."""
+    """Validate a composed config and build its component objects (no model is loaded yet)."""
     experiment = to_objects(cfg)
     if not isinstance(experiment, ExperimentConfig):
         raise ConfigError(f"expected an ExperimentConfig root, got {type(experiment).__name__}")
-    check_components(experiment)
     return experiment
 
 
 def run_train(
-    cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None
+    experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None = None
 ) -> dict[str, float]:
     """Train the model on the train split, then evaluate it on the test split; returns metrics.
     `overrides` (the command line's) are saved with the run for `resume`."""
     started = time.perf_counter()
-    experiment = load_experiment(cfg)
-    if not experiment.model.trainable:
-        name = type(experiment.model).__name__
-        raise ConfigError(f"a {name} model has nothing to train; run `evaluate` with it instead")
+    check_components(experiment, "train")
     if experiment.dataset.train is None:
         raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
-    if not experiment.losses:
-        raise ConfigError("losses is empty: add a term, e.g. +loss@losses.rank=infonce")
     claim_run_dir(output_dir, resuming=experiment.resume is not None)
     # every check that can refuse the run comes before anything is written into it
     device = resolve_device(experiment.device)
@@ -114,7 +108,7 @@ def run_train(
         measures["validation.metric"] = [experiment.validation.metric]
     check_computable(measures, test.qrels)
     checkpoint = None if experiment.resume is None else last_checkpoint(Path(experiment.resume))
-    _record_config(cfg, experiment, output_dir, overrides)
+    _record_config(experiment, output_dir, overrides)
     logger.info("Train split: %s", train)
     _record_environment(output_dir, device, train=train, test=test)
     model_config = experiment.model
@@ -158,7 +152,7 @@ def run_train(
         minutes=experiment.trainer.checkpoint_minutes,
     )
     every = experiment.trainer.log_every
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = OmegaConf.to_container(OmegaConf.structured(experiment), enum_to_str=True)
     trackers = experiment.logger.hooks(output_dir, every, learner.step, resolved)
     hooks = [
         *(hook for name, loss in experiment.losses.items() for hook in loss.hooks(name)),
@@ -200,44 +194,50 @@ def _validation_split(
     return train, held_out
 
 
-def run_evaluate(
-    cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None
-) -> dict[str, float]:
-    """Evaluate the configured model on the test split; returns the aggregate metrics. A train
-    split left incomplete (`dataset=beir_folder dataset.test.beir_folder=…` alone) is dropped:
-    an evaluation needs only the test split."""
+def without_unset_train_split(cfg: DictConfig) -> DictConfig:
+    """`cfg` without a train split left incomplete (`dataset=beir_folder
+    dataset.test.beir_folder=…` alone): evaluating or exporting needs only the test split."""
     train = cfg.dataset.get("train")
     unset = train is not None and (
         OmegaConf.missing_keys(train) or (train.ir_datasets is None and train.beir_folder is None)
     )
-    if unset:
-        cfg = cfg.copy()
-        cfg.dataset.train = None
-    return _evaluate_command(cfg, load_experiment(cfg), output_dir, overrides)
+    if not unset:
+        return cfg
+    cfg = cfg.copy()
+    cfg.dataset.train = None
+    return cfg
+
+
+def run_evaluate(
+    experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None = None
+) -> dict[str, float]:
+    """Evaluate the configured model on the test split; returns the aggregate metrics."""
+    check_components(experiment, "evaluate")
+    return _evaluate_command(experiment, output_dir, overrides)
 
 
 def run_mine(
-    cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None
+    experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None = None
 ) -> dict[str, float]:
     """Rank the training queries with the configured model: its run.trec is a run of hard
     negatives for `sampler.hard_negatives.run_file` (and its metrics, the train split's)."""
-    experiment = load_experiment(cfg)
+    check_components(experiment, "mine")
     if experiment.dataset.train is None:
         raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
     dataset = replace(experiment.dataset, test=experiment.dataset.train)
-    return _evaluate_command(cfg, replace(experiment, dataset=dataset), output_dir, overrides)
+    return _evaluate_command(replace(experiment, dataset=dataset), output_dir, overrides)
 
 
 def run_export(
-    cfg: DictConfig, output_dir: Path, overrides: list[str] | None = None
+    experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None = None
 ) -> dict[str, float]:
     """Encode the test split's documents and queries with the model into `<run dir>/export/`:
     Anserini files for a SPLADE model, `.npy` vectors for a dense one (see export.py)."""
-    experiment = load_experiment(cfg)
+    check_components(experiment, "export")
     claim_run_dir(output_dir, resuming=False)
     device = resolve_device(experiment.device)
     collection = experiment.dataset.test.load()
-    _record_config(cfg, experiment, output_dir, overrides)
+    _record_config(experiment, output_dir, overrides)
     model = experiment.model.build().to(device)
     folder = output_dir / "export"
     batch_size = experiment.evaluation.batch_size
@@ -249,7 +249,7 @@ def run_export(
 
 
 def _evaluate_command(
-    cfg: DictConfig, experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None
+    experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None
 ) -> dict[str, float]:
     started = time.perf_counter()
     claim_run_dir(output_dir, resuming=False)
@@ -258,7 +258,7 @@ def _evaluate_command(
     test.check_measurable()
     check_computable({"evaluation.metrics": experiment.evaluation.metrics}, test.qrels)
     candidates = _first_stage(experiment, test)
-    _record_config(cfg, experiment, output_dir, overrides)
+    _record_config(experiment, output_dir, overrides)
     _record_environment(output_dir, device, test=test)
     model = experiment.model.build().to(device)
     metrics = _evaluate(model, test, candidates, experiment, device, output_dir, started)
@@ -274,7 +274,7 @@ def _first_stage(experiment: ExperimentConfig, test: Collection) -> Run | None:
 
 
 def _evaluate(
-    model: Encoder,
+    model: RetrievalModel,
     collection: Collection,
     candidates: Run | None,
     experiment: ExperimentConfig,
@@ -321,11 +321,11 @@ def _evaluate(
 
 
 def _record_config(
-    cfg: DictConfig, experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None
+    experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None
 ) -> None:
     """Write the resolved config (it rebuilds the run as it was) and the overrides (what a
     resume recomposes it from), then seed: once every check that could refuse the run passed."""
-    write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_text(output_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(experiment)))
     if overrides is not None:
         write_overrides(output_dir, overrides)
     seed_everything(experiment.seed)

@@ -21,10 +21,9 @@ from torch import Tensor
 
 from xpretrieval.data.collection import Collection
 from xpretrieval.device import Precision
-from xpretrieval.errors import ConfigError
 from xpretrieval.io import atomic_directory, atomic_file
-from xpretrieval.models import DenseEncoder, SparseEmbedEncoder, SpladeEncoder
-from xpretrieval.retrieval.encode import encode_batches
+from xpretrieval.models.base import BiEncoder, DenseBiEncoder, SparseBiEncoder
+from xpretrieval.models.encoding import encode_batches
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class ExportConfig:
 
 
 def export_collection(
-    model: DenseEncoder | SpladeEncoder,
+    model: BiEncoder,
     collection: Collection,
     folder: Path,
     settings: ExportConfig,
@@ -55,34 +54,30 @@ def export_collection(
     absent); returns the manifest written beside them."""
     encoding = {"batch_size": batch_size, "device": device, "precision": precision}
     with atomic_directory(folder) as tmp:
-        if isinstance(model, SpladeEncoder) and not isinstance(model, SparseEmbedEncoder):
+        if isinstance(model, SparseBiEncoder):
             manifest = _export_sparse(model, collection, tmp, settings.scale, encoding)
-        elif isinstance(model, DenseEncoder):
-            manifest = _export_dense(model, collection, tmp, encoding)
         else:
-            raise ConfigError(
-                f"export: a {type(model).__name__} is scored by more than term weights or "
-                "single vectors; export takes SPLADE (Anserini files) or dense models (.npy)"
-            )
+            assert isinstance(model, DenseBiEncoder), "compatibility.check_exportable refuses it"
+            manifest = _export_dense(model, collection, tmp, encoding)
         (tmp / "export.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
 
 def _export_sparse(
-    model: SpladeEncoder, collection: Collection, folder: Path, scale: float, encoding: dict
+    model: SparseBiEncoder, collection: Collection, folder: Path, scale: float, encoding: dict
 ) -> dict[str, object]:
     vocabulary = model.tokenizer.convert_ids_to_tokens(list(range(len(model.tokenizer))))
     (folder / "corpus").mkdir()
     documents = list(collection.documents.items())
     with atomic_file(folder / "corpus" / "docs.jsonl") as handle:
-        for rows, reps in _batches(model.encode_documents, [t for _, t in documents], encoding):
+        for rows, reps in _batches(model.forward_documents, [t for _, t in documents], encoding):
             for row, vector in zip(rows.tolist(), _impacts(model, reps, scale), strict=True):
                 terms = {vocabulary[term]: impact for term, impact in vector}
                 record = {"id": documents[row][0], "contents": "", "vector": terms}
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     queries = list(collection.queries.items())
     lines: dict[int, str] = {}
-    for rows, reps in _batches(model.encode_queries, [t for _, t in queries], encoding):
+    for rows, reps in _batches(model.forward_queries, [t for _, t in queries], encoding):
         for row, vector in zip(rows.tolist(), _impacts(model, reps, scale), strict=True):
             words = " ".join(" ".join([vocabulary[term]] * impact) for term, impact in vector)
             lines[row] = f"{queries[row][0]}\t{words}\n"
@@ -98,7 +93,7 @@ def _export_sparse(
     }
 
 
-def _impacts(model: SpladeEncoder, reps: Tensor, scale: float) -> Iterator[list[tuple[int, int]]]:
+def _impacts(model: SparseBiEncoder, reps: Tensor, scale: float) -> Iterator[list[tuple[int, int]]]:
     """Each row's (term id, integer impact) pairs, zero impacts left out."""
     quantised = torch.round(model.term_weights(reps).float() * scale).to(torch.int64)
     for row in quantised:
@@ -107,11 +102,11 @@ def _impacts(model: SpladeEncoder, reps: Tensor, scale: float) -> Iterator[list[
 
 
 def _export_dense(
-    model: DenseEncoder, collection: Collection, folder: Path, encoding: dict
+    model: DenseBiEncoder, collection: Collection, folder: Path, encoding: dict
 ) -> dict[str, object]:
     for name, encode, texts in (
-        ("documents", model.encode_documents, collection.documents),
-        ("queries", model.encode_queries, collection.queries),
+        ("documents", model.forward_documents, collection.documents),
+        ("queries", model.forward_queries, collection.queries),
     ):
         ids = list(texts)
         vectors: np.ndarray | None = None

@@ -2,5 +2,14 @@
 
 from xpretrieval.data.collection import Collection, Qrels
 from xpretrieval.data.dataset import DatasetConfig, Split
+from xpretrieval.data.run import Run, read_trec_run, write_trec_run
 
-__all__ = ["Collection", "DatasetConfig", "Qrels", "Split"]
+__all__ = [
+    "Collection",
+    "DatasetConfig",
+    "Qrels",
+    "Run",
+    "Split",
+    "read_trec_run",
+    "write_trec_run",
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from xpretrieval.errors import DataError
 
@@ -37,6 +38,20 @@ class Collection:
     documents: dict[str, str]
     queries: dict[str, str]
     qrels: Qrels
+
+    @classmethod
+    def from_beir(cls, folder: str | Path, split: str = "test") -> Collection:
+        """A BEIR-layout folder: corpus.jsonl, queries.jsonl and qrels/<split>.tsv."""
+        from xpretrieval.data.beir import load_beir_folder  # which builds collections
+
+        return load_beir_folder(folder, split)
+
+    @classmethod
+    def from_ir_datasets(cls, dataset_id: str) -> Collection:
+        """An ir-datasets id with documents, queries and qrels, e.g. beir/scifact/test."""
+        from xpretrieval.data.irds import load_ir_dataset  # which builds collections
+
+        return load_ir_dataset(dataset_id)
 
     @classmethod
     def checked(

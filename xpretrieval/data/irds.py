@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from xpretrieval.data.collection import Collection, Qrels, check_id
+from xpretrieval.data.run import Run
 from xpretrieval.errors import DataError
 from xpretrieval.progress import progress
-from xpretrieval.retrieval.run import Run
 
 logger = logging.getLogger(__name__)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from torch import Tensor
 
-if TYPE_CHECKING:  # training imports losses: importing it here at run time would be circular
-    from xpretrieval.training.hooks import Hook
+from xpretrieval.hooks import Hook
+from xpretrieval.models.base import TrainableModel
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,11 @@ class BatchScores:
 class Loss(ABC):
     """A training term computed from a scored batch; `weight` scales it in the total."""
 
-    needs_teacher: ClassVar[bool] = False  # reads BatchScores.teacher (distillation)
-    needs_dense_vectors: ClassVar[bool] = False  # reads [n, dim] vectors (Matryoshka)
-    needs_labels: ClassVar[bool] = False  # reads BatchScores.labels (pointwise)
+    # the model kind whose scores or representations the term reads
+    model_kind: ClassVar[type] = TrainableModel
+    # the record types that carry what the term reads (a teacher's scores, labels); None: any
+    # that the trainer reads (with negatives of their own when `needs_own_negatives`)
+    record_kinds: ClassVar[tuple[type, ...] | None] = None
 
     weight: float = 1.0
     # which named part of the model's score the term sees (SparseEmbed: sparse or dense);
@@ -90,7 +92,7 @@ class Loss(ABC):
 
     def needs_own_negatives(self) -> bool:
         """True when the term ranks each query's positive against its own negatives only,
-        which samplers without negatives (random spans) cannot feed."""
+        which records without negatives (random spans) cannot feed."""
         return False
 
     def state_dict(self) -> dict[str, float]:

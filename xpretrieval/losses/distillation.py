@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from xpretrieval.config import register
+from xpretrieval.data.records import DistillationRecord
 from xpretrieval.losses.base import BatchScores, Loss
 
 
@@ -39,7 +40,7 @@ def own_candidates(batch: BatchScores) -> tuple[Tensor, Tensor]:
 class _DistillationLoss(Loss):
     """Base of the losses comparing a record's own candidates with the teacher's scores."""
 
-    needs_teacher: ClassVar[bool] = True
+    record_kinds: ClassVar[tuple[type, ...] | None] = (DistillationRecord,)
 
     def needs_own_negatives(self) -> bool:
         return True

@@ -13,6 +13,7 @@ from torch import Tensor
 from xpretrieval.config import register
 from xpretrieval.losses.base import BatchScores
 from xpretrieval.losses.infonce import InfoNCE
+from xpretrieval.models.base import DenseBiEncoder
 
 
 @register("loss", "matryoshka")
@@ -22,7 +23,7 @@ class Matryoshka(InfoNCE):
     over the sizes), scored by dot product of the prefixes, L2-normalised when `normalize`
     (set it as the model's own `normalize`)."""
 
-    needs_dense_vectors: ClassVar[bool] = True
+    model_kind: ClassVar[type] = DenseBiEncoder
 
     dims: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     normalize: bool = True

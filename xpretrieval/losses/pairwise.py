@@ -18,6 +18,7 @@ from torch import Tensor
 
 from xpretrieval.config import register
 from xpretrieval.losses.base import BatchScores, Loss
+from xpretrieval.models.base import DenseBiEncoder
 
 
 def own_pair_indices(batch: BatchScores) -> tuple[Tensor, Tensor, Tensor]:
@@ -95,7 +96,7 @@ class Triplet(_PairwiseLoss):
     distances rather than scores. The margin suits unit vectors (distances 0-2); for
     unnormalised ones, sentence-transformers uses 5."""
 
-    needs_dense_vectors: ClassVar[bool] = True
+    model_kind: ClassVar[type] = DenseBiEncoder
 
     margin: float = 0.5
     distance: str = "euclidean"  # or cosine: 1 - cosine similarity

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from xpretrieval.config import register
+from xpretrieval.data.records import PointwiseRecord
 from xpretrieval.losses.base import BatchScores, Loss
 
 
@@ -26,7 +27,7 @@ def labelled_scores(batch: BatchScores) -> tuple[Tensor, Tensor]:
 class BinaryCrossEntropy(Loss):
     """Binary cross-entropy of the scores, read as logits, against 0/1 labels."""
 
-    needs_labels: ClassVar[bool] = True
+    record_kinds: ClassVar[tuple[type, ...] | None] = (PointwiseRecord,)
 
     def __call__(self, batch: BatchScores) -> Tensor:
         scores, labels = labelled_scores(batch)
@@ -38,7 +39,7 @@ class BinaryCrossEntropy(Loss):
 class MeanSquaredError(Loss):
     """Mean squared difference between the scores and the labels."""
 
-    needs_labels: ClassVar[bool] = True
+    record_kinds: ClassVar[tuple[type, ...] | None] = (PointwiseRecord,)
 
     def __call__(self, batch: BatchScores) -> Tensor:
         scores, labels = labelled_scores(batch)

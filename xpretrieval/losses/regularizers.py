@@ -13,14 +13,15 @@ from __future__ import annotations
 from abc import abstractmethod
 from dataclasses import dataclass
 from enum import Enum
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from xpretrieval.config import register
+from xpretrieval.hooks import Hook, TrainState
 from xpretrieval.losses.base import BatchScores, Loss
-from xpretrieval.training.hooks import Hook
-from xpretrieval.training.state import TrainState
+from xpretrieval.models.base import TermWeighted
 
 
 class Warmup(Enum):
@@ -35,6 +36,8 @@ class Warmup(Enum):
 @dataclass
 class Regularizer(Loss):
     """A penalty on the representations: query_weight * P(queries) + doc_weight * P(documents)."""
+
+    model_kind: ClassVar[type] = TermWeighted
 
     query_weight: float = 1.0
     doc_weight: float = 1.0

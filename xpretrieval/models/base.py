@@ -1,4 +1,15 @@
-"""The contract every retrieval model keeps, and the base of model configs."""
+"""Model kinds, declared once as types, and the base of model configs.
+
+A model says what it is by the class it implements: a `Ranker` ranks a collection itself
+(BM25); of the trainable kinds, a `PairScorer` reads each (query, document) pair
+(cross-encoders) and a `BiEncoder` represents queries and documents apart and scores them
+against each other. Bi-encoders are
+`DenseBiEncoder` (one vector per text), `MultiVectorBiEncoder` (token vectors, ColBERT) or
+`TermWeighted` (vocabulary term weights that regularisers read), among which a
+`SparseBiEncoder`'s representations *are* the term weights (SPLADE: inverted indexes serve
+it). Losses, indexes and samplers state which kind they need; `compatibility` compares both
+through a config's `encoder` class before any weights load.
+"""
 
 from __future__ import annotations
 
@@ -6,54 +17,179 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
 
+from xpretrieval.device import Precision
+from xpretrieval.models.encoding import encode_texts
 
-@runtime_checkable
-class Encoder(Protocol):
-    """Encodes queries and documents and scores them against each other.
+if TYPE_CHECKING:
+    from xpretrieval.data.collection import Collection
+    from xpretrieval.data.run import Run
 
-    `score(q, d)` returns all pairs, `[n_queries, n_documents]`, so that training (in-batch
-    negatives) and retrieval (exact search) share one scoring function.
 
-    Optional capabilities, used when present: `term_weights(reps) -> [n, vocab]` (sparse
-    models; regularisers read it) and `score_parts(q, d) -> {name: [n_q, n_d]}` (a score that
-    is a sum of named parts, each of which a loss term can train: `losses.<name>.part`).
+class RetrievalModel(ABC):
+    """Anything that ranks documents for queries, on a device."""
+
+    @abstractmethod
+    def to(self, device: torch.device | str) -> RetrievalModel:
+        """The model on `device`."""
+
+
+class TrainableModel(RetrievalModel):
+    """A model with weights that training changes and `save` writes (a torch module)."""
+
+    device: torch.device
+
+    @abstractmethod
+    def save(self, path: str | Path) -> None:
+        """Write the model into the folder `path` (created if needed)."""
+
+
+class Ranker(RetrievalModel):
+    """Ranks a whole collection from the texts, without trainable weights (BM25)."""
+
+    @abstractmethod
+    def rank(self, collection: Collection, k: int) -> tuple[Run, dict[str, float]]:
+        """The k best documents of every query, and statistics of the ranking."""
+
+
+class PairScorer(TrainableModel):
+    """Reads a query and a document together: scores pairs, never indexes a collection."""
+
+    @abstractmethod
+    def score_texts(
+        self, queries: Sequence[str], documents: Sequence[str], pairs: Tensor | None = None
+    ) -> Tensor:
+        """Scores `[n_queries, n_documents]` of the pairs marked in `pairs` (all when None);
+        unscored pairs are -inf."""
+
+
+class BiEncoder(TrainableModel):
+    """Represents queries and documents separately and scores all pairs of representations.
+
+    `forward_queries` / `forward_documents` are the differentiable forward passes on one
+    batch (training); `encode_queries` / `encode_documents` encode any number of texts for
+    use: batched by length, without gradients, on the model's device, with a progress bar.
     """
 
     max_query_length: int
     max_document_length: int
 
-    def encode_queries(self, texts: Sequence[str]) -> Tensor: ...
+    @abstractmethod
+    def forward_queries(self, texts: Sequence[str]) -> Tensor:
+        """Representations `[n, ...]` of one batch of queries, with gradients when enabled."""
 
-    def encode_documents(self, texts: Sequence[str]) -> Tensor: ...
+    @abstractmethod
+    def forward_documents(self, texts: Sequence[str]) -> Tensor:
+        """Representations `[n, ...]` of one batch of documents, with gradients when enabled."""
 
-    def score(self, queries: Tensor, documents: Tensor) -> Tensor: ...
+    @abstractmethod
+    def score(self, queries: Tensor, documents: Tensor) -> Tensor:
+        """All-pairs scores, `[n_queries, n_documents]` (training and exact search share it)."""
 
-    def save(self, path: str | Path) -> None: ...
+    def encode_queries(
+        self, texts: Sequence[str], batch_size: int = 32, precision: Precision = Precision.auto
+    ) -> Tensor:
+        """Representations of `texts` as queries, float32, in the order given."""
+        return self._encode(self.forward_queries, texts, batch_size, precision, "queries")
 
-    def to(self, device: torch.device) -> Encoder: ...
+    def encode_documents(
+        self, texts: Sequence[str], batch_size: int = 32, precision: Precision = Precision.auto
+    ) -> Tensor:
+        """Representations of `texts` as documents, float32, in the order given."""
+        return self._encode(self.forward_documents, texts, batch_size, precision, "documents")
+
+    def _encode(self, forward, texts, batch_size, precision, what) -> Tensor:  # noqa: ANN001
+        if isinstance(texts, str):
+            raise TypeError(f"encode_{what} takes a list of texts, got one string")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        return encode_texts(forward, texts, batch_size, self.device, precision, f"encode {what}")
+
+    def similarity(self, queries: Tensor, documents: Tensor) -> Tensor:
+        """The model's scores of every query against every document, without gradients."""
+        with torch.inference_mode():
+            return self.score(queries.to(self.device), documents.to(self.device))
+
+
+class DenseBiEncoder(BiEncoder):
+    """Representations are single vectors `[n, dim]`, scored by dot product."""
+
+
+class MultiVectorBiEncoder(BiEncoder):
+    """Representations are several vectors per text (with their mask), scored by late
+    interaction; only exact search serves them."""
+
+
+class TermWeighted(BiEncoder):
+    """Representations carry a weight for each vocabulary term, which sparsity regularisers
+    and statistics read through `term_weights`."""
+
+    @abstractmethod
+    def term_weights(self, reps: Tensor) -> Tensor:
+        """`[n, vocabulary]` term weights of representations."""
+
+    @abstractmethod
+    def vocabulary(self, ids: list[int]) -> list[str]:
+        """The tokens of vocabulary ids."""
+
+    def decode(self, reps: Tensor, top_k: int = 20) -> list[list[tuple[str, float]]]:
+        """The `top_k` heaviest (token, weight) pairs of each representation, heaviest first."""
+        weights = self.term_weights(reps).float()
+        values, ids = weights.topk(min(top_k, weights.shape[-1]), dim=-1)
+        decoded = []
+        for row_values, row_ids in zip(values.tolist(), ids.tolist(), strict=True):
+            tokens = self.vocabulary(row_ids)
+            decoded.append([(t, w) for t, w in zip(tokens, row_values, strict=True) if w > 0])
+        return decoded
+
+    def sparsity(self, reps: Tensor) -> dict[str, float]:
+        """Mean non-zero terms per representation (`active_dims`) and the share of zero
+        weights (`sparsity_ratio`)."""
+        return sparsity(self.term_weights(reps))
+
+
+class SparseBiEncoder(TermWeighted):
+    """Representations are the vocabulary term weights themselves (SPLADE), scored by dot
+    product: inverted indexes and Anserini impact files serve them."""
+
+    def term_weights(self, reps: Tensor) -> Tensor:
+        return reps
+
+
+class PartedScore(ABC):
+    """A score that is the sum of named parts, each of which a loss term can train alone
+    (`losses.<name>.part`)."""
+
+    parts: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def score_parts(self, queries: Tensor, documents: Tensor) -> dict[str, Tensor]:
+        """Each part's all-pairs scores, by name; they sum to `score`."""
+
+
+def sparsity(weights: Tensor) -> dict[str, float]:
+    """Mean number of non-zero entries per row, and the fraction of zero entries."""
+    active = (weights != 0).sum(dim=-1).float().mean().item()
+    return {"active_dims": active, "sparsity_ratio": 1.0 - active / weights.shape[-1]}
 
 
 @dataclass
 class ModelConfig(ABC):
-    """Base of model configs; a subclass builds its `Encoder` from a checkpoint name or path.
+    """Base of model configs: `encoder` is the class `build` returns, which tells, before any
+    weights load, what kind of model the config makes."""
 
-    The class variables say, before any weights load, what the built encoder offers, so
-    that a config combining it with a loss that needs more fails at start-up.
-    """
-
-    trainable: ClassVar[bool] = True  # False: only `evaluate` applies (BM25)
-    reranks_only: ClassVar[bool] = False  # True: scores text pairs, needs evaluation.rerank
-    has_term_weights: ClassVar[bool] = False  # the encoder has `term_weights` (sparse models)
-    dense_vectors: ClassVar[bool] = False  # representations are single [n, dim] vectors
-    score_parts: ClassVar[tuple[str, ...]] = ()  # names `score_parts` returns, if any
+    encoder: ClassVar[type[RetrievalModel]]
     # fields that matter only when weights are created (a new head's bias), not once loaded
     initialisation_fields: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
-    def build(self) -> Encoder:
-        """Load the weights named by the config and return the ready encoder (on CPU)."""
+    def build(self) -> RetrievalModel:
+        """Load the weights named by the config and return the ready model (on CPU)."""
+
+    def is_kind(self, kind: type | tuple[type, ...]) -> bool:
+        """Whether the built model will be of `kind` (a model kind, or a tuple of them)."""
+        return issubclass(self.encoder, kind)

@@ -15,39 +15,13 @@ import torch
 
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
-from xpretrieval.models.base import ModelConfig
-from xpretrieval.retrieval.run import Run
+from xpretrieval.data.run import Run
+from xpretrieval.models.base import ModelConfig, Ranker
 
 logger = logging.getLogger(__name__)
 
 
-@register("model", "bm25")
-@dataclass
-class Bm25(ModelConfig):
-    """BM25 scoring of stemmed, stop-word-filtered words (bm25s' Lucene variant by default)."""
-
-    trainable: ClassVar[bool] = False
-
-    k1: float = 0.9  # term-frequency saturation (Anserini's BEIR setting)
-    b: float = 0.4  # document-length normalisation (Anserini's BEIR setting)
-    method: str = "lucene"  # bm25s variant: lucene, robertson, atire, bm25l, bm25+
-    stemmer: str | None = "english"  # a PyStemmer language, or null for none
-    stopwords: str | None = "en"  # a bm25s stop-word list, or null for none
-
-    def __post_init__(self) -> None:
-        if self.k1 < 0 or not 0 <= self.b <= 1:
-            raise ValueError(f"k1 must be >= 0 and b in [0, 1], got k1={self.k1}, b={self.b}")
-        if self.stemmer is not None and self.stemmer not in Stemmer.algorithms():
-            raise ValueError(
-                f"stemmer: {self.stemmer!r} is not a PyStemmer language "
-                f"({', '.join(Stemmer.algorithms()[:6])}, ...)"
-            )
-
-    def build(self) -> Bm25Retriever:
-        return Bm25Retriever(self)
-
-
-class Bm25Retriever:
+class Bm25Retriever(Ranker):
     """Indexes a collection's documents with bm25s and ranks its queries."""
 
     def __init__(self, config: Bm25) -> None:
@@ -88,6 +62,32 @@ class Bm25Retriever:
         return bm25s.tokenize(
             texts, stopwords=self.config.stopwords, stemmer=self._stemmer, show_progress=_bars()
         )
+
+
+@register("model", "bm25")
+@dataclass
+class Bm25(ModelConfig):
+    """BM25 scoring of stemmed, stop-word-filtered words (bm25s' Lucene variant by default)."""
+
+    encoder: ClassVar[type[Bm25Retriever]] = Bm25Retriever
+
+    k1: float = 0.9  # term-frequency saturation (Anserini's BEIR setting)
+    b: float = 0.4  # document-length normalisation (Anserini's BEIR setting)
+    method: str = "lucene"  # bm25s variant: lucene, robertson, atire, bm25l, bm25+
+    stemmer: str | None = "english"  # a PyStemmer language, or null for none
+    stopwords: str | None = "en"  # a bm25s stop-word list, or null for none
+
+    def __post_init__(self) -> None:
+        if self.k1 < 0 or not 0 <= self.b <= 1:
+            raise ValueError(f"k1 must be >= 0 and b in [0, 1], got k1={self.k1}, b={self.b}")
+        if self.stemmer is not None and self.stemmer not in Stemmer.algorithms():
+            raise ValueError(
+                f"stemmer: {self.stemmer!r} is not a PyStemmer language "
+                f"({', '.join(Stemmer.algorithms()[:6])}, ...)"
+            )
+
+    def build(self) -> Bm25Retriever:
+        return Bm25Retriever(self)
 
 
 def _bars() -> bool:

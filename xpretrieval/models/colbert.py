@@ -21,34 +21,14 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from xpretrieval.config import register
+from xpretrieval.models.base import MultiVectorBiEncoder
 from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConfig
 
 # bounds the [queries, documents, query tokens, document tokens] similarities held at once
 SCORE_BLOCK_ELEMENTS = 2**24
 
 
-@register("model", "colbert")
-@dataclass
-class ColBERT(TransformerConfig):
-    """Multi-vector bi-encoder scored by MaxSim."""
-
-    architecture_fields: ClassVar[tuple[str, ...]] = ("shared", "dim", "query_augmentation")
-
-    dim: int = 128  # size of each token's projected embedding
-    query_augmentation: bool = True  # pad queries to query_max_length with [MASK] tokens
-    query_max_length: int = 32
-    doc_max_length: int = 180
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.dim < 1:
-            raise ValueError(f"dim must be >= 1, got {self.dim}")
-
-    def build(self) -> ColBERTEncoder:
-        return ColBERTEncoder.from_config(self)
-
-
-class ColBERTEncoder(TransformerBiEncoder):
+class ColBERTEncoder(TransformerBiEncoder, MultiVectorBiEncoder):
     """Encodes texts into packed token embeddings; scores by MaxSim."""
 
     head_modules: ClassVar[tuple[str, ...]] = ("projection",)
@@ -68,9 +48,9 @@ class ColBERTEncoder(TransformerBiEncoder):
                 "augmentation; set model.query_augmentation=false"
             )
 
-    def encode_queries(self, texts: Sequence[str]) -> Tensor:
+    def forward_queries(self, texts: Sequence[str]) -> Tensor:
         if not self.config.query_augmentation:
-            return super().encode_queries(texts)
+            return super().forward_queries(texts)
         batch = self.tokenizer(
             list(texts),
             padding="max_length",
@@ -99,10 +79,24 @@ class ColBERTEncoder(TransformerBiEncoder):
         """All-pairs MaxSim, `[n_queries, n_documents]`."""
         return maxsim(queries, documents)
 
-    @classmethod
-    def load(cls, path: Any, config_type: type[ColBERT] = ColBERT) -> ColBERTEncoder:
-        """Load a ColBERT model written by `save`, with the config it was saved with."""
-        return super().load(path, config_type)
+
+@register("model", "colbert")
+@dataclass
+class ColBERT(TransformerConfig):
+    """Multi-vector bi-encoder scored by MaxSim."""
+
+    encoder: ClassVar[type[ColBERTEncoder]] = ColBERTEncoder
+    architecture_fields: ClassVar[tuple[str, ...]] = ("shared", "dim", "query_augmentation")
+
+    dim: int = 128  # size of each token's projected embedding
+    query_augmentation: bool = True  # pad queries to query_max_length with [MASK] tokens
+    query_max_length: int = 32
+    doc_max_length: int = 180
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dim < 1:
+            raise ValueError(f"dim must be >= 1, got {self.dim}")
 
 
 def maxsim(queries: Tensor, documents: Tensor) -> Tensor:

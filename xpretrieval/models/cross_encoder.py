@@ -14,23 +14,11 @@ from torch import Tensor
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from xpretrieval.config import register
-from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConfig
+from xpretrieval.models.base import PairScorer
+from xpretrieval.models.transformer import TransformerConfig, TransformerModel
 
 
-@register("model", "cross_encoder")
-@dataclass
-class CrossEncoder(TransformerConfig):
-    """A sequence-classification head with one output over `[CLS] query [SEP] document [SEP]`
-    (at most query_max_length + doc_max_length tokens; the longer text is cut first)."""
-
-    architecture_fields: ClassVar[tuple[str, ...]] = ()
-    reranks_only: ClassVar[bool] = True
-
-    def build(self) -> CrossEncoderModel:
-        return CrossEncoderModel.from_config(self)
-
-
-class CrossEncoderModel(TransformerBiEncoder):
+class CrossEncoderModel(TransformerModel, PairScorer):
     """Scores (query, document) pairs; loading, saving and config checks as the bi-encoders."""
 
     auto_class = AutoModelForSequenceClassification
@@ -62,13 +50,12 @@ class CrossEncoderModel(TransformerBiEncoder):
         scores = torch.full((len(queries), len(documents)), float("-inf"), device=self.device)
         return scores.index_put((rows.to(self.device), columns.to(self.device)), logits)
 
-    def represent(self, output: Any, attention_mask: Tensor, special: Tensor, is_query: bool):
-        raise TypeError("a cross-encoder has no separate representations: use score_texts")
 
-    def score(self, queries: Tensor, documents: Tensor) -> Tensor:
-        raise TypeError("a cross-encoder scores text pairs: use score_texts")
+@register("model", "cross_encoder")
+@dataclass
+class CrossEncoder(TransformerConfig):
+    """A sequence-classification head with one output over `[CLS] query [SEP] document [SEP]`
+    (at most query_max_length + doc_max_length tokens; the longer text is cut first)."""
 
-    @classmethod
-    def load(cls, path: Any, config_type: type[CrossEncoder] = CrossEncoder) -> CrossEncoderModel:
-        """Load a cross-encoder written by `save`, with the config it was saved with."""
-        return super().load(path, config_type)
+    encoder: ClassVar[type[CrossEncoderModel]] = CrossEncoderModel
+    architecture_fields: ClassVar[tuple[str, ...]] = ()

@@ -10,29 +10,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from xpretrieval.config import register
+from xpretrieval.models.base import DenseBiEncoder
 from xpretrieval.models.pooling import Pooling, pool
 from xpretrieval.models.sentence_transformers_layout import write_dense_layout
 from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConfig
 
 
-@register("model", "dense")
-@dataclass
-class Dense(TransformerConfig):
-    """Bi-encoder: score(q, d) = <pool(enc(q)), pool(enc(d))>, a cosine when `normalize`."""
-
-    dense_vectors: ClassVar[bool] = True
-
-    architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "normalize", "shared")
-    layout_kind: ClassVar[str | None] = "dense"
-
-    pooling: Pooling = Pooling.mean
-    normalize: bool = False  # L2-normalise vectors, making the dot-product score a cosine
-
-    def build(self) -> DenseEncoder:
-        return DenseEncoder.from_config(self)
-
-
-class DenseEncoder(TransformerBiEncoder):
+class DenseEncoder(TransformerBiEncoder, DenseBiEncoder):
     """Encodes texts with a Hugging Face encoder and pools them into vectors."""
 
     def represent(
@@ -53,7 +37,15 @@ class DenseEncoder(TransformerBiEncoder):
         lengths = self.layout_lengths()
         write_dense_layout(path, hidden, config.pooling.value, config.normalize, lengths)
 
-    @classmethod
-    def load(cls, path: str | Path, config_type: type[Dense] = Dense) -> DenseEncoder:
-        """Load a dense model written by `save`, with the config it was saved with."""
-        return super().load(path, config_type)
+
+@register("model", "dense")
+@dataclass
+class Dense(TransformerConfig):
+    """Bi-encoder: score(q, d) = <pool(enc(q)), pool(enc(d))>, a cosine when `normalize`."""
+
+    encoder: ClassVar[type[DenseEncoder]] = DenseEncoder
+    architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "normalize", "shared")
+    layout_kind: ClassVar[str | None] = "dense"
+
+    pooling: Pooling = Pooling.mean
+    normalize: bool = False  # L2-normalise vectors, making the dot-product score a cosine

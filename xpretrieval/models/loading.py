@@ -9,8 +9,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from xpretrieval.device import resolve_device
 from xpretrieval.errors import ConfigError
-from xpretrieval.models.base import Encoder
+from xpretrieval.models.base import TrainableModel
 from xpretrieval.models.colbert import ColBERT
 from xpretrieval.models.cross_encoder import CrossEncoder
 from xpretrieval.models.dense import Dense
@@ -23,7 +24,7 @@ KINDS: tuple[type[TransformerConfig], ...] = (Dense, Splade, SparseEmbed, ColBER
 LAYOUT_KINDS = {"dense": Dense, "splade": Splade}
 
 
-def load(name_or_path: str | Path) -> Encoder:
+def load(name_or_path: str | Path, device: str | None = None) -> TrainableModel:
     """Build the encoder saved at `name_or_path` (a folder or a Hugging Face hub id):
 
     - a folder saved by xpretrieval: the kind and settings it was saved with;
@@ -32,8 +33,11 @@ def load(name_or_path: str | Path) -> Encoder:
     - a plain checkpoint, by its architecture: a masked LM is SPLADE (naver/splade's
       checkpoints), a sequence classifier a cross-encoder, anything else a Dense encoder
       with mean pooling.
+
+    The model is put on `device`, by default the best available (cuda > mps > cpu), in eval
+    mode: ready for `encode_queries` / `encode_documents`.
     """
-    return config_for(str(name_or_path)).build()
+    return config_for(str(name_or_path)).build().to(resolve_device(device))
 
 
 def config_for(name_or_path: str) -> TransformerConfig:

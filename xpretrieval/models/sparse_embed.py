@@ -23,43 +23,17 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from xpretrieval.config import register
-from xpretrieval.models.splade import MaskedLMConfig, SpladeEncoder, splade_weights
+from xpretrieval.models.base import PartedScore
+from xpretrieval.models.splade import MaskedLMConfig, MaskedLMEncoder, splade_weights
 
 # bounds the matched embedding elements that scoring holds at once
 SCORE_BLOCK_ELEMENTS = 2**24
 
 
-@register("model", "sparse_embed")
-@dataclass
-class SparseEmbed(MaskedLMConfig):
-    """SPLADE term weights plus a contextual embedding per activated term."""
-
-    architecture_fields: ClassVar[tuple[str, ...]] = (
-        "pooling",
-        "exclude_special_tokens",
-        "shared",
-        "embedding_dim",
-    )
-    score_parts: ClassVar[tuple[str, ...]] = ("sparse", "dense")
-
-    embedding_dim: int = 128  # size of each activated term's contextual embedding
-    query_terms: int = 64  # activated terms kept per query (the k heaviest)
-    doc_terms: int = 256  # activated terms kept per document
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("embedding_dim", "query_terms", "doc_terms"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-    def build(self) -> SparseEmbedEncoder:
-        return SparseEmbedEncoder.from_config(self)
-
-
-class SparseEmbedEncoder(SpladeEncoder):
+class SparseEmbedEncoder(MaskedLMEncoder, PartedScore):
     """Encodes texts into packed `[n, k, 2 + embedding_dim]` representations."""
 
-    pooling_chunk: ClassVar[int | None] = None  # its term contexts read the full logits
+    parts: ClassVar[tuple[str, ...]] = ("sparse", "dense")
 
     def save_layout(self, path: Path) -> None:
         """None: sentence-transformers has no SparseEmbed (SPLADE's layout would lose the
@@ -80,13 +54,6 @@ class SparseEmbedEncoder(SpladeEncoder):
         hidden = query_encoder.config.hidden_size
         # shared by queries and documents, so that their term embeddings meet in one space
         self.projection = nn.Linear(hidden, config.embedding_dim, bias=False)
-
-    @classmethod
-    def load(
-        cls, path: str | Path, config_type: type[SparseEmbed] = SparseEmbed
-    ) -> SparseEmbedEncoder:
-        """Load a SparseEmbed model written by `save`, with the config it was saved with."""
-        return super().load(path, config_type)
 
     def represent(
         self, output: Any, attention_mask: Tensor, special_tokens_mask: Tensor, is_query: bool
@@ -115,6 +82,30 @@ class SparseEmbedEncoder(SpladeEncoder):
         ids, weights, _ = unpack(reps)
         vocabulary = self.query_encoder.get_output_embeddings().out_features
         return weights.new_zeros(len(reps), vocabulary).scatter(1, ids, weights)
+
+
+@register("model", "sparse_embed")
+@dataclass
+class SparseEmbed(MaskedLMConfig):
+    """SPLADE term weights plus a contextual embedding per activated term."""
+
+    encoder: ClassVar[type[SparseEmbedEncoder]] = SparseEmbedEncoder
+    architecture_fields: ClassVar[tuple[str, ...]] = (
+        "pooling",
+        "exclude_special_tokens",
+        "shared",
+        "embedding_dim",
+    )
+
+    embedding_dim: int = 128  # size of each activated term's contextual embedding
+    query_terms: int = 64  # activated terms kept per query (the k heaviest)
+    doc_terms: int = 256  # activated terms kept per document
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("embedding_dim", "query_terms", "doc_terms"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 def term_contexts(logits: Tensor, hidden: Tensor, token_mask: Tensor, ids: Tensor) -> Tensor:

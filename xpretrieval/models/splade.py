@@ -16,6 +16,7 @@ from torch import Tensor
 from transformers import AutoModelForMaskedLM, PreTrainedModel
 
 from xpretrieval.config import register
+from xpretrieval.models.base import SparseBiEncoder, TermWeighted
 from xpretrieval.models.sentence_transformers_layout import write_splade_layout
 from xpretrieval.models.splade_pooling import pooled_term_weights
 from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConfig
@@ -30,55 +31,10 @@ class SparsePooling(Enum):
     sum = "sum"  # SPLADE v1
 
 
-@dataclass
-class MaskedLMConfig(TransformerConfig):
-    """Fields of the models whose term weights come from a masked-LM head."""
-
-    has_term_weights: ClassVar[bool] = True
-    initialisation_fields: ClassVar[tuple[str, ...]] = ("new_head_bias",)
-
-    pooling: SparsePooling = SparsePooling.max
-    # false: pool over every attended position, [CLS] and [SEP] included, as naver/splade and
-    # sentence-transformers' SpladePooling do (published checkpoints expect it); true: leave
-    # the special tokens out
-    exclude_special_tokens: bool = False
-    # bias of the vocabulary logits when the checkpoint has no MLM head and one is created:
-    # negative values make the new head sparse from the start (-5: ~800 active terms per
-    # 230-token document with all-MiniLM-L6-v2; 0: every term is active)
-    new_head_bias: float = -5.0
-
-
-@register("model", "splade")
-@dataclass
-class Splade(MaskedLMConfig):
-    """Sparse bi-encoder over any masked-LM checkpoint; vocabulary-sized representations."""
-
-    architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "exclude_special_tokens", "shared")
-    layout_kind: ClassVar[str | None] = "splade"
-
-    # at encode time (not in training), keep only the k largest weights of each text
-    query_max_active_dims: int | None = None
-    doc_max_active_dims: int | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("query_max_active_dims", "doc_max_active_dims"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or null, got {value}")
-
-    def build(self) -> SpladeEncoder:
-        return SpladeEncoder.from_config(self)
-
-
-class SpladeEncoder(TransformerBiEncoder):
-    """Encodes texts into `[n, vocab]` non-negative term weights (dense tensors in training;
-    pruned to `*_max_active_dims` when encoding in eval mode)."""
+class MaskedLMEncoder(TransformerBiEncoder, TermWeighted):
+    """A bi-encoder whose term weights come from a masked-LM head over the vocabulary."""
 
     auto_class = AutoModelForMaskedLM
-    # positions whose vocabulary logits are computed at once (see splade_pooling.py); None:
-    # the plain computation over all positions. The values and gradients are the same.
-    pooling_chunk: ClassVar[int | None] = 32
 
     @classmethod
     def from_pretrained(
@@ -102,6 +58,22 @@ class SpladeEncoder(TransformerBiEncoder):
                 bias,
             )
         return model
+
+    def pooled_positions(self, attention_mask: Tensor, special_tokens_mask: Tensor) -> Tensor:
+        """The positions term weights are pooled over (1 = pooled): every attended one, as the
+        reference computes, or without special tokens when `exclude_special_tokens`."""
+        if self.config.exclude_special_tokens:
+            return attention_mask * (1 - special_tokens_mask)
+        return attention_mask
+
+
+class SpladeEncoder(MaskedLMEncoder, SparseBiEncoder):
+    """Encodes texts into `[n, vocab]` non-negative term weights (dense tensors in training;
+    pruned to `*_max_active_dims` when encoding in eval mode)."""
+
+    # positions whose vocabulary logits are computed at once (see splade_pooling.py); None:
+    # the plain computation over all positions. The values and gradients are the same.
+    pooling_chunk: ClassVar[int | None] = 32
 
     def run_encoder(self, encoder: PreTrainedModel, batch: Any) -> Any:
         """With a BERT-style head, the head's transformed states and its decoder, pooled by
@@ -132,13 +104,6 @@ class SpladeEncoder(TransformerBiEncoder):
         max_active = None if self.training else self._max_active_dims(is_query)
         return weights if max_active is None else keep_top_k(weights, max_active)
 
-    def pooled_positions(self, attention_mask: Tensor, special_tokens_mask: Tensor) -> Tensor:
-        """The positions term weights are pooled over (1 = pooled): every attended one, as the
-        reference computes, or without special tokens when `exclude_special_tokens`."""
-        if self.config.exclude_special_tokens:
-            return attention_mask * (1 - special_tokens_mask)
-        return attention_mask
-
     def _max_active_dims(self, is_query: bool) -> int | None:
         config = self.config
         return config.query_max_active_dims if is_query else config.doc_max_active_dims
@@ -146,10 +111,6 @@ class SpladeEncoder(TransformerBiEncoder):
     def score(self, queries: Tensor, documents: Tensor) -> Tensor:
         """All-pairs dot products of term weights, `[n_queries, n_documents]`."""
         return queries @ documents.T
-
-    def term_weights(self, reps: Tensor) -> Tensor:
-        """SPLADE representations are the vocabulary term weights themselves."""
-        return reps
 
     def save_layout(self, path: Path) -> None:
         """sentence-transformers' MLMTransformer and SpladePooling files, so that the saved
@@ -162,19 +123,43 @@ class SpladeEncoder(TransformerBiEncoder):
         vocabulary = self.query_encoder.get_output_embeddings().out_features
         write_splade_layout(path, vocabulary, config.pooling.value, self.layout_lengths())
 
-    def decode(self, reps: Tensor, top_k: int = 20) -> list[list[tuple[str, float]]]:
-        """The `top_k` heaviest (token, weight) pairs of each representation, heaviest first."""
-        values, ids = self.term_weights(reps).float().topk(min(top_k, reps.shape[-1]), dim=-1)
-        decoded = []
-        for row_values, row_ids in zip(values.tolist(), ids.tolist(), strict=True):
-            tokens = self.tokenizer.convert_ids_to_tokens(row_ids)
-            decoded.append([(t, w) for t, w in zip(tokens, row_values, strict=True) if w > 0])
-        return decoded
 
-    @classmethod
-    def load(cls, path: str | Path, config_type: type[Splade] = Splade) -> SpladeEncoder:
-        """Load a SPLADE model written by `save`, with the config it was saved with."""
-        return super().load(path, config_type)
+@dataclass
+class MaskedLMConfig(TransformerConfig):
+    """Fields of the models whose term weights come from a masked-LM head."""
+
+    initialisation_fields: ClassVar[tuple[str, ...]] = ("new_head_bias",)
+
+    pooling: SparsePooling = SparsePooling.max
+    # false: pool over every attended position, [CLS] and [SEP] included, as naver/splade and
+    # sentence-transformers' SpladePooling do (published checkpoints expect it); true: leave
+    # the special tokens out
+    exclude_special_tokens: bool = False
+    # bias of the vocabulary logits when the checkpoint has no MLM head and one is created:
+    # negative values make the new head sparse from the start (-5: ~800 active terms per
+    # 230-token document with all-MiniLM-L6-v2; 0: every term is active)
+    new_head_bias: float = -5.0
+
+
+@register("model", "splade")
+@dataclass
+class Splade(MaskedLMConfig):
+    """Sparse bi-encoder over any masked-LM checkpoint; vocabulary-sized representations."""
+
+    encoder: ClassVar[type[SpladeEncoder]] = SpladeEncoder
+    architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "exclude_special_tokens", "shared")
+    layout_kind: ClassVar[str | None] = "splade"
+
+    # at encode time (not in training), keep only the k largest weights of each text
+    query_max_active_dims: int | None = None
+    doc_max_active_dims: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("query_max_active_dims", "doc_max_active_dims"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or null, got {value}")
 
 
 @dataclass(frozen=True)
@@ -232,9 +217,3 @@ def keep_top_k(reps: Tensor, k: int) -> Tensor:
         return reps
     values, ids = reps.topk(k, dim=-1)
     return torch.zeros_like(reps).scatter(-1, ids, values)
-
-
-def sparsity(reps: Tensor) -> dict[str, float]:
-    """Mean number of non-zero dimensions per row, and the fraction of zero entries."""
-    active = (reps != 0).sum(dim=-1).float().mean().item()
-    return {"active_dims": active, "sparsity_ratio": 1.0 - active / reps.shape[-1]}

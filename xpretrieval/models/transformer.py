@@ -1,5 +1,6 @@
-"""What every Hugging Face bi-encoder shares: loading (with config overrides), tokenising,
-shared or separate query/document encoders, and saving with the config that rebuilds it."""
+"""What every model on a Hugging Face transformer shares: loading (with config overrides),
+shared or separate query/document encoders, saving with the config that rebuilds it; and,
+for bi-encoders, tokenising and running each side."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from transformers import (
 )
 
 from xpretrieval.errors import ConfigError
-from xpretrieval.models.base import ModelConfig
+from xpretrieval.models.base import BiEncoder, ModelConfig
 from xpretrieval.models.sentence_transformers_layout import MODULES_FILE, model_layout
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,12 @@ class TransformerConfig(ModelConfig):
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         _check_local_path(self.name_or_path)
 
+    def build(self) -> TransformerModel:
+        """Load the model named by `name_or_path` as this config's `encoder` class."""
+        encoder = self.encoder
+        assert issubclass(encoder, TransformerModel)
+        return encoder.from_config(self)
+
 
 def _check_local_path(name_or_path: str) -> None:
     """A value that can only be a local path (absolute, ./ ../ ~, or more than one slash: a
@@ -78,9 +85,8 @@ def _check_local_path(name_or_path: str) -> None:
         )
 
 
-class TransformerBiEncoder(nn.Module):
-    """Tokenises texts and runs the query or document encoder; subclasses turn the encoder's
-    output into representations (`represent`) and score them (`score`)."""
+class TransformerModel(nn.Module):
+    """A model on Hugging Face transformer(s): loading by name or path, saving, the device."""
 
     auto_class: ClassVar[type] = AutoModel  # the Hugging Face class that loads the encoder
     encoder_kwargs: ClassVar[dict[str, Any]] = {}  # extra arguments of the encoder's forward
@@ -106,7 +112,7 @@ class TransformerBiEncoder(nn.Module):
         self.eval()  # ready to encode, as Hugging Face models load; the learner calls train()
 
     @classmethod
-    def from_config(cls, config: TransformerConfig) -> TransformerBiEncoder:
+    def from_config(cls, config: TransformerConfig) -> TransformerModel:
         """Load tokenizer and encoder(s) named by `config.name_or_path`."""
         path = config.name_or_path
         logger.info("Loading %s model %s", type(config).__name__, path)
@@ -166,42 +172,6 @@ class TransformerBiEncoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def encode_queries(self, texts: Sequence[str]) -> Tensor:
-        return self._encode(self.query_encoder, texts, self.max_query_length, is_query=True)
-
-    def encode_documents(self, texts: Sequence[str]) -> Tensor:
-        encoder = self.document_encoder if self.document_encoder is not None else self.query_encoder
-        return self._encode(encoder, texts, self.max_document_length, is_query=False)
-
-    def _encode(
-        self, encoder: PreTrainedModel, texts: Sequence[str], max_length: int, is_query: bool
-    ) -> Tensor:
-        batch = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-            return_special_tokens_mask=True,
-        ).to(self.device)
-        special = batch.pop("special_tokens_mask")
-        output = self.run_encoder(encoder, batch)
-        return self.represent(output, batch["attention_mask"], special, is_query)
-
-    def run_encoder(self, encoder: PreTrainedModel, batch: Any) -> Any:
-        """The encoder's output for a tokenised batch, which `represent` reads."""
-        return encoder(**batch, **self.encoder_kwargs)
-
-    @abstractmethod
-    def represent(
-        self, output: Any, attention_mask: Tensor, special_tokens_mask: Tensor, is_query: bool
-    ) -> Tensor:
-        """Representations `[batch, ...]` from the encoder's output for a tokenised batch."""
-
-    @abstractmethod
-    def score(self, queries: Tensor, documents: Tensor) -> Tensor:
-        """All-pairs scores, `[n_queries, n_documents]`."""
-
     def save(self, path: str | Path) -> None:
         """Write the Hugging Face files (tokenizer, the encoder or query/ and document/) and
         the config that rebuilds the model."""
@@ -235,13 +205,46 @@ class TransformerBiEncoder(nn.Module):
             return {"": self.max_document_length}
         return {"query": self.max_query_length, "document": self.max_document_length}
 
-    @classmethod
-    def load(cls, path: str | Path, config_type: type[TransformerConfig]) -> TransformerBiEncoder:
-        """Load a model written by `save`, with the config it was saved with."""
-        saved = _saved_config(str(path), config_type, model_layout(str(path)))
-        if saved is None:
-            raise ConfigError(f"{path} has no {COMPONENT_FILE}: not a saved xpretrieval model")
-        return cls.from_config(replace(saved, name_or_path=str(path)))
+
+class TransformerBiEncoder(TransformerModel, BiEncoder):
+    """Tokenises texts and runs the query or document encoder; subclasses turn the encoder's
+    output into representations (`represent`) and score them (`score`)."""
+
+    def forward_queries(self, texts: Sequence[str]) -> Tensor:
+        return self._forward(self.query_encoder, texts, self.max_query_length, is_query=True)
+
+    def forward_documents(self, texts: Sequence[str]) -> Tensor:
+        encoder = self.document_encoder if self.document_encoder is not None else self.query_encoder
+        return self._forward(encoder, texts, self.max_document_length, is_query=False)
+
+    def _forward(
+        self, encoder: PreTrainedModel, texts: Sequence[str], max_length: int, is_query: bool
+    ) -> Tensor:
+        batch = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+            return_special_tokens_mask=True,
+        ).to(self.device)
+        special = batch.pop("special_tokens_mask")
+        output = self.run_encoder(encoder, batch)
+        return self.represent(output, batch["attention_mask"], special, is_query)
+
+    def run_encoder(self, encoder: PreTrainedModel, batch: Any) -> Any:
+        """The encoder's output for a tokenised batch, which `represent` reads."""
+        return encoder(**batch, **self.encoder_kwargs)
+
+    @abstractmethod
+    def represent(
+        self, output: Any, attention_mask: Tensor, special_tokens_mask: Tensor, is_query: bool
+    ) -> Tensor:
+        """Representations `[batch, ...]` from the encoder's output for a tokenised batch."""
+
+    def vocabulary(self, ids: list[int]) -> list[str]:
+        """The tokenizer's tokens of vocabulary ids (term-weighted models decode with it)."""
+        return self.tokenizer.convert_ids_to_tokens(ids)
 
 
 def _saved_config(

@@ -6,12 +6,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import torch
 from torch import Tensor
 
 from xpretrieval.config import register
+from xpretrieval.models.base import BiEncoder, SparseBiEncoder
 from xpretrieval.retrieval.exact import exact_top_k
 from xpretrieval.retrieval.inverted import InvertedIndex
 
@@ -34,6 +35,8 @@ class SearchIndex(Protocol):
 @dataclass
 class IndexConfig(ABC):
     """Builds a search index from document representations streamed batch by batch."""
+
+    serves: ClassVar[type[BiEncoder]] = BiEncoder  # the model kind it can index
 
     save: bool = False  # also write the built index to <run dir>/index/
     load: str | None = None  # a saved index folder to search instead of encoding documents
@@ -103,6 +106,8 @@ class _ExactSearch:
 class Inverted(IndexConfig):
     """Posting lists of the non-zero term weights of sparse representations; exact top-k for
     dot-product scores without a [n_docs, vocab] matrix."""
+
+    serves: ClassVar[type[BiEncoder]] = SparseBiEncoder
 
     def build(
         self, batches: Iterable[tuple[Tensor, Tensor]], n_documents: int, score: ScoreFn

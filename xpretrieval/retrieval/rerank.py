@@ -7,18 +7,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.run import Run, read_trec_run
 from xpretrieval.device import Precision, autocast
 from xpretrieval.errors import DataError
-from xpretrieval.models.base import Encoder
+from xpretrieval.models.base import BiEncoder, PairScorer
+from xpretrieval.models.encoding import encode_texts
 from xpretrieval.progress import progress
-from xpretrieval.retrieval.encode import encode_texts
 from xpretrieval.retrieval.retrieve import Retrieval
-from xpretrieval.retrieval.run import Run, read_trec_run
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +106,7 @@ class FirstStage:
 
 
 def rerank_candidates(
-    model: Encoder,
+    model: BiEncoder | PairScorer,
     collection: Collection,
     candidates: Run,
     batch_size: int,
@@ -116,7 +115,7 @@ def rerank_candidates(
 ) -> Retrieval:
     """Each query's `candidates`, ordered by the model's scores."""
     start = time.perf_counter()
-    if hasattr(model, "score_texts"):  # a cross-encoder reads each (query, candidate) pair
+    if isinstance(model, PairScorer):  # reads each (query, candidate) pair
         run = _score_pairs(model, collection, candidates, batch_size, device, precision)
         needed = {doc for ranking in candidates.values() for doc, _ in ranking}
     else:
@@ -135,7 +134,7 @@ def rerank_candidates(
 
 
 def _score_representations(
-    model: Encoder,
+    model: BiEncoder,
     collection: Collection,
     candidates: Run,
     batch_size: int,
@@ -147,10 +146,10 @@ def _score_representations(
     row = {doc: i for i, doc in enumerate(needed)}
     settings = {"batch_size": batch_size, "device": device, "precision": precision}
     texts = [collection.documents[doc] for doc in needed]
-    documents = encode_texts(model.encode_documents, texts, desc="encode candidates", **settings)
+    documents = encode_texts(model.forward_documents, texts, desc="encode candidates", **settings)
     query_ids = list(collection.queries)
     query_texts = [collection.queries[q] for q in query_ids]
-    queries = encode_texts(model.encode_queries, query_texts, desc="encode queries", **settings)
+    queries = encode_texts(model.forward_queries, query_texts, desc="encode queries", **settings)
     run: Run = {}
     with torch.inference_mode():
         for i, query_id in enumerate(query_ids):
@@ -162,7 +161,7 @@ def _score_representations(
 
 
 def _score_pairs(
-    model: Any,
+    model: PairScorer,
     collection: Collection,
     candidates: Run,
     batch_size: int,

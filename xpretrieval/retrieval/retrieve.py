@@ -12,11 +12,11 @@ import torch
 from torch import Tensor
 
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.run import Run
 from xpretrieval.device import Precision
-from xpretrieval.models.base import Encoder
-from xpretrieval.retrieval.encode import encode_batches, encode_texts
+from xpretrieval.models.base import BiEncoder, Ranker, TermWeighted
+from xpretrieval.models.encoding import encode_batches, encode_texts
 from xpretrieval.retrieval.index import IndexConfig
-from xpretrieval.retrieval.run import Run
 from xpretrieval.retrieval.saved import index_provenance, open_index, save_index
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class Retrieval:
 
 
 def retrieve(
-    model: Encoder,
+    model: BiEncoder | Ranker,
     collection: Collection,
     index: IndexConfig,
     k: int,
@@ -43,13 +43,13 @@ def retrieve(
     """Index the collection's documents with `index` (or open the saved one it names), save it
     to `save_to` if given, and rank the top-k for every query. A model that ranks texts
     itself (BM25: `rank(collection, k)`) does so, without encoding or index."""
-    if hasattr(model, "rank"):
+    if isinstance(model, Ranker):
         start = time.perf_counter()
         run, statistics = model.rank(collection, k)
         return Retrieval(run, {**statistics, "search_seconds": time.perf_counter() - start})
     doc_ids, query_ids = list(collection.documents), list(collection.queries)
     settings = {"batch_size": batch_size, "device": device, "precision": precision}
-    term_weights = getattr(model, "term_weights", None)  # sparse models: count active terms
+    term_weights = model.term_weights if isinstance(model, TermWeighted) else None
     doc_active: list[int] = []
     if index.load is not None:
         logger.info("Searching the saved index %s", index.load)
@@ -58,7 +58,7 @@ def retrieve(
     else:
         documents = list(collection.documents.values())
         batches = encode_batches(
-            model.encode_documents, documents, desc="encode documents", **settings
+            model.forward_documents, documents, desc="encode documents", **settings
         )
         if term_weights is not None:
             batches = _counting_active(batches, term_weights, doc_active)
@@ -66,7 +66,7 @@ def retrieve(
         if save_to is not None:
             save_index(index, searcher, save_to, index_provenance(model, collection.documents))
     query_texts = list(collection.queries.values())
-    queries = encode_texts(model.encode_queries, query_texts, desc="encode queries", **settings)
+    queries = encode_texts(model.forward_queries, query_texts, desc="encode queries", **settings)
     start = time.perf_counter()
     with torch.inference_mode():
         scores, rows = searcher.search(queries, k)

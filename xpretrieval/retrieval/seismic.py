@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse
@@ -16,6 +16,7 @@ from torch import Tensor
 
 from xpretrieval.config import register
 from xpretrieval.errors import ConfigError
+from xpretrieval.models.base import BiEncoder, SparseBiEncoder
 from xpretrieval.retrieval.index import IndexConfig, ScoreFn, SearchIndex
 
 
@@ -24,6 +25,8 @@ from xpretrieval.retrieval.index import IndexConfig, ScoreFn, SearchIndex
 class Seismic(IndexConfig):
     """Seismic's index: pruned posting lists cut into blocks with summary vectors; search
     skips blocks whose summary cannot beat the current top-k. Scores are dot products."""
+
+    serves: ClassVar[type[BiEncoder]] = SparseBiEncoder
 
     n_postings: int = 3500  # postings kept per term on average (static pruning)
     centroid_fraction: float = 0.1  # blocks per posting list, as a fraction of its length

@@ -1,5 +1,13 @@
 """Samplers turn a collection into a stream of typed training records, independent of models."""
 
+from xpretrieval.data.records import (
+    BatchwiseRecord,
+    DistillationRecord,
+    PairwiseRecord,
+    PointwiseRecord,
+    PositiveRecord,
+    Text,
+)
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.samplers.batchwise import BatchwiseSampler
 from xpretrieval.samplers.distillation import DistillationSampler
@@ -7,13 +15,6 @@ from xpretrieval.samplers.negatives import HardNegatives
 from xpretrieval.samplers.pairwise import PairwiseSampler
 from xpretrieval.samplers.pointwise import PointwiseSampler
 from xpretrieval.samplers.random_span import RandomSpanSampler
-from xpretrieval.samplers.records import (
-    BatchwiseRecord,
-    DistillationRecord,
-    PairwiseRecord,
-    PointwiseRecord,
-    Text,
-)
 
 __all__ = [
     "BatchwiseRecord",
@@ -25,6 +26,7 @@ __all__ = [
     "PairwiseSampler",
     "PointwiseRecord",
     "PointwiseSampler",
+    "PositiveRecord",
     "RandomSpanSampler",
     "Sampler",
     "Text",

@@ -14,10 +14,7 @@ from xpretrieval.data.collection import Collection
 class Sampler(ABC):
     """Yields training records from a collection, endlessly and deterministically for a seed."""
 
-    has_negatives: ClassVar[bool] = True  # records bring negatives of their own
-    gives_teacher_scores: ClassVar[bool] = False  # records carry a teacher's scores
-    gives_labels: ClassVar[bool] = False  # records carry a relevance label
-    pointwise: ClassVar[bool] = False  # one (query, document) per record: trainer=pointwise
+    record: ClassVar[type]  # the type of the records it yields (data/records.py)
 
     @abstractmethod
     def records(self, collection: Collection, seed: int) -> Iterator:

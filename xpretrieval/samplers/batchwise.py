@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.records import BatchwiseRecord, Text
 from xpretrieval.samplers.pairwise import PairwiseSampler
-from xpretrieval.samplers.records import BatchwiseRecord, Text
 
 
 @register("sampler", "batchwise")
@@ -17,6 +18,8 @@ from xpretrieval.samplers.records import BatchwiseRecord, Text
 class BatchwiseSampler(PairwiseSampler):
     """As the pairwise sampler, with `negatives` negatives per record (drawn independently,
     so a small pool may repeat one)."""
+
+    record: ClassVar[type] = BatchwiseRecord
 
     negatives: int = 7
 

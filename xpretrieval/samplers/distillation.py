@@ -13,10 +13,10 @@ from typing import ClassVar
 
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.records import DistillationRecord, Text
+from xpretrieval.data.run import read_trec_run
 from xpretrieval.errors import DataError
-from xpretrieval.retrieval.run import read_trec_run
 from xpretrieval.samplers.pairwise import Candidate, PairwiseSampler
-from xpretrieval.samplers.records import DistillationRecord, Text
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class DistillationSampler(PairwiseSampler):
     """Negatives drawn among the teacher's top_k unjudged documents of the query; pairs whose
     positive the teacher did not score are skipped (counted in the log)."""
 
-    gives_teacher_scores: ClassVar[bool] = True
+    record: ClassVar[type] = DistillationRecord
 
     # TREC run file with the teacher's scores; null: the run's `teacher` model writes one
     teacher_run: str | None = None

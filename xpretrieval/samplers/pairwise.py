@@ -9,13 +9,14 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import ClassVar
 
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.records import PairwiseRecord, Text
 from xpretrieval.errors import DataError
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.samplers.negatives import HardNegatives
-from xpretrieval.samplers.records import PairwiseRecord, Text
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ class PairwiseSampler(Sampler):
     the documents not judged for that query, or from its hard negatives when set. With
     `docpairs`, one record per (query, preferred document) of the triples, its negative drawn
     among the documents the triples rank below it."""
+
+    record: ClassVar[type] = PairwiseRecord
 
     min_relevance: int = 1  # judgements with at least this grade are positives
     hard_negatives: HardNegatives = field(default_factory=HardNegatives)  # off: random

@@ -10,8 +10,8 @@ from typing import ClassVar
 
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.records import PointwiseRecord, Text
 from xpretrieval.samplers.pairwise import PairwiseSampler
-from xpretrieval.samplers.records import PointwiseRecord, Text
 
 
 @register("sampler", "pointwise")
@@ -19,8 +19,7 @@ from xpretrieval.samplers.records import PointwiseRecord, Text
 class PointwiseSampler(PairwiseSampler):
     """(query, positive, 1.0) then (query, negative, 0.0) for each positive pair."""
 
-    pointwise: ClassVar[bool] = True
-    gives_labels: ClassVar[bool] = True
+    record: ClassVar[type] = PointwiseRecord
 
     def epoch_size(self, collection: Collection) -> int:
         return 2 * super().epoch_size(collection)

@@ -12,9 +12,9 @@ from typing import ClassVar
 
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.records import PositiveRecord, Text
 from xpretrieval.errors import DataError
 from xpretrieval.samplers.base import Sampler
-from xpretrieval.samplers.records import BatchwiseRecord, Text
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 class RandomSpanSampler(Sampler):
     """Records (span, other span of the same document); in-batch negatives only."""
 
-    has_negatives: ClassVar[bool] = False
+    record: ClassVar[type] = PositiveRecord
 
     max_spansize: int = 256  # characters per span, at most
     min_length: int = 2  # documents with fewer characters give no two spans: skipped
@@ -56,7 +56,7 @@ class RandomSpanSampler(Sampler):
     def epoch_size(self, collection: Collection) -> int:
         return len(self.usable(collection))
 
-    def records(self, collection: Collection, seed: int) -> Iterator[BatchwiseRecord]:
+    def records(self, collection: Collection, seed: int) -> Iterator[PositiveRecord]:
         ids = self.usable(collection)
         rng = random.Random(seed)
         while True:
@@ -65,7 +65,7 @@ class RandomSpanSampler(Sampler):
             for doc_id in order:
                 text = collection.documents[doc_id].strip()
                 first, second = self._span(rng, text), self._span(rng, text)
-                yield BatchwiseRecord(Text(doc_id, first), Text(doc_id, second), negatives=())
+                yield PositiveRecord(Text(doc_id, first), Text(doc_id, second))
 
     def _span(self, rng: random.Random, text: str) -> str:
         """A random span of 1..max_spansize characters (at most half the text, so that the

@@ -1,9 +1,8 @@
 """Training: the learner's loop, trainer steps, optimisers and hooks."""
 
-from xpretrieval.training.hooks import Hook
+from xpretrieval.hooks import Hook, TrainState
 from xpretrieval.training.learner import Learner
 from xpretrieval.training.optim import AdamW, OptimizerConfig
-from xpretrieval.training.state import TrainState
 from xpretrieval.training.trainers import BatchwiseTrainer, Trainer
 
 __all__ = [

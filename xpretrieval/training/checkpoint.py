@@ -8,9 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from xpretrieval.hooks import Hook, TrainState
 from xpretrieval.io import atomic_directory
-from xpretrieval.training.hooks import Hook
-from xpretrieval.training.state import TrainState
 
 logger = logging.getLogger(__name__)
 

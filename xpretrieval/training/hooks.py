@@ -1,4 +1,4 @@
-"""Hooks run at fixed moments of training; progress display, logging and checkpointing are hooks."""
+"""Hooks of every training run: the progress display, and a step timer for benchmarks."""
 
 from __future__ import annotations
 
@@ -7,40 +7,9 @@ import time
 
 from tqdm.auto import tqdm
 
-from xpretrieval.training.state import TrainState
+from xpretrieval.hooks import Hook, TrainState
 
 logger = logging.getLogger(__name__)
-
-
-class Hook:
-    """Base hook: override the moments you need; each receives the current `TrainState`."""
-
-    def on_train_start(self, state: TrainState) -> None:
-        """Before the first step (state.step == 0)."""
-
-    def on_step_end(self, state: TrainState) -> None:
-        """After each optimiser step."""
-
-    def on_validation(self, state: TrainState, metrics: dict[str, float]) -> None:
-        """After the model was measured on the validation queries at the step of `state`."""
-
-    def should_stop(self) -> bool:
-        """Asked after each step: True ends training early (e.g. no progress in validation)."""
-        return False
-
-    def on_train_end(self, state: TrainState) -> None:
-        """After the last step, also when training stops early."""
-
-    def on_interrupt(self, state: TrainState) -> None:
-        """When a signal (SIGINT, SIGTERM) stops training after the step of `state`."""
-
-    def state_dict(self) -> dict:
-        """What the hook learned so far (checkpointed, so that a resumed run continues it)."""
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore what `state_dict` returned (a stateless hook has nothing to restore)."""
-        del state
 
 
 class StepTimer(Hook):

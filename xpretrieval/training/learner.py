@@ -17,11 +17,11 @@ from xpretrieval.batchers import Batcher
 from xpretrieval.data.collection import Collection
 from xpretrieval.device import Precision, autocast
 from xpretrieval.errors import ResourceError
+from xpretrieval.hooks import Hook, TrainState
 from xpretrieval.losses.base import Loss
-from xpretrieval.models.base import Encoder
+from xpretrieval.models.base import PairScorer, TrainableModel
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.training.grad_cache import CachedReps, backward_cached, encode_cached
-from xpretrieval.training.hooks import Hook
 from xpretrieval.training.interrupt import StopSignals, TrainingInterrupted
 from xpretrieval.training.optim import OptimizerConfig
 from xpretrieval.training.random_state import (
@@ -29,7 +29,6 @@ from xpretrieval.training.random_state import (
     restore_random_state,
     seed_everything,
 )
-from xpretrieval.training.state import TrainState
 from xpretrieval.training.trainers import StepOutput, Trainer
 from xpretrieval.training.validation import Validator
 
@@ -47,7 +46,7 @@ class Learner:
 
     def __init__(
         self,
-        model: Encoder,
+        model: TrainableModel,
         collection: Collection,
         sampler: Sampler,
         batcher: Batcher,
@@ -221,16 +220,16 @@ class Learner:
     def _forward(self, batch: list) -> tuple[StepOutput, list[tuple[Callable, CachedReps]]]:
         """The batch's loss terms, and the representations cached by micro-batch (if split)."""
         model = self.model
-        if hasattr(model, "score_texts"):  # a cross-encoder reads each pair: no reps
+        if isinstance(model, PairScorer):  # reads each (query, document) pair: no reps
             return self.trainer.pair_terms(model, batch, self.losses), []
         query_texts, doc_texts = self.trainer.texts(batch)
         micro = self.batcher.micro_batch_size()
         cached = []
         if micro is None:
-            queries = model.encode_queries(query_texts)
-            documents = model.encode_documents(doc_texts)
+            queries = model.forward_queries(query_texts)
+            documents = model.forward_documents(doc_texts)
         else:
-            encoders = [(model.encode_queries, query_texts), (model.encode_documents, doc_texts)]
+            encoders = [(model.forward_queries, query_texts), (model.forward_documents, doc_texts)]
             cached = [(encode, encode_cached(encode, texts, micro)) for encode, texts in encoders]
             queries, documents = (reps.reps for _, reps in cached)
         output = self.trainer.loss_terms(model, batch, queries, documents, self.losses)

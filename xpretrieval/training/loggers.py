@@ -6,9 +6,8 @@ import csv
 import io
 from pathlib import Path
 
+from xpretrieval.hooks import Hook, TrainState
 from xpretrieval.io import write_text
-from xpretrieval.training.hooks import Hook
-from xpretrieval.training.state import TrainState
 
 
 def logged_values(state: TrainState) -> dict[str, float]:

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from xpretrieval.data.records import PairwiseRecord, Text
 from xpretrieval.losses.base import Loss
 from xpretrieval.losses.infonce import InfoNCE
 from xpretrieval.losses.regularizers import Flops
 from xpretrieval.models.sparse_embed import SparseEmbedEncoder
-from xpretrieval.samplers.records import PairwiseRecord, Text
 from xpretrieval.training.trainers import BatchwiseTrainer
 
 

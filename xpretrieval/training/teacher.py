@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.run import Run, write_trec_run
 from xpretrieval.device import Precision
 from xpretrieval.models.base import ModelConfig
 from xpretrieval.retrieval.rerank import FirstStage, rerank_candidates
-from xpretrieval.retrieval.run import Run, write_trec_run
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,8 @@ from typing import Any
 
 from xpretrieval.config import flatten
 from xpretrieval.errors import ConfigError
-from xpretrieval.training.hooks import Hook
+from xpretrieval.hooks import Hook, TrainState
 from xpretrieval.training.loggers import CSVLogger, TensorBoardLogger, due, logged_values
-from xpretrieval.training.state import TrainState
 
 
 class Backend(Enum):

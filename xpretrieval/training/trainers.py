@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from xpretrieval.config import register
+from xpretrieval.data.records import WITH_NEGATIVES, PointwiseRecord, PositiveRecord
 from xpretrieval.losses.base import BatchScores, Loss
-from xpretrieval.models.base import Encoder
+from xpretrieval.models.base import BiEncoder, PairScorer, PartedScore, TermWeighted
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class StepOutput:
 class Trainer(ABC):
     """Length and book-keeping of training, and the step that turns a batch into loss terms."""
 
-    pointwise: ClassVar[bool] = False  # expects pointwise records (one document each)
+    reads: ClassVar[tuple[type, ...]]  # the record types its step understands
 
     max_steps: int | None = None  # when set, wins over epochs
     epochs: float = 1.0  # passes over the training data, when max_steps is unset
@@ -69,7 +70,7 @@ class Trainer(ABC):
     @abstractmethod
     def loss_terms(
         self,
-        model: Encoder,
+        model: BiEncoder,
         batch: list,
         queries: Tensor,
         documents: Tensor,
@@ -79,14 +80,14 @@ class Trainer(ABC):
         weighs, sums and logs them), with each term's statistics as `<term>/<statistic>`."""
 
     @abstractmethod
-    def pair_terms(self, model: Any, batch: list, losses: dict[str, Loss]) -> StepOutput:
+    def pair_terms(self, model: PairScorer, batch: list, losses: dict[str, Loss]) -> StepOutput:
         """Loss terms for a model that reads each query with each document (a cross-encoder)."""
 
-    def step(self, model: Encoder, batch: list, losses: dict[str, Loss]) -> StepOutput:
+    def step(self, model: BiEncoder, batch: list, losses: dict[str, Loss]) -> StepOutput:
         """Encode the batch's texts and compute its loss terms, in one pass."""
         query_texts, doc_texts = self.texts(batch)
-        queries = model.encode_queries(query_texts)
-        documents = model.encode_documents(doc_texts)
+        queries = model.forward_queries(query_texts)
+        documents = model.forward_documents(doc_texts)
         return self.loss_terms(model, batch, queries, documents, losses)
 
 
@@ -99,6 +100,8 @@ class BatchwiseTrainer(Trainer):
     can use the other queries' documents as in-batch negatives.
     """
 
+    reads: ClassVar[tuple[type, ...]] = (PositiveRecord, *WITH_NEGATIVES)
+
     def texts(self, batch: list) -> tuple[list[str], list[str]]:
         positives = [record.positive.text for record in batch]
         negatives = [doc.text for record in batch for doc in record.negatives]
@@ -106,16 +109,15 @@ class BatchwiseTrainer(Trainer):
 
     def loss_terms(
         self,
-        model: Encoder,
+        model: BiEncoder,
         batch: list,
         queries: Tensor,
         documents: Tensor,
         losses: dict[str, Loss],
     ) -> StepOutput:
         rows, owners = self._layout(batch, queries.device)
-        # optional capabilities: a score made of named parts, vocabulary term weights
-        parts = model.score_parts(queries, documents) if hasattr(model, "score_parts") else {}
-        term_weights = getattr(model, "term_weights", None)
+        parts = model.score_parts(queries, documents) if isinstance(model, PartedScore) else {}
+        term_weights = model.term_weights if isinstance(model, TermWeighted) else None
         scored = BatchScores(
             scores=sum(parts.values()) if parts else model.score(queries, documents),
             targets=rows,
@@ -130,7 +132,7 @@ class BatchwiseTrainer(Trainer):
         )
         return _terms(scored, losses)
 
-    def pair_terms(self, model: Any, batch: list, losses: dict[str, Loss]) -> StepOutput:
+    def pair_terms(self, model: PairScorer, batch: list, losses: dict[str, Loss]) -> StepOutput:
         """Loss terms for a model that reads each query with each document (a cross-encoder):
         only the records' own pairs are scored unless a term ranks against in-batch ones."""
         query_texts, doc_texts = self.texts(batch)
@@ -157,14 +159,14 @@ class PointwiseTrainer(Trainer):
     """One (query, document) per record, scored against its label: record i's score is
     scores[i, i]. Needs pointwise records (sampler=pointwise)."""
 
-    pointwise: ClassVar[bool] = True
+    reads: ClassVar[tuple[type, ...]] = (PointwiseRecord,)
 
     def texts(self, batch: list) -> tuple[list[str], list[str]]:
         return [r.query.text for r in batch], [r.document.text for r in batch]
 
     def loss_terms(
         self,
-        model: Encoder,
+        model: BiEncoder,
         batch: list,
         queries: Tensor,
         documents: Tensor,
@@ -172,7 +174,7 @@ class PointwiseTrainer(Trainer):
     ) -> StepOutput:
         return self._labelled(model.score(queries, documents), batch, losses)
 
-    def pair_terms(self, model: Any, batch: list, losses: dict[str, Loss]) -> StepOutput:
+    def pair_terms(self, model: PairScorer, batch: list, losses: dict[str, Loss]) -> StepOutput:
         query_texts, doc_texts = self.texts(batch)
         pairs = torch.eye(len(batch), dtype=torch.bool)
         return self._labelled(model.score_texts(query_texts, doc_texts, pairs), batch, losses)

@@ -12,11 +12,10 @@ from torch import nn
 from xpretrieval.data.collection import Collection
 from xpretrieval.device import Precision
 from xpretrieval.evaluation import compute_metrics, parse_measure
-from xpretrieval.models.base import Encoder
+from xpretrieval.hooks import Hook, TrainState
+from xpretrieval.models.base import BiEncoder
 from xpretrieval.retrieval.index import IndexConfig
 from xpretrieval.retrieval.retrieve import retrieve
-from xpretrieval.training.hooks import Hook
-from xpretrieval.training.state import TrainState
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ class Validator:
     def due(self, state: TrainState) -> bool:
         return state.step % self.config.every == 0 or state.finished
 
-    def validate(self, model: Encoder) -> dict[str, float]:
+    def validate(self, model: BiEncoder) -> dict[str, float]:
         assert isinstance(model, nn.Module)
         model.eval()
         try:

@@ -1,4 +1,6 @@
-"""Training records: plain typed values that samplers yield and trainers consume."""
+"""Training records: plain typed values that samplers yield and trainers consume. Their type
+says what they carry (negatives of their own, a teacher's scores, a label), which is how a
+config's sampler, trainer and losses are checked to fit together."""
 
 from __future__ import annotations
 
@@ -11,6 +13,18 @@ class Text:
 
     id: str
     text: str
+
+
+@dataclass(frozen=True)
+class PositiveRecord:
+    """A query and one relevant document, without negatives of its own (in-batch only)."""
+
+    query: Text
+    positive: Text
+
+    @property
+    def negatives(self) -> tuple[Text, ...]:
+        return ()
 
 
 @dataclass(frozen=True)
@@ -52,3 +66,7 @@ class PointwiseRecord:
     query: Text
     document: Text
     label: float
+
+
+# records that bring negatives of their own (the others rely on in-batch negatives)
+WITH_NEGATIVES: tuple[type, ...] = (PairwiseRecord, BatchwiseRecord, DistillationRecord)

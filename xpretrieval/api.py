@@ -1,0 +1,87 @@
+"""The Python API: what the command line does, as functions on objects with defaults.
+
+`configure` composes the same YAML presets and overrides as `python -m xpretrieval`, `train`
+runs an `ExperimentConfig` (built in Python or composed) through the same code as the CLI;
+`search` and `evaluate` rank a collection with a loaded model and measure the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from xpretrieval.compatibility import check_components
+from xpretrieval.config import config_dir
+from xpretrieval.data.collection import Collection, Qrels
+from xpretrieval.data.run import Run
+from xpretrieval.device import Precision
+from xpretrieval.evaluation import Metrics, compute_metrics
+from xpretrieval.experiment import (
+    ExperimentConfig,
+    load_experiment,
+    run_train,
+    without_unset_train_split,
+)
+from xpretrieval.models.base import BiEncoder, Ranker, SparseBiEncoder
+from xpretrieval.retrieval.index import ExactIndex, IndexConfig, Inverted
+from xpretrieval.retrieval.retrieve import retrieve
+
+DEFAULT_METRICS = ("nDCG@10", "RR@10", "R@100")
+
+
+def configure(overrides: Sequence[str] = (), command: str = "train") -> ExperimentConfig:
+    """The experiment that `python -m xpretrieval <command> <overrides>` would run, checked
+    (component compatibility included) before any model loads."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(command, list(overrides))
+    if command != "train":
+        cfg = without_unset_train_split(cfg)
+    experiment = load_experiment(cfg)
+    check_components(experiment, command)
+    return experiment
+
+
+def train(experiment: ExperimentConfig, output_dir: str | Path | None = None) -> dict[str, float]:
+    """Train and evaluate `experiment` as `python -m xpretrieval train` does; its run directory
+    is `output_dir` (default: outputs/<date>/<time>, as the CLI's). Returns the test metrics."""
+    if output_dir is None:
+        output_dir = Path("outputs") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
+    return run_train(experiment, Path(output_dir))
+
+
+def train_from_overrides(
+    overrides: Sequence[str], output_dir: str | Path | None = None
+) -> dict[str, float]:
+    """`train(configure(overrides))`: the command line's overrides, from Python."""
+    return train(configure(overrides), output_dir)
+
+
+def search(
+    model: BiEncoder | Ranker,
+    collection: Collection,
+    k: int = 100,
+    index: IndexConfig | None = None,
+    batch_size: int = 32,
+    precision: Precision = Precision.auto,
+) -> Run:
+    """The k best documents of every query of `collection`: `{query id: [(doc id, score)]}`.
+    The default index is an inverted index for sparse models and exact search otherwise."""
+    if index is None:
+        index = Inverted() if isinstance(model, SparseBiEncoder) else ExactIndex()
+    if isinstance(model, BiEncoder) and not isinstance(model, index.serves):
+        raise TypeError(
+            f"index: {type(index).__name__} serves {index.serves.__name__} models, not a "
+            f"{type(model).__name__}"
+        )
+    device = model.device if isinstance(model, BiEncoder) else torch.device("cpu")
+    return retrieve(model, collection, index, k, batch_size, device, precision).run
+
+
+def evaluate(run: Run, qrels: Qrels, metrics: Sequence[str] = DEFAULT_METRICS) -> Metrics:
+    """ir-measures' values of `run` against `qrels`: `.aggregate` (mean over the judged
+    queries) and `.per_query`."""
+    return compute_metrics(run, qrels, list(metrics))
