@@ -37,8 +37,8 @@ def gradients_of(model_config, losses, batcher, records, memory: int | None = No
         optimizer=AdamW(),
         seed=0,
     )
-    logged, _ = learner.compute_gradients(records, CPU)
-    return logged, {
+    losses, _ = learner.compute_gradients(records)
+    return {name: float(value) for name, value in losses.items()}, {
         name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None
     }
 

@@ -131,7 +131,7 @@ def test_hooks_checkpoints_and_log(tiny_model_dir, train_split, tmp_path):
 def test_non_finite_loss_stops_naming_step_and_term(tiny_model_dir, train_split):
     learner = make_learner(tiny_model_dir, train_split, max_steps=3)
     learner.losses = {"rank": InfoNCE(scale=float("inf"))}
-    with pytest.raises(FloatingPointError, match=r"step 1: the loss term 'rank' is nan"):
+    with pytest.raises(FloatingPointError, match=r"step 1: the loss is not finite \(at step 3"):
         learner.fit()
 
 
@@ -199,3 +199,31 @@ def test_pairwise_losses_train_through_the_batchwise_trainer(tiny_model_dir, tra
     learner.losses = {"rank": loss}
     state = learner.fit()
     assert state.step == 2 and math.isfinite(state.losses["rank"])
+
+
+def test_losses_stay_on_the_device_except_on_logging_steps(tiny_model_dir, train_split):
+    learner = make_learner(tiny_model_dir, train_split, max_steps=5, log_every=2)
+    recorder = Recorder()
+    states = []
+    recorder.on_step_end = states.append
+    learner.fit([recorder])
+    assert [state.logged for state in states] == [False, True, False, True, True]  # and last
+    assert all(isinstance(value, torch.Tensor) for s in states for value in s.losses.values())
+
+
+def test_a_non_finite_loss_never_reaches_a_checkpoint(tiny_model_dir, train_split, tmp_path):
+    learner = make_learner(tiny_model_dir, train_split, max_steps=3, log_every=10)
+    learner.losses = {"rank": InfoNCE(scale=float("inf"))}
+    checkpoints = Checkpointer(tmp_path, every=2, keep=2, save=learner.save_checkpoint)
+    with pytest.raises(FloatingPointError, match="not saving the checkpoint of step 2: the loss"):
+        learner.fit([checkpoints])
+    assert not list(tmp_path.glob("step-*"))
+
+
+def test_hooks_of_one_class_keep_their_states_apart(tiny_model_dir, train_split, tmp_path):
+    learner = make_learner(tiny_model_dir, train_split, max_steps=2)
+    with pytest.raises(ValueError, match="hooks share the key 'Recorder'"):
+        learner.fit([Recorder(), Recorder()])
+    first, second = Flops(target_doc_active_dims=1.0), Flops(target_doc_active_dims=2.0)
+    hooks = [*first.hooks("flops_q"), *second.hooks("flops_d")]
+    assert [hook.key for hook in hooks] == ["TargetSparsity:flops_q", "TargetSparsity:flops_d"]

@@ -71,9 +71,13 @@ def test_learner_validates_when_due_and_stops_when_asked(tiny_model_dir, train_s
     kept, held = train_split.hold_out(3, seed=0)
     learner = make_learner(tiny_model_dir, kept, max_steps=30)
     config = ValidationConfig(every=2, held_out_queries=3, patience=1, top_k=10)
-    validator = Validator(config, held, ExactIndex(), 8, torch.device("cpu"), learner.precision)
     best = BestModel(learner.model, config.metric, patience=1)
-    final = learner.fit([CSVLogger(tmp_path, every=1), best], validator)
+    hooks = [CSVLogger(tmp_path, every=1), best]
+    cpu = torch.device("cpu")
+    validator = Validator(
+        learner.model, config, held, ExactIndex(), 8, cpu, learner.precision, hooks
+    )
+    final = learner.fit([validator, *hooks])
     rows = list(csv.DictReader((tmp_path / "validation.csv").open()))
     steps = [int(row["step"]) for row in rows]
     assert steps == list(range(2, final.step + 1, 2)) and final.step == steps[-1]

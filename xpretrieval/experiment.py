@@ -156,19 +156,28 @@ def run_train(
     trackers = experiment.logger.hooks(output_dir, every, learner.step, resolved)
     hooks = [
         *(hook for name, loss in experiment.losses.items() for hook in loss.hooks(name)),
-        ProgressBar(every=every),
+        ProgressBar(),
         *trackers,
         checkpoints,
     ]
-    validator = best = None
+    best = None
     if validation is not None:
         settings = experiment.validation
         index = replace(experiment.index, save=False, load=None)
-        batch_size = experiment.evaluation.batch_size
-        validator = Validator(settings, validation, index, batch_size, device, experiment.precision)
         best = BestModel(model, settings.metric, settings.patience)
         hooks.append(best)
-    learner.fit(hooks, validator)
+        validator = Validator(
+            model,
+            settings,
+            validation,
+            index,
+            experiment.evaluation.batch_size,
+            device,
+            experiment.precision,
+            listeners=hooks,
+        )
+        hooks.insert(0, validator)  # first: a checkpoint of a step includes its validation
+    learner.fit(hooks)
     if best is not None and experiment.validation.restore_best:
         best.restore()
     after = _evaluate(model, test, candidates, experiment, device, output_dir, started)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from torch import Tensor
+
 
 @dataclass(frozen=True)
 class TrainState:
@@ -14,11 +16,14 @@ class TrainState:
     step: int
     max_steps: int
     epoch: float  # passes over the training data so far
-    losses: dict[str, float] = field(default_factory=dict)  # weighted terms and their "total"
-    statistics: dict[str, float] = field(default_factory=dict)  # e.g. flops/doc_active_dims
+    # weighted terms and their "total", and statistics such as flops/doc_active_dims: 0-d
+    # tensors, maybe on a GPU; `float()` waits for the device, so read them when `logged`
+    losses: dict[str, Tensor] = field(default_factory=dict)
+    statistics: dict[str, Tensor] = field(default_factory=dict)
     learning_rate: float = 0.0
     samples_per_second: float = 0.0
     elapsed_seconds: float = 0.0
+    logged: bool = False  # a logging step (every trainer.log_every, and the last one)
 
     @property
     def finished(self) -> bool:
@@ -27,6 +32,12 @@ class TrainState:
 
 class Hook:
     """Base hook: override the moments you need; each receives the current `TrainState`."""
+
+    @property
+    def key(self) -> str:
+        """The name checkpoints keep this hook's state under; the hooks of one run need
+        distinct keys (a hook made once per loss term adds the term's name)."""
+        return type(self).__name__
 
     def on_train_start(self, state: TrainState) -> None:
         """Before the first step (state.step == 0)."""

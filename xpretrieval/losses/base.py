@@ -86,8 +86,9 @@ class Loss(ABC):
     def __call__(self, batch: BatchScores) -> Tensor:
         """The (unweighted) scalar value of this term on the batch."""
 
-    def statistics(self, batch: BatchScores) -> dict[str, float]:
-        """Values worth logging about the batch beside the term itself (none by default)."""
+    def statistics(self, batch: BatchScores) -> dict[str, Tensor]:
+        """Values worth logging about the batch beside the term itself, as 0-d tensors (read
+        only on logged steps, so that a GPU is not waited for at every step; none by default)."""
         return {}
 
     def needs_own_negatives(self) -> bool:

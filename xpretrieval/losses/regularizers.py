@@ -94,22 +94,22 @@ class Regularizer(Loss):
     def penalty(self, reps: Tensor) -> Tensor:
         """The penalty of `[n, dim]` representations."""
 
-    def statistics(self, batch: BatchScores) -> dict[str, float]:
+    def statistics(self, batch: BatchScores) -> dict[str, Tensor]:
         """Each side's penalty and active dimensions, and the expected posting-list FLOPS."""
         queries, documents = batch.query_terms, batch.doc_terms
         if queries is None or documents is None:
             return {}
         active_q, active_d = (queries != 0).float(), (documents != 0).float()
         return {
-            "query_penalty": self.penalty(queries).item(),
-            "doc_penalty": self.penalty(documents).item(),
-            "query_active_dims": active_q.sum(dim=-1).mean().item(),
-            "doc_active_dims": active_d.sum(dim=-1).mean().item(),
-            "query_sparsity_ratio": 1 - active_q.mean().item(),
-            "doc_sparsity_ratio": 1 - active_d.mean().item(),
+            "query_penalty": self.penalty(queries),
+            "doc_penalty": self.penalty(documents),
+            "query_active_dims": active_q.sum(dim=-1).mean(),
+            "doc_active_dims": active_d.sum(dim=-1).mean(),
+            "query_sparsity_ratio": 1 - active_q.mean(),
+            "doc_sparsity_ratio": 1 - active_d.mean(),
             # terms a query shares with a document on average: the postings it visits per document
-            "expected_flops": (active_q.mean(dim=0) * active_d.mean(dim=0)).sum().item(),
-            "scale": self.scale,
+            "expected_flops": (active_q.mean(dim=0) * active_d.mean(dim=0)).sum(),
+            "scale": torch.tensor(self.scale),
         }
 
 
@@ -119,9 +119,15 @@ class TargetSparsity(Hook):
     def __init__(self, regularizer: Regularizer, name: str) -> None:
         self.regularizer = regularizer
         self.statistic = f"{name}/doc_active_dims"
+        self.term = name
+
+    @property
+    def key(self) -> str:
+        return f"{type(self).__name__}:{self.term}"
 
     def on_step_end(self, state: TrainState) -> None:
-        self.regularizer.adapt(state.statistics[self.statistic])
+        # reads the statistic every step: one device synchronisation per step, by design
+        self.regularizer.adapt(float(state.statistics[self.statistic]))
 
 
 @register("loss", "flops")

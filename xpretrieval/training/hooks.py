@@ -29,11 +29,11 @@ class StepTimer(Hook):
 
 
 class ProgressBar(Hook):
-    """A tqdm bar over the steps showing the loss and the throughput; where there is no terminal
-    (a batch job's log file), a log line every `every` steps instead."""
+    """A tqdm bar over the steps; on logging steps it shows the loss, the throughput and the
+    learning rate. Where there is no terminal (a batch job's log file), a log line on each
+    logging step instead."""
 
-    def __init__(self, every: int) -> None:
-        self.every = every
+    def __init__(self) -> None:
         self._bar: tqdm | None = None
 
     def on_train_start(self, state: TrainState) -> None:
@@ -43,15 +43,18 @@ class ProgressBar(Hook):
 
     def on_step_end(self, state: TrainState) -> None:
         assert self._bar is not None
+        if not self._bar.disable:
+            self._bar.update(1)
+        if not state.logged:  # reading the loss would wait for the device
+            return
         shown = {
-            "loss": f"{state.losses['total']:.4f}",
+            "loss": f"{float(state.losses['total']):.4f}",
             "samples/s": f"{state.samples_per_second:.1f}",
             "lr": f"{state.learning_rate:.2e}",
         }
         if not self._bar.disable:
-            self._bar.set_postfix(shown, refresh=False)
-            self._bar.update(1)
-        elif state.step % self.every == 0 or state.finished:
+            self._bar.set_postfix(shown)
+        else:
             details = " ".join(f"{name}={value}" for name, value in shown.items())
             logger.info("step %d/%d %s", state.step, state.max_steps, details)
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from xpretrieval.batchers import Batcher
 from xpretrieval.data.collection import Collection
@@ -19,7 +18,7 @@ from xpretrieval.device import Precision, autocast
 from xpretrieval.errors import ResourceError
 from xpretrieval.hooks import Hook, TrainState
 from xpretrieval.losses.base import Loss
-from xpretrieval.models.base import PairScorer, TrainableModel
+from xpretrieval.models.base import BiEncoder, PairScorer, TrainableModel
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.training.grad_cache import CachedReps, backward_cached, encode_cached
 from xpretrieval.training.interrupt import StopSignals, TrainingInterrupted
@@ -29,8 +28,7 @@ from xpretrieval.training.random_state import (
     restore_random_state,
     seed_everything,
 )
-from xpretrieval.training.trainers import StepOutput, Trainer
-from xpretrieval.training.validation import Validator
+from xpretrieval.training.trainers import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +38,10 @@ TRAINING_STATE_FILE = "training_state.pt"
 class Learner:
     """Trains `model` on records that `sampler` draws from `collection`.
 
-    Each step: a batch from the batcher, the trainer's named loss terms, their sum
-    back-propagated, gradients clipped, optimiser and schedule stepped, hooks called.
+    The loop is `fit` and one step is `train_step`: a batch from the batcher, the trainer's
+    named loss terms, their weighted sum back-propagated, gradients clipped, optimiser and
+    schedule stepped; then every hook's `on_step_end` (validation, logging, checkpoints).
+    Loss values stay on the device except on logging steps.
     """
 
     def __init__(
@@ -82,33 +82,19 @@ class Learner:
         self.max_steps = trainer.total_steps(self.epoch_size, batcher.batch_size)
         self.optimizer, self.schedule = optimizer.build(model, self.max_steps)
         self.step = 0
+        self.device = next(model.parameters()).device
+        self.log_every = trainer.log_every
+        # the first step whose total loss was not finite (0: none); read on logging steps only,
+        # as reading it waits for the device
+        self._first_non_finite = torch.zeros((), dtype=torch.long, device=self.device)
         self._resumed_random_state: dict | None = None
         self._resumed_hook_states: dict[str, dict] = {}
         self._hooks: list[Hook] = []  # those of the running fit, whose state checkpoints keep
 
-    def fit(self, hooks: Iterable[Hook] = (), validator: Validator | None = None) -> TrainState:
-        """Run all steps (fewer if a hook asks to stop); returns the final state. When given,
-        `validator` measures the model when due, and hooks see it in `on_validation`."""
-        hooks = self._hooks = list(hooks)
-        for hook in hooks:  # resumed: hooks continue from their checkpointed state
-            if type(hook).__name__ in self._resumed_hook_states:
-                hook.load_state_dict(self._resumed_hook_states[type(hook).__name__])
-        seed_everything(self.seed)
-        device = next(self.model.parameters()).device
-        records = self.sampler.records(self.collection, self.seed)
-        if self.step:  # resumed: skip the records of the steps already taken
-            records = islice(records, self.step * self.batcher.batch_size, None)
-            assert self._resumed_random_state is not None
-            restore_random_state(self._resumed_random_state)
-        batches = self.batcher.batches(records)
-        logger.info(
-            "Training for %d steps of %d records (%.2f epochs of %d records) on %s",
-            self.max_steps,
-            self.batcher.batch_size,
-            self.max_steps * self.batcher.batch_size / self.epoch_size,
-            self.epoch_size,
-            device,
-        )
+    def fit(self, hooks: Iterable[Hook] = ()) -> TrainState:
+        """Run all steps (fewer if a hook asks to stop); returns the final state."""
+        hooks = self._start_hooks(hooks)
+        batches = self._batches()
         state = TrainState(step=self.step, max_steps=self.max_steps, epoch=0.0)
         for hook in hooks:
             hook.on_train_start(state)
@@ -118,25 +104,12 @@ class Learner:
             with StopSignals() as signals:
                 while self.step < self.max_steps:
                     batch = next(batches)
-                    losses, statistics = self._optimise(batch, device)
+                    losses, statistics = self.train_step(batch)
                     self.step += 1
                     samples += len(batch)
-                    elapsed = time.perf_counter() - start
-                    state = TrainState(
-                        step=self.step,
-                        max_steps=self.max_steps,
-                        epoch=self.step * self.batcher.batch_size / self.epoch_size,
-                        losses=losses,
-                        statistics=statistics,
-                        learning_rate=self.schedule.get_last_lr()[0],
-                        samples_per_second=samples / elapsed if elapsed > 0 else 0.0,
-                        elapsed_seconds=elapsed,
-                    )
-                    # validation first, so that a checkpoint of this step includes its result
-                    if validator is not None and validator.due(state):
-                        metrics = validator.validate(self.model)
-                        for hook in hooks:
-                            hook.on_validation(state, metrics)
+                    state = self._state(losses, statistics, samples, start)
+                    if state.logged:  # the only wait for the device outside hooks
+                        self._check_finite(losses)
                     for hook in hooks:
                         hook.on_step_end(state)
                     if any([hook.should_stop() for hook in hooks]):
@@ -151,93 +124,148 @@ class Learner:
             hook.on_train_end(state)
         return state
 
-    def _optimise(
-        self, batch: list, device: torch.device
-    ) -> tuple[dict[str, float], dict[str, float]]:
-        """One optimiser step on `batch`; returns the weighted loss terms and their total, and
-        the step's statistics."""
+    def _start_hooks(self, hooks: Iterable[Hook]) -> list[Hook]:
+        """The hooks of this fit, each with its checkpointed state when resumed; their keys
+        (what checkpoints store their state under) must differ."""
+        hooks = self._hooks = list(hooks)
+        keys = [hook.key for hook in hooks]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise ValueError(
+                f"hooks share the key {repeated[0]!r}: their checkpointed states would overwrite "
+                "each other; give each its own `key`"
+            )
+        for hook in hooks:
+            if hook.key in self._resumed_hook_states:
+                hook.load_state_dict(self._resumed_hook_states[hook.key])
+        return hooks
+
+    def _batches(self) -> Iterator[list]:
+        """Batches of records from the seed; resumed, from the step after the checkpoint's,
+        with the random state the uninterrupted run had there."""
+        seed_everything(self.seed)
+        records = self.sampler.records(self.collection, self.seed)
+        if self.step:
+            records = islice(records, self.step * self.batcher.batch_size, None)
+            assert self._resumed_random_state is not None
+            restore_random_state(self._resumed_random_state)
+        logger.info(
+            "Training for %d steps of %d records (%.2f epochs of %d records) on %s",
+            self.max_steps,
+            self.batcher.batch_size,
+            self.max_steps * self.batcher.batch_size / self.epoch_size,
+            self.epoch_size,
+            self.device,
+        )
+        return self.batcher.batches(records)
+
+    def _state(
+        self, losses: dict[str, Tensor], statistics: dict[str, Tensor], samples: int, start: float
+    ) -> TrainState:
+        elapsed = time.perf_counter() - start
+        return TrainState(
+            step=self.step,
+            max_steps=self.max_steps,
+            epoch=self.step * self.batcher.batch_size / self.epoch_size,
+            losses=losses,
+            statistics=statistics,
+            learning_rate=self.schedule.get_last_lr()[0],
+            samples_per_second=samples / elapsed if elapsed > 0 else 0.0,
+            elapsed_seconds=elapsed,
+            logged=self.step % self.log_every == 0 or self.step >= self.max_steps,
+        )
+
+    def _check_finite(self, losses: dict[str, Tensor]) -> None:
+        """Fail, naming the first bad step and a bad term, once a step's loss was not finite."""
+        first = int(self._first_non_finite)
+        if not first:
+            return
+        bad = next((name for name, value in losses.items() if not torch.isfinite(value)), "total")
+        raise FloatingPointError(
+            f"step {first}: the loss is not finite (at step {self.step}: {bad}="
+            f"{float(losses[bad])}); lower optimizer.lr or check the data of step {first}"
+        )
+
+    def train_step(self, batch: list) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """One optimiser step on `batch`: gradients of the weighted sum of its loss terms
+        (retried with finer micro-batches when out of memory, if the batcher can split),
+        clipped, then the optimiser and schedule step. Returns the weighted terms with their
+        "total", and the step's statistics, all detached 0-d tensors (not synchronised)."""
         self.optimizer.zero_grad(set_to_none=True)
-        logged, statistics = self.compute_gradients(batch, device)
+        losses, statistics = self.compute_gradients(batch)
         if self.trainer.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.trainer.grad_clip)
         self.optimizer.step()
         self.schedule.step()
-        return logged, statistics
+        return losses, statistics
 
-    def _out_of_memory(self, device: torch.device) -> ResourceError:
+    def compute_gradients(self, batch: list) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Accumulate the gradients of a batch's weighted loss into `.grad`; out of memory,
+        retried as long as the batcher can split the batch finer."""
+        random_state = capture_random_state()  # a retried step draws what the first try drew
+        while True:
+            try:
+                return self._gradients(batch)
+            except torch.OutOfMemoryError as error:
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if not self.batcher.after_out_of_memory():
+                    raise self._out_of_memory() from error
+                restore_random_state(random_state)
+
+    def _out_of_memory(self) -> ResourceError:
         micro = self.batcher.micro_batch_size()
         return ResourceError(
-            f"step {self.step + 1}: out of memory on {device} with batch_size="
+            f"step {self.step + 1}: out of memory on {self.device} with batch_size="
             f"{self.batcher.batch_size}"
             + ("" if micro is None else f" encoded {micro} texts at a time")
             + "; use batcher=adaptive or batcher=micro with a smaller batcher.micro (the loss "
             "stays that of the whole batch), or lower model.doc_max_length"
         )
 
-    def compute_gradients(
-        self, batch: list, device: torch.device
-    ) -> tuple[dict[str, float], dict[str, float]]:
-        """Accumulate into `.grad` the gradients of the weighted sum of the batch's loss terms;
-        returns the weighted terms and their total, and the step's statistics. Out of
-        memory, the step is retried as long as the batcher can split it finer."""
-        random_state = capture_random_state()  # a retried step draws what the first try drew
-        while True:
-            try:
-                return self._gradients(batch, device)
-            except torch.OutOfMemoryError as error:
-                self.optimizer.zero_grad(set_to_none=True)
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                if not self.batcher.after_out_of_memory():
-                    raise self._out_of_memory(device) from error
-                restore_random_state(random_state)
-
-    def _gradients(
-        self, batch: list, device: torch.device
-    ) -> tuple[dict[str, float], dict[str, float]]:
-        """One try of `compute_gradients`. With a batcher that splits batches, texts are
-        encoded by micro-batches and the loss is computed once on the whole batch
-        (`grad_cache`): the same value and gradients as in one pass."""
+    def _gradients(self, batch: list) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Forward, loss terms and backward of one try of a step. With a batcher that splits
+        batches, texts are encoded by micro-batches and the loss is computed once on the whole
+        batch (`grad_cache`): the same value and gradients as in one pass."""
+        model, trainer, micro = self.model, self.trainer, self.batcher.micro_batch_size()
+        cached: list[tuple[Callable, CachedReps]] = []
+        with autocast(self.device, self.precision):
+            if isinstance(model, PairScorer):  # reads each (query, document) pair: no reps
+                output = trainer.pair_terms(model, batch, self.losses)
+            else:
+                assert isinstance(model, BiEncoder)
+                query_texts, doc_texts = trainer.texts(batch)
+                sides = [(model.forward_queries, query_texts), (model.forward_documents, doc_texts)]
+                if micro is None:
+                    queries, documents = (forward(texts) for forward, texts in sides)
+                else:
+                    cached = [
+                        (forward, encode_cached(forward, texts, micro)) for forward, texts in sides
+                    ]
+                    queries, documents = (reps.reps for _, reps in cached)
+                output = trainer.loss_terms(model, batch, queries, documents, self.losses)
         step = self.step + 1
-        with autocast(device, self.precision):
-            output, cached = self._forward(batch)
-        terms = {name: self.losses[name].weight_at(step) * v for name, v in output.terms.items()}
-        total = torch.stack([term.float() for term in terms.values()]).sum()
-        logged = {name: term.item() for name, term in terms.items()}
-        logged["total"] = total.item()
-        bad = [name for name, value in logged.items() if not math.isfinite(value)]
-        if bad:
-            raise FloatingPointError(
-                f"step {step}: the loss term {bad[0]!r} is {logged[bad[0]]}; "
-                "lower optimizer.lr or check the data of this batch"
-            )
-        total.backward()
-        with autocast(device, self.precision):
-            for encode, reps in cached:  # split batches: gradients through each micro-batch
-                backward_cached(encode, reps)
-        return logged, output.statistics
-
-    def _forward(self, batch: list) -> tuple[StepOutput, list[tuple[Callable, CachedReps]]]:
-        """The batch's loss terms, and the representations cached by micro-batch (if split)."""
-        model = self.model
-        if isinstance(model, PairScorer):  # reads each (query, document) pair: no reps
-            return self.trainer.pair_terms(model, batch, self.losses), []
-        query_texts, doc_texts = self.trainer.texts(batch)
-        micro = self.batcher.micro_batch_size()
-        cached = []
-        if micro is None:
-            queries = model.forward_queries(query_texts)
-            documents = model.forward_documents(doc_texts)
-        else:
-            encoders = [(model.forward_queries, query_texts), (model.forward_documents, doc_texts)]
-            cached = [(encode, encode_cached(encode, texts, micro)) for encode, texts in encoders]
-            queries, documents = (reps.reps for _, reps in cached)
-        output = self.trainer.loss_terms(model, batch, queries, documents, self.losses)
-        return output, cached
+        losses = {name: self.losses[name].weight_at(step) * v for name, v in output.terms.items()}
+        losses["total"] = torch.stack([term.float() for term in losses.values()]).sum()
+        losses["total"].backward()
+        with autocast(self.device, self.precision):
+            for forward, reps in cached:  # split batches: gradients through each micro-batch
+                backward_cached(forward, reps)
+        first_bad = (self._first_non_finite == 0) & ~torch.isfinite(losses["total"].detach())
+        self._first_non_finite = torch.where(first_bad, step, self._first_non_finite)
+        return {name: value.detach() for name, value in losses.items()}, output.statistics
 
     def save_checkpoint(self, path: Path) -> None:
         """Write the model (Hugging Face format) and all that `restore` needs to continue
-        exactly: step, optimiser, schedule, loss-term state and random generators."""
+        exactly: step, optimiser, schedule, loss-term state, random generators and each hook's
+        state by its key. Never weights that a non-finite loss may have spoilt."""
+        first = int(self._first_non_finite)
+        if first:
+            raise FloatingPointError(
+                f"not saving the checkpoint of step {self.step}: the loss of step {first} was "
+                "not finite; lower optimizer.lr, or resume from the previous checkpoint"
+            )
         self.model.save(path)
         torch.save(
             {
@@ -246,7 +274,7 @@ class Learner:
                 "schedule": self.schedule.state_dict(),
                 "losses": {name: loss.state_dict() for name, loss in self.losses.items()},
                 "random": capture_random_state(),
-                "hooks": {type(hook).__name__: hook.state_dict() for hook in self._hooks},
+                "hooks": {hook.key: hook.state_dict() for hook in self._hooks},
             },
             Path(path) / TRAINING_STATE_FILE,
         )

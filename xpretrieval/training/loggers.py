@@ -12,8 +12,8 @@ from xpretrieval.io import write_text
 
 def logged_values(state: TrainState) -> dict[str, float]:
     """The logged values of a step: loss terms, learning rate and throughput."""
-    values = {f"loss/{name}": value for name, value in state.losses.items()}
-    values.update(state.statistics)
+    values = {f"loss/{name}": float(value) for name, value in state.losses.items()}
+    values.update({name: float(value) for name, value in state.statistics.items()})
     values["learning_rate"] = state.learning_rate
     values["samples_per_second"] = state.samples_per_second
     return values

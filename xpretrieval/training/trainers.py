@@ -18,10 +18,10 @@ from xpretrieval.models.base import BiEncoder, PairScorer, PartedScore, TermWeig
 
 @dataclass(frozen=True)
 class StepOutput:
-    """What a training step computed: unweighted loss terms, and statistics to log."""
+    """What a training step computed: unweighted loss terms, and statistics to log (0-d)."""
 
     terms: dict[str, Tensor]
-    statistics: dict[str, float] = field(default_factory=dict)
+    statistics: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass

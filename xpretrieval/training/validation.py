@@ -4,6 +4,7 @@ best weights by a metric, and stop early when it stops improving."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -48,18 +49,25 @@ class ValidationConfig:
         return self.every > 0
 
 
-class Validator:
-    """Measures `metric` of a model on a validation collection (in eval mode, then back)."""
+class Validator(Hook):
+    """Measures `metric` of the model on a validation collection every `config.every` steps
+    and after the last (in eval mode, then back to training), and hands the result to the
+    `on_validation` of `listeners` (typically all the run's hooks: best-model keeping,
+    loggers). Put it first among the hooks, so that a checkpoint of a step includes its result."""
 
     def __init__(
         self,
+        model: BiEncoder,
         config: ValidationConfig,
         collection: Collection,
         index: IndexConfig,
         batch_size: int,
         device: torch.device,
         precision: Precision,
+        listeners: Sequence[Hook] = (),
     ) -> None:
+        self.model = model
+        self.listeners = listeners
         self.config = config
         self.collection = collection
         self.index = index
@@ -67,10 +75,14 @@ class Validator:
         self.device = device
         self.precision = precision
 
-    def due(self, state: TrainState) -> bool:
-        return state.step % self.config.every == 0 or state.finished
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step % self.config.every == 0 or state.finished:
+            metrics = self.validate()
+            for hook in self.listeners:
+                hook.on_validation(state, metrics)
 
-    def validate(self, model: BiEncoder) -> dict[str, float]:
+    def validate(self) -> dict[str, float]:
+        model = self.model
         assert isinstance(model, nn.Module)
         model.eval()
         try:
