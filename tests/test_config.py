@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from tests.conftest import CONF_DIR, ROOT, TINY_BEIR, compose_config
@@ -240,3 +242,50 @@ def test_the_same_combination_is_accepted_where_it_fits():
     )
     configure(["model=bm25"], "evaluate")  # BM25 ranks by itself: no index is needed
     configure(["+experiment=cross_encoder_rerank"], "evaluate")
+
+
+def component_presets() -> list[Path]:
+    """Every preset of a component group (experiments and datasets compose several)."""
+    return [p for p in sorted(CONF_DIR.glob("*/*.yaml")) if p.parent.name not in ("experiment",)]
+
+
+@pytest.mark.parametrize("path", component_presets(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_preset_holds_only_what_differs_from_its_dataclass(path):
+    """The dataclass's defaults are the component's defaults: a preset that repeated one would
+    be a second source, free to drift from it (as Flops() and Dense() once did)."""
+    from hydra.core.config_store import ConfigStore
+
+    raw = OmegaConf.load(path)
+    schema = next(d for d in raw.defaults if isinstance(d, str) and d.startswith("/schema/"))
+    group, name = schema.split("@")[0].split("/")[2:4]
+    component = OmegaConf.get_type(
+        ConfigStore.instance().repo["schema"][group][f"{name}.yaml"].node
+    )
+    fields = {k: v for k, v in OmegaConf.to_container(raw).items() if k != "defaults"}
+    defaults = OmegaConf.to_container(OmegaConf.structured(component))
+    repeated = [key for key, value in fields.items() if defaults.get(key) == value]
+    assert not repeated, f"{path.name} repeats the defaults of {component.__name__}: {repeated}"
+    overrides = _choose(group, path.stem)
+    own = any(o.startswith(f"{group}.") for o in overrides)  # a mandatory value given
+    if not own:  # built in Python with the preset's fields, it is the same component
+        preset = load_experiment(compose_config(*overrides))
+        built = preset.losses["rank"] if group == "loss" else getattr(preset, group)
+        assert built == OmegaConf.to_object(
+            OmegaConf.merge(OmegaConf.structured(component), fields)
+        )
+
+
+def _choose(group: str, name: str) -> list[str]:
+    """The overrides that select preset `name` of `group` (a loss as the ranking term)."""
+    if group == "loss":
+        return [f"loss@losses.rank={name}", *REQUIRED.get(f"loss/{name}", [])]
+    return [f"{group}={name}", *REQUIRED.get(f"{group}/{name}", [])]
+
+
+def test_components_built_in_python_equal_their_presets():
+    from xpretrieval.losses import Flops
+    from xpretrieval.models import Dense
+
+    assert load_experiment(compose_config("+loss@losses.flops=flops")).losses["flops"] == Flops()
+    model = load_experiment(compose_config()).model
+    assert model == Dense(name_or_path="sentence-transformers/all-MiniLM-L6-v2")

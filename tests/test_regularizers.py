@@ -113,7 +113,7 @@ def test_statistics_match_hand_computation():
 
 
 def test_target_sparsity_scales_the_weight_towards_the_target():
-    term = Flops(weight=0.5, target_doc_active_dims=10.0, adapt_rate=0.1)
+    term = Flops(weight=0.5, warmup_steps=0, target_doc_active_dims=10.0, adapt_rate=0.1)
     term.adapt(doc_active_dims=20.0)  # twice too dense: scale *= (20 / 10) ** 0.1
     assert term.scale == pytest.approx(2**0.1)
     assert term.weight_at(1) == pytest.approx(0.5 * 2**0.1)

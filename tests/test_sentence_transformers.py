@@ -177,7 +177,7 @@ def test_separate_query_and_document_encoders_round_trip_as_a_router(tiny_model_
     assert not loaded.config.shared and loaded.max_query_length == 8
     assert torch.allclose(loaded.forward_documents(TEXTS), documents, atol=1e-5)
     with pytest.raises(ConfigError, match="saved with shared=false but the config asks for"):
-        Dense(name_or_path=str(tmp_path), normalize=False).build()
+        Dense(name_or_path=str(tmp_path)).build()
 
 
 @pytest.mark.shared_data

@@ -39,9 +39,10 @@ class Regularizer(Loss):
 
     model_kind: ClassVar[type] = TermWeighted
 
-    query_weight: float = 1.0
-    doc_weight: float = 1.0
-    warmup_steps: int = 0  # steps over which the overall weight grows from 0; 0: constant
+    # naver/splade's SPLADE v2 settings: documents are pushed to be sparse, queries more so
+    query_weight: float = 5e-4
+    doc_weight: float = 3e-4
+    warmup_steps: int = 1000  # steps over which the overall weight grows from 0; 0: constant
     warmup: Warmup = Warmup.quadratic
     # when set, the weight is scaled up or down after each step until documents have about
     # this many active dimensions: scale *= (active / target) ** adapt_rate

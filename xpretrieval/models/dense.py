@@ -48,4 +48,4 @@ class Dense(TransformerConfig):
     layout_kind: ClassVar[str | None] = "dense"
 
     pooling: Pooling = Pooling.mean
-    normalize: bool = False  # L2-normalise vectors, making the dot-product score a cosine
+    normalize: bool = True  # L2-normalise vectors, making the dot-product score a cosine

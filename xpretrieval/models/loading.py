@@ -60,7 +60,8 @@ def config_for(name_or_path: str) -> TransformerConfig:
         return Splade(name_or_path=name_or_path)
     if any(name.endswith("ForSequenceClassification") for name in architectures):
         return CrossEncoder(name_or_path=name_or_path)
-    return Dense(name_or_path=name_or_path)
+    # as sentence-transformers wraps a plain checkpoint: mean pooling, no normalisation
+    return Dense(name_or_path=name_or_path, normalize=False)
 
 
 def _saved_kind(file: Path, name_or_path: str) -> TransformerConfig:

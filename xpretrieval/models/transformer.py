@@ -299,7 +299,7 @@ def _check_compatible(config: TransformerConfig, saved: TransformerConfig, path:
         raise ConfigError(
             f"model {path} was saved with {wanted} but the config asks for {given}; "
             f"set model.{differ[0]}={_show(getattr(saved, differ[0]))} "
-            "(or load it with the encoder's load())"
+            "(or load it with xpretrieval.load, which reads them)"
         )
 
 
