@@ -34,9 +34,10 @@ bench: install  ## benchmarks: ratios against sentence-transformers, SciPy and S
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/splade_training.py
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/sparse_encoding.py
 
-lint: install  ## ruff checks and formatting
+lint: install  ## ruff checks and formatting, and the import layers (import-linter, pyproject.toml)
 	$(VENV)/bin/ruff check xpretrieval tests benchmarks
 	$(VENV)/bin/ruff format --check xpretrieval tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:  ## remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -121,10 +121,10 @@ def records() -> list:
     """Six pairwise training records of the fixture (one batch for gradient comparisons)."""
     import itertools
 
-    from xpretrieval.data.beir import load_beir_folder
+    from xpretrieval.data.collection import Collection
     from xpretrieval.samplers import PairwiseSampler
 
-    sampled = PairwiseSampler().records(load_beir_folder(TINY_BEIR, "train"), seed=3)
+    sampled = PairwiseSampler().records(Collection.from_beir(TINY_BEIR, "train"), seed=3)
     return list(itertools.islice(sampled, 6))
 
 

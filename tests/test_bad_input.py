@@ -21,7 +21,7 @@ from omegaconf.errors import ValidationError
 from tests.conftest import TINY_BEIR, compose_config
 from xpretrieval import configure
 from xpretrieval.data import Split
-from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.collection import Collection
 from xpretrieval.data.run import read_trec_run
 from xpretrieval.device import resolve_device
 from xpretrieval.errors import ConfigError, DataError, ResourceError
@@ -43,7 +43,7 @@ def beir(edit: Callable[[Path], None], split: str = "train") -> Callable[[Path],
     def load(tmp: Path) -> object:
         folder = Path(shutil.copytree(TINY_BEIR, tmp / "beir"))
         edit(folder)
-        return load_beir_folder(folder, split)
+        return Collection.from_beir(folder, split)
 
     return load
 
@@ -259,7 +259,7 @@ BAD_INPUTS = [
     (
         "a measure no installed provider computes",
         lambda tmp: check_computable(
-            {"evaluation.metrics": ["alpha_nDCG@10"]}, load_beir_folder(TINY_BEIR, "test").qrels
+            {"evaluation.metrics": ["alpha_nDCG@10"]}, Collection.from_beir(TINY_BEIR, "test").qrels
         ),
         ConfigError,
         "evaluation.metrics: ir-measures parses 'alpha_nDCG@10' but cannot compute it here",
@@ -472,7 +472,7 @@ def test_splade_without_mlm_head_explains_what_was_done(tiny_model_dir, caplog):
 def test_out_of_memory_suggests_the_micro_batcher(tiny_model_dir, monkeypatch):
     from tests.test_training import make_learner
 
-    learner = make_learner(tiny_model_dir, load_beir_folder(TINY_BEIR, "train"), max_steps=2)
+    learner = make_learner(tiny_model_dir, Collection.from_beir(TINY_BEIR, "train"), max_steps=2)
 
     def exhausted(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory")
@@ -534,7 +534,7 @@ def test_fuzzed_beir_files_load_or_fail_with_a_located_error(tmp_path_factory, n
     folder = Path(shutil.copytree(TINY_BEIR, tmp_path_factory.mktemp("fuzz") / "beir"))
     (folder / name).write_bytes(content)
     try:
-        load_beir_folder(folder, "train")
+        Collection.from_beir(folder, "train")
     except DataError as error:
         assert str(folder) in str(error)
 

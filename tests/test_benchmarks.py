@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse
 
 from tests.conftest import ROOT, TINY_BEIR
-from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.collection import Collection
 
 
 def benchmark(name: str) -> ModuleType:
@@ -23,7 +23,7 @@ def benchmark(name: str) -> ModuleType:
 
 def test_training_and_encoding_throughput_run(tiny_model_dir):
     throughput = benchmark("train_throughput")
-    train = load_beir_folder(TINY_BEIR, "train")
+    train = Collection.from_beir(TINY_BEIR, "train")
     assert throughput.ours_training(train, 2, 1, str(tiny_model_dir)) > 0
     assert throughput.theirs_training(train, 2, 1, str(tiny_model_dir)) > 0
     ours, theirs = throughput.encoding(list(train.documents.values()), str(tiny_model_dir))
@@ -45,7 +45,7 @@ def test_sparse_index_comparison_runs():
 
 def test_splade_training_comparison_runs(masked_lm_dir):
     splade = benchmark("splade_training")
-    train = load_beir_folder(TINY_BEIR, "train")
+    train = Collection.from_beir(TINY_BEIR, "train")
     figures = {
         name: splade.measure(name, train, str(masked_lm_dir), 2, 16, 1) for name in splade.RUNS
     }
@@ -55,7 +55,7 @@ def test_splade_training_comparison_runs(masked_lm_dir):
 
 
 def test_sparse_encoding_comparison_runs(masked_lm_dir):
-    train = load_beir_folder(TINY_BEIR, "train")
+    train = Collection.from_beir(TINY_BEIR, "train")
     texts = list(train.documents.values())
     figures = benchmark("sparse_encoding").encoding(texts, str(masked_lm_dir), 4, 32)
     assert figures["ratio"] > 0 and figures["max_abs_difference"] < 1e-4

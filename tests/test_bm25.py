@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import TINY_BEIR, compose_config
-from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.data.collection import Collection
 from xpretrieval.errors import ConfigError
 from xpretrieval.experiment import load_experiment, run_train
@@ -30,7 +29,7 @@ def test_bm25_evaluates_the_fixture_through_the_retrieval_path():
     from xpretrieval.evaluation import compute_metrics
     from xpretrieval.retrieval.retrieve import retrieve
 
-    test = load_beir_folder(TINY_BEIR, "test")
+    test = Collection.from_beir(TINY_BEIR, "test")
     retrieval = retrieve(Bm25().build(), test, None, 10, 8, None)
     metrics = compute_metrics(retrieval.run, test.qrels, ["nDCG@10"]).aggregate
     assert metrics["nDCG@10"] > 0.5 and retrieval.statistics["search_seconds"] >= 0

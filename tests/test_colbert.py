@@ -9,7 +9,7 @@ import torch
 from tests.conftest import TINY_BEIR
 from tests.test_cli import train_reranking
 from xpretrieval import load
-from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.collection import Collection
 from xpretrieval.models import ColBERT, ColBERTEncoder
 from xpretrieval.models import colbert as module
 from xpretrieval.models.colbert import maxsim
@@ -71,7 +71,7 @@ def test_save_and_load_round_trip(model, tmp_path):
 
 
 def test_rerank_orders_bm25_candidates_by_the_model(model):
-    test = load_beir_folder(TINY_BEIR, "test")
+    test = Collection.from_beir(TINY_BEIR, "test")
     first_stage = FirstStage(top_k=3)
     candidates = first_stage.run(test, "evaluation.rerank")
     retrieval = rerank_candidates(model, test, candidates, batch_size=4, device=torch.device("cpu"))

@@ -9,7 +9,7 @@ from tests.conftest import TINY_BEIR
 from tests.test_cli import train_reranking
 from xpretrieval import configure, load
 from xpretrieval.batchers import FixedBatcher
-from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.collection import Collection
 from xpretrieval.errors import ConfigError
 from xpretrieval.losses import Hinge, InfoNCE
 from xpretrieval.models import CrossEncoder, CrossEncoderModel
@@ -40,7 +40,7 @@ def test_cross_encoder_trains_on_its_own_pairs(tiny_model_dir, loss):
     torch.manual_seed(0)
     learner = Learner(
         model=CrossEncoder(name_or_path=str(tiny_model_dir)).build(),
-        collection=load_beir_folder(TINY_BEIR, "train"),
+        collection=Collection.from_beir(TINY_BEIR, "train"),
         sampler=BatchwiseSampler(negatives=2),
         batcher=FixedBatcher(batch_size=3),
         trainer=BatchwiseTrainer(max_steps=2),

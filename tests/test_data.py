@@ -10,13 +10,14 @@ import pytest
 
 from tests.conftest import TINY_BEIR
 from xpretrieval.data import Split
-from xpretrieval.data.beir import load_beir_folder, read_qrels_tsv
+from xpretrieval.data.beir import read_qrels_tsv
+from xpretrieval.data.collection import Collection
 from xpretrieval.errors import DataError
 
 
 def test_beir_folder_loads_docs_queries_and_split_qrels():
-    train = load_beir_folder(TINY_BEIR, "train")
-    test = load_beir_folder(TINY_BEIR, "test")
+    train = Collection.from_beir(TINY_BEIR, "train")
+    test = Collection.from_beir(TINY_BEIR, "test")
     assert len(train.documents) == len(test.documents) == 20
     assert train.documents["bee-0"] == (
         "Bee Honey bees pollinate flowering plants and live in large colonies."
@@ -52,12 +53,12 @@ def beir_copy(tmp_path: Path) -> Path:
 def test_missing_file_names_the_file(beir_copy):
     (beir_copy / "queries.jsonl").unlink()
     with pytest.raises(DataError, match=r"lacks .*queries\.jsonl"):
-        load_beir_folder(beir_copy, "train")
+        Collection.from_beir(beir_copy, "train")
 
 
 def test_missing_split_names_the_qrels_file(beir_copy):
     with pytest.raises(DataError, match=r"qrels/dev\.tsv"):
-        load_beir_folder(beir_copy, "dev")
+        Collection.from_beir(beir_copy, "dev")
 
 
 def test_malformed_json_line_is_located(beir_copy):
@@ -66,7 +67,7 @@ def test_malformed_json_line_is_located(beir_copy):
     lines[2] = '{"_id": "broken", "text": '
     corpus.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"corpus\.jsonl:3: invalid JSON"):
-        load_beir_folder(beir_copy, "train")
+        Collection.from_beir(beir_copy, "train")
 
 
 def test_duplicate_document_id_is_located(beir_copy):
@@ -74,14 +75,14 @@ def test_duplicate_document_id_is_located(beir_copy):
     with corpus.open("a") as handle:
         handle.write(json.dumps({"_id": "bee-0", "title": "", "text": "again"}) + "\n")
     with pytest.raises(DataError, match=r"corpus\.jsonl:21: duplicate id 'bee-0'"):
-        load_beir_folder(beir_copy, "train")
+        Collection.from_beir(beir_copy, "train")
 
 
 def test_non_utf8_bytes_are_located(beir_copy):
     with (beir_copy / "queries.jsonl").open("ab") as handle:
         handle.write(b'{"_id": "x", "text": "caf\xe9"}\n')
     with pytest.raises(DataError, match=r"queries\.jsonl:11: not valid UTF-8"):
-        load_beir_folder(beir_copy, "train")
+        Collection.from_beir(beir_copy, "train")
 
 
 def test_bad_qrels_score_is_located(tmp_path):
@@ -94,11 +95,11 @@ def test_bad_qrels_score_is_located(tmp_path):
 def test_qrels_on_unknown_ids_warn_and_fail_when_none_remain(beir_copy, caplog):
     qrels = beir_copy / "qrels" / "train.tsv"
     qrels.write_text(qrels.read_text() + "q-bee\tno-such-doc\t1\nno-such-query\tbee-0\t1\n")
-    collection = load_beir_folder(beir_copy, "train")
+    collection = Collection.from_beir(beir_copy, "train")
     assert (
         "ignored 1 judgements naming unknown queries and 1 naming unknown documents" in caplog.text
     )
     assert "no-such-doc" not in collection.qrels["q-bee"]
     qrels.write_text("query-id\tcorpus-id\tscore\nnope\tbee-0\t1\n")
     with pytest.raises(DataError, match="no relevance judgement names a known query and document"):
-        load_beir_folder(beir_copy, "train")
+        Collection.from_beir(beir_copy, "train")

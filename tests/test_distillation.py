@@ -17,7 +17,7 @@ from tests.conftest import TINY_BEIR, tiny_overrides
 from tests.test_cli import ROOT, cli
 from tests.test_grad_cache import NO_DROPOUT, gradients_of
 from xpretrieval.batchers import FixedBatcher, MicroBatcher
-from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.collection import Collection
 from xpretrieval.data.run import read_trec_run, write_trec_run
 from xpretrieval.device import Precision
 from xpretrieval.losses import BatchScores, KLDistillation, MarginMSE
@@ -67,7 +67,7 @@ def test_distillation_losses_need_teacher_scores():
 
 @pytest.fixture
 def teacher_run(tmp_path):
-    train = load_beir_folder(TINY_BEIR, "train")
+    train = Collection.from_beir(TINY_BEIR, "train")
     documents = sorted(train.documents)
     # the teacher scores every document for every query but the first: its pairs are skipped
     run = {
@@ -114,7 +114,7 @@ def test_margin_mse_of_a_split_batch_equals_the_whole_batch(tiny_model_dir, teac
 
 
 def test_teacher_model_scores_bm25_candidates_and_every_judged_document(tiny_model_dir, tmp_path):
-    train = load_beir_folder(TINY_BEIR, "train")
+    train = Collection.from_beir(TINY_BEIR, "train")
     teacher = TeacherConfig(CrossEncoder(name_or_path=str(tiny_model_dir)), FirstStage(top_k=1))
     cpu = torch.device("cpu")
     torch.manual_seed(0)
@@ -141,7 +141,7 @@ def test_teacher_model_scores_bm25_candidates_and_every_judged_document(tiny_mod
 
 def test_distillation_experiment_with_a_teacher_model_end_to_end(tiny_model_dir, tmp_path):
     # the teacher's candidates: every document for every query (BM25 finds too few here)
-    train = load_beir_folder(TINY_BEIR, "train")
+    train = Collection.from_beir(TINY_BEIR, "train")
     every = {q: [(d, 0.0) for d in sorted(train.documents)] for q in train.queries}
     write_trec_run(tmp_path / "candidates.trec", every)
     run_dir = tmp_path / "run"

@@ -14,7 +14,7 @@ import torch
 from tests.conftest import ROOT, TINY_BEIR, tiny_overrides
 from tests.test_cli import cli
 from xpretrieval.compatibility import check_exportable
-from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.collection import Collection
 from xpretrieval.device import Precision
 from xpretrieval.errors import ConfigError
 from xpretrieval.export import ExportConfig, export_collection
@@ -25,7 +25,7 @@ SCALE = 100.0
 
 
 def export(model, tmp_path):
-    test = load_beir_folder(TINY_BEIR, "test")
+    test = Collection.from_beir(TINY_BEIR, "test")
     folder = tmp_path / "export"
     export_collection(model, test, folder, ExportConfig(scale=SCALE), 4, CPU, Precision.fp32)
     return test, folder

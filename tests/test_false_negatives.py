@@ -11,7 +11,7 @@ import torch
 
 from tests.conftest import TINY_BEIR
 from xpretrieval.batchers import FixedBatcher
-from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.collection import Collection
 from xpretrieval.data.records import PairwiseRecord, Text
 from xpretrieval.losses import BatchScores, InfoNCE
 from xpretrieval.models import Dense
@@ -55,7 +55,7 @@ def test_infonce_leaves_false_negatives_out_of_the_softmax():
 
 
 def test_a_batch_larger_than_the_training_records_is_capped(tiny_model_dir, caplog):
-    train = load_beir_folder(TINY_BEIR, "train")
+    train = Collection.from_beir(TINY_BEIR, "train")
     records = PairwiseSampler().epoch_size(train)
     with caplog.at_level(logging.WARNING):
         learner = Learner(

@@ -8,7 +8,7 @@ import torch
 
 from tests.conftest import TINY_BEIR
 from xpretrieval.batchers import AdaptiveBatcher, FixedBatcher, MicroBatcher
-from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.collection import Collection
 from xpretrieval.losses import Flops, InfoNCE
 from xpretrieval.models import Dense, Splade
 from xpretrieval.samplers import PairwiseSampler
@@ -29,7 +29,7 @@ def gradients_of(model_config, losses, batcher, records, memory: int | None = No
             setattr(model, name, _limited(getattr(model, name), memory))
     learner = Learner(
         model=model,
-        collection=load_beir_folder(TINY_BEIR, "train"),
+        collection=Collection.from_beir(TINY_BEIR, "train"),
         sampler=PairwiseSampler(),
         batcher=batcher,
         trainer=BatchwiseTrainer(),
@@ -95,7 +95,7 @@ def test_adaptive_batcher_gives_up_below_its_minimum(tiny_model_dir):
     config = Dense(name_or_path=str(tiny_model_dir), config_overrides=NO_DROPOUT)
     learner = Learner(
         model=config.build(),
-        collection=load_beir_folder(TINY_BEIR, "train"),
+        collection=Collection.from_beir(TINY_BEIR, "train"),
         sampler=PairwiseSampler(),
         batcher=AdaptiveBatcher(batch_size=4, min_micro=2),
         trainer=BatchwiseTrainer(),

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from tests.conftest import TINY_BEIR
-from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.collection import Collection
 from xpretrieval.data.run import write_trec_run
 from xpretrieval.errors import DataError
 from xpretrieval.retrieval.rerank import FirstStage
@@ -40,7 +40,7 @@ def register(name: str, component) -> str:
 
 @pytest.fixture
 def train_split():
-    return load_beir_folder(TINY_BEIR, "train")
+    return Collection.from_beir(TINY_BEIR, "train")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import torch
 
 from tests.conftest import TINY_BEIR, compose_config
 from xpretrieval import progress as progress_module
-from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.collection import Collection
 from xpretrieval.experiment import load_experiment
 from xpretrieval.models import Bm25, Dense
 from xpretrieval.progress import progress
@@ -35,7 +35,7 @@ def test_progress_logs_counts_and_rate_without_a_terminal(every_item, caplog):
 
 
 def test_encoding_search_reranking_and_bm25_report_progress(every_item, tiny_model_dir, caplog):
-    test = load_beir_folder(TINY_BEIR, "test")
+    test = Collection.from_beir(TINY_BEIR, "test")
     model = Dense(name_or_path=str(tiny_model_dir)).build()
     cpu = torch.device("cpu")
     with caplog.at_level(logging.INFO):

@@ -11,7 +11,6 @@ import pytest
 
 from tests.conftest import TINY_BEIR
 from tests.test_training import make_learner
-from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.run import write_trec_run
 from xpretrieval.samplers import BatchwiseSampler, HardNegatives, PairwiseSampler
@@ -19,7 +18,7 @@ from xpretrieval.samplers import BatchwiseSampler, HardNegatives, PairwiseSample
 
 @pytest.fixture
 def train_split():
-    return load_beir_folder(TINY_BEIR, "train")
+    return Collection.from_beir(TINY_BEIR, "train")
 
 
 def take(sampler, collection, n: int = 12, seed: int = 1) -> list:

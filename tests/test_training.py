@@ -14,7 +14,7 @@ import torch
 from tests.conftest import TINY_BEIR
 from xpretrieval import load
 from xpretrieval.batchers import FixedBatcher
-from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.collection import Collection
 from xpretrieval.losses import (
     BatchScores,
     Flops,
@@ -36,7 +36,7 @@ from xpretrieval.training.loggers import CSVLogger
 
 @pytest.fixture
 def train_split():
-    return load_beir_folder(TINY_BEIR, "train")
+    return Collection.from_beir(TINY_BEIR, "train")
 
 
 def make_learner(model_dir, collection, **trainer_args) -> Learner:

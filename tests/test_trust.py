@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import TINY_BEIR, fixture_words, make_tiny_bert
-from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.data.collection import Collection
 from xpretrieval.errors import ConfigError, DataError
 from xpretrieval.evaluation import compute_metrics
@@ -83,7 +82,7 @@ def test_a_saved_index_gives_the_same_metrics_and_refuses_any_other_model_or_doc
 
 
 def test_encoding_settings_and_model_kind_are_checked(dense, tiny_model_dir, tmp_path):
-    collection = load_beir_folder(TINY_BEIR, "test")
+    collection = Collection.from_beir(TINY_BEIR, "test")
     search(dense, collection, tmp_path / "index", load=False)
     shorter = Dense(name_or_path=str(tiny_model_dir), query_max_length=16, doc_max_length=8)
     with pytest.raises(ConfigError, match="model.config.doc_max_length: 32 in the index, 8 now"):
@@ -105,7 +104,7 @@ def write_run(path: Path, query_ids: list[str]) -> str:
 
 
 def test_a_first_stage_must_rank_every_query_unless_partial_is_accepted(tmp_path):
-    test = load_beir_folder(TINY_BEIR, "test")
+    test = Collection.from_beir(TINY_BEIR, "test")
     queries = sorted(test.queries)
     some = write_run(tmp_path / "some.trec", queries[:1])
     with pytest.raises(DataError, match=r"ranks 1 of the \d+ queries .* evaluation.rerank.partial"):
@@ -129,10 +128,10 @@ def test_a_byte_order_mark_is_read_alike_by_every_reader(tmp_path, name, header)
     qrels = folder / "qrels" / "train.tsv"
     if not header:
         qrels.write_text("".join(qrels.read_text().splitlines(keepends=True)[1:]))
-    plain = load_beir_folder(folder, "train")
+    plain = Collection.from_beir(folder, "train")
     path = folder / name
     path.write_bytes(BOM + path.read_bytes())
-    assert load_beir_folder(folder, "train") == plain
+    assert Collection.from_beir(folder, "train") == plain
 
 
 def test_a_run_file_with_a_byte_order_mark_reads_its_first_line(tmp_path):

@@ -10,7 +10,7 @@ import torch
 
 from tests.conftest import TINY_BEIR, compose_config
 from tests.test_training import make_learner
-from xpretrieval.data.beir import load_beir_folder
+from xpretrieval.data.collection import Collection
 from xpretrieval.errors import ConfigError, DataError
 from xpretrieval.experiment import load_experiment
 from xpretrieval.hooks import TrainState
@@ -21,7 +21,7 @@ from xpretrieval.training.validation import BestModel, ValidationConfig, Validat
 
 @pytest.fixture
 def train_split():
-    return load_beir_folder(TINY_BEIR, "train")
+    return Collection.from_beir(TINY_BEIR, "train")
 
 
 def test_held_out_queries_leave_training_and_are_drawn_by_seed(train_split):

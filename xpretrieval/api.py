@@ -16,7 +16,8 @@ from hydra import compose, initialize_config_dir
 
 from xpretrieval.compatibility import check_components
 from xpretrieval.config import config_dir
-from xpretrieval.data.collection import Collection, Qrels
+from xpretrieval.data.collection import Collection
+from xpretrieval.data.records import Qrels
 from xpretrieval.data.run import Run
 from xpretrieval.device import Precision
 from xpretrieval.evaluation import Metrics, compute_metrics

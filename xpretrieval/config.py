@@ -8,6 +8,8 @@ turns a composed tree into those dataclasses, reporting invalid values by their 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +38,13 @@ def register(group: str, name: str) -> Callable[[type[T]], type[T]]:
         return cls
 
     return store
+
+
+def register_package(package: str) -> None:
+    """Import every module of `package`, so that each component in it registers itself by its
+    decorator: a new loss, model or index is one new file, with no list to extend."""
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        importlib.import_module(f"{package}.{module.name}")
 
 
 def register_root(name: str) -> Callable[[type[T]], type[T]]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import ir_measures
 
-from xpretrieval.data.collection import Qrels
+from xpretrieval.data.records import Qrels
 from xpretrieval.data.run import Run
 from xpretrieval.errors import ConfigError
 from xpretrieval.retrieval.rerank import FirstStage

@@ -1,7 +1,8 @@
 """Collections of documents, queries and relevance judgements, from ir-datasets or BEIR folders."""
 
-from xpretrieval.data.collection import Collection, Qrels
+from xpretrieval.data.collection import Collection
 from xpretrieval.data.dataset import DatasetConfig, Split
+from xpretrieval.data.records import Qrels
 from xpretrieval.data.run import Run, read_trec_run, write_trec_run
 
 __all__ = [

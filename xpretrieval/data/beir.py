@@ -6,15 +6,18 @@ import json
 import logging
 from pathlib import Path
 
-from xpretrieval.data.collection import Collection, Qrels, check_id
+from xpretrieval.data.records import Qrels, check_id
 from xpretrieval.errors import DataError
 from xpretrieval.io import numbered_lines
 
 logger = logging.getLogger(__name__)
 
 
-def load_beir_folder(folder: str | Path, split: str) -> Collection:
-    """Load the documents, queries and `split` qrels of a BEIR folder (as in the BEIR zips)."""
+def read_beir_folder(
+    folder: str | Path, split: str
+) -> tuple[str, dict[str, str], dict[str, str], Qrels]:
+    """The name, documents, queries and `split` qrels of a BEIR folder (as in the BEIR zips);
+    `Collection.from_beir` checks them into a collection."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"BEIR folder {root} does not exist or is not a folder")
@@ -33,11 +36,7 @@ def load_beir_folder(folder: str | Path, split: str) -> Collection:
         logger.warning(
             "%s: %d documents have no text (e.g. %s)", paths["corpus"], len(empty), empty[0]
         )
-    qrels = read_qrels_tsv(paths["qrels"])
-    try:
-        return Collection.checked(f"{root.name}/{split}", documents, queries, qrels)
-    except DataError as error:  # say which files the collection came from
-        raise DataError(f"{error} (in {root}, with qrels/{split}.tsv)") from None
+    return f"{root.name}/{split}", documents, queries, read_qrels_tsv(paths["qrels"])
 
 
 def _read_texts(path: Path, with_title: bool) -> dict[str, str]:

@@ -7,23 +7,12 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from xpretrieval.data.beir import read_beir_folder
+from xpretrieval.data.irds import read_ir_dataset
+from xpretrieval.data.records import Qrels
 from xpretrieval.errors import DataError
 
 logger = logging.getLogger(__name__)
-
-Qrels = dict[str, dict[str, int]]
-"""query id -> document id -> relevance grade."""
-
-
-def check_id(item_id: str, where: str) -> str:
-    """`item_id`, or a `DataError` at `where` if TREC run and qrels files could not carry it
-    (they separate fields by whitespace): a run written with it could not be read back."""
-    if not item_id or any(character.isspace() for character in item_id):
-        raise DataError(
-            f"{where}: id {item_id!r} is empty or contains whitespace, which TREC run and "
-            "qrels files cannot carry; give the collection ids without spaces"
-        )
-    return item_id
 
 
 @dataclass
@@ -42,16 +31,16 @@ class Collection:
     @classmethod
     def from_beir(cls, folder: str | Path, split: str = "test") -> Collection:
         """A BEIR-layout folder: corpus.jsonl, queries.jsonl and qrels/<split>.tsv."""
-        from xpretrieval.data.beir import load_beir_folder  # which builds collections
-
-        return load_beir_folder(folder, split)
+        name, documents, queries, qrels = read_beir_folder(folder, split)
+        try:
+            return cls.checked(name, documents, queries, qrels)
+        except DataError as error:  # say which files the collection came from
+            raise DataError(f"{error} (in {folder}, with qrels/{split}.tsv)") from None
 
     @classmethod
     def from_ir_datasets(cls, dataset_id: str) -> Collection:
         """An ir-datasets id with documents, queries and qrels, e.g. beir/scifact/test."""
-        from xpretrieval.data.irds import load_ir_dataset  # which builds collections
-
-        return load_ir_dataset(dataset_id)
+        return cls.checked(dataset_id, *read_ir_dataset(dataset_id))
 
     @classmethod
     def checked(

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from omegaconf import MISSING
 
 from xpretrieval.config import register
-from xpretrieval.data.beir import load_beir_folder
 from xpretrieval.data.collection import Collection
-from xpretrieval.data.irds import load_ir_dataset
 
 
 @dataclass
@@ -37,9 +35,9 @@ class Split:
     def load(self) -> Collection:
         """Read the split's documents, queries and qrels."""
         if self.ir_datasets is not None:
-            collection = load_ir_dataset(self.ir_datasets)
+            collection = Collection.from_ir_datasets(self.ir_datasets)
         else:
-            collection = load_beir_folder(self.beir_folder, self.split)
+            collection = Collection.from_beir(self.beir_folder, self.split)
         if self.max_documents is None:
             return collection
         return collection.subsample_documents(self.max_documents, seed=0)

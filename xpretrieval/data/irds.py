@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from xpretrieval.data.collection import Collection, Qrels, check_id
+from xpretrieval.data.records import Qrels, check_id
 from xpretrieval.data.run import Run
 from xpretrieval.errors import DataError
 from xpretrieval.progress import progress
@@ -26,8 +26,9 @@ def _load(dataset_id: str) -> Any:
         ) from None
 
 
-def load_ir_dataset(dataset_id: str) -> Collection:
-    """Load the documents, queries and qrels of an ir-datasets id such as `beir/scifact/test`."""
+def read_ir_dataset(dataset_id: str) -> tuple[dict[str, str], dict[str, str], Qrels]:
+    """The documents, queries and qrels of an ir-datasets id such as `beir/scifact/test`;
+    `Collection.from_ir_datasets` checks them into a collection."""
     dataset = _load(dataset_id)
     lacking = [
         part
@@ -57,7 +58,7 @@ def load_ir_dataset(dataset_id: str) -> Collection:
                 "unknown"
             )
         judged[qrel.doc_id] = qrel.relevance
-    return Collection.checked(dataset_id, documents, queries, qrels)
+    return documents, queries, qrels
 
 
 def load_scoreddocs(dataset_id: str) -> Run:

@@ -6,6 +6,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xpretrieval.errors import DataError
+
+Qrels = dict[str, dict[str, int]]
+"""query id -> document id -> relevance grade."""
+
+
+def check_id(item_id: str, where: str) -> str:
+    """`item_id`, or a `DataError` at `where` if TREC run and qrels files could not carry it
+    (they separate fields by whitespace): a run written with it could not be read back."""
+    if not item_id or any(character.isspace() for character in item_id):
+        raise DataError(
+            f"{where}: id {item_id!r} is empty or contains whitespace, which TREC run and "
+            "qrels files cannot carry; give the collection ids without spaces"
+        )
+    return item_id
+
 
 @dataclass(frozen=True)
 class Text:

@@ -1,5 +1,6 @@
 """Training losses: pure functions of scores (and representations, for regularisers)."""
 
+from xpretrieval.config import register_package
 from xpretrieval.losses.base import BatchScores, Loss
 from xpretrieval.losses.distillation import KLDistillation, MarginMSE
 from xpretrieval.losses.infonce import InfoNCE
@@ -26,3 +27,5 @@ __all__ = [
     "Triplet",
     "Warmup",
 ]
+
+register_package(__name__)  # every module of the package: new components register themselves

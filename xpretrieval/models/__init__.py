@@ -1,5 +1,6 @@
 """Retrieval models: configs that build models of the kinds declared in `base`."""
 
+from xpretrieval.config import register_package
 from xpretrieval.models.base import (
     BiEncoder,
     DenseBiEncoder,
@@ -50,3 +51,5 @@ __all__ = [
     "TrainableModel",
     "load",
 ]
+
+register_package(__name__)  # every module of the package: new components register themselves

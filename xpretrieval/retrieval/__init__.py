@@ -1,5 +1,6 @@
 """Indexing and search: encode a collection into an index, retrieve the top-k documents."""
 
+from xpretrieval.config import register_package
 from xpretrieval.retrieval.exact import exact_top_k
 from xpretrieval.retrieval.index import ExactIndex, IndexConfig, Inverted
 from xpretrieval.retrieval.inverted import InvertedIndex
@@ -16,3 +17,5 @@ __all__ = [
     "exact_top_k",
     "retrieve",
 ]
+
+register_package(__name__)  # every module of the package: new components register themselves

@@ -1,5 +1,6 @@
 """Samplers turn a collection into a stream of typed training records, independent of models."""
 
+from xpretrieval.config import register_package
 from xpretrieval.data.records import (
     BatchwiseRecord,
     DistillationRecord,
@@ -31,3 +32,5 @@ __all__ = [
     "Sampler",
     "Text",
 ]
+
+register_package(__name__)  # every module of the package: new components register themselves

@@ -11,7 +11,12 @@ import torch
 from torch import Tensor
 
 from xpretrieval.config import register
-from xpretrieval.data.records import WITH_NEGATIVES, PointwiseRecord, PositiveRecord
+from xpretrieval.data.records import (
+    WITH_NEGATIVES,
+    DistillationRecord,
+    PointwiseRecord,
+    PositiveRecord,
+)
 from xpretrieval.losses.base import BatchScores, Loss
 from xpretrieval.models.base import BiEncoder, PairScorer, PartedScore, TermWeighted
 
@@ -205,7 +210,7 @@ def _false_negatives(batch: list, device: torch.device) -> Tensor:
 
 def _teacher_scores(batch: list, device: torch.device) -> Tensor | None:
     """The records' teacher scores `[B, 1 + n]` when they carry some (distillation records)."""
-    if not hasattr(batch[0], "teacher_scores"):
+    if not isinstance(batch[0], DistillationRecord):
         return None
     return torch.tensor([record.teacher_scores for record in batch], device=device)
 

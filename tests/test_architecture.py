@@ -1,0 +1,19 @@
+"""The layers of DESIGN hold: import-linter's contracts (pyproject.toml) pass, so a lower layer
+never imports a higher one and no package's modules import each other in a cycle."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_the_import_layers_and_acyclicity_contracts_are_kept():
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert lint is not None, "import-linter is not installed (pip install -e .[dev])"
+    result = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "0 broken" in result.stdout
