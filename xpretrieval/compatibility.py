@@ -102,6 +102,11 @@ def check_loss(name: str, loss: Loss, experiment: ExperimentConfig) -> None:
             f"losses.{name}: {loss_name} reads {what}, which a {kind} model does not have; "
             f"use {how}, or remove the term (~loss@losses.{name})"
         )
+    if loss.needs_cosine_scores and not model.cosine_scores:
+        raise ConfigError(
+            f"losses.{name}: {loss_name} reads scores as cosines, which a {kind} model's are "
+            "not; use model=dense with model.normalize=true"
+        )
     if loss.part is not None:
         parts = model.encoder.parts if model.is_kind(PartedScore) else ()
         if loss.part not in parts:

@@ -68,6 +68,8 @@ class Loss(ABC):
     # the record types that carry what the term reads (a teacher's scores, labels); None: any
     # that the trainer reads (with negatives of their own when `needs_own_negatives`)
     record_kinds: ClassVar[tuple[type, ...] | None] = None
+    # reads scores as cosines (angles): a model whose scores are not is refused
+    needs_cosine_scores: ClassVar[bool] = False
 
     weight: float = 1.0
     # which named part of the model's score the term sees (SparseEmbed: sparse or dense);

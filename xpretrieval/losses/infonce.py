@@ -56,8 +56,12 @@ class InfoNCE(Loss):
     def needs_own_negatives(self) -> bool:
         return not self.in_batch_negatives
 
+    def logits(self, batch: BatchScores) -> Tensor:
+        """The softmax's inputs, `[B, N]`: scaled scores (a margin loss changes the targets')."""
+        return batch.scores * self.scale
+
     def __call__(self, batch: BatchScores) -> Tensor:
-        logits = batch.scores * self.scale
+        logits = self.logits(batch)
         if self.mask_false_negatives and batch.false_negatives is not None:
             logits = logits.masked_fill(batch.false_negatives, float("-inf"))
         own = batch.owners.unsqueeze(0) == torch.arange(len(logits), device=logits.device)[:, None]

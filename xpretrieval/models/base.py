@@ -190,6 +190,11 @@ class ModelConfig(ABC):
     def build(self) -> RetrievalModel:
         """Load the weights named by the config and return the ready model (on CPU)."""
 
+    @property
+    def cosine_scores(self) -> bool:
+        """Whether the built model's scores are cosines (unit vectors, dot product)."""
+        return False
+
     def is_kind(self, kind: type | tuple[type, ...]) -> bool:
         """Whether the built model will be of `kind` (a model kind, or a tuple of them)."""
         return issubclass(self.encoder, kind)

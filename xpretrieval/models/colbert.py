@@ -52,7 +52,7 @@ class ColBERTEncoder(TransformerBiEncoder, MultiVectorBiEncoder):
         if not self.config.query_augmentation:
             return super().forward_queries(texts)
         batch = self.tokenizer(
-            list(texts),
+            self.prompted(texts, is_query=True),
             padding="max_length",
             truncation=True,
             max_length=self.max_query_length,

@@ -39,8 +39,8 @@ class CrossEncoderModel(TransformerModel, PairScorer):
             pairs = torch.ones(len(queries), len(documents), dtype=torch.bool)
         rows, columns = pairs.nonzero(as_tuple=True)
         batch = self.tokenizer(
-            [queries[i] for i in rows.tolist()],
-            [documents[j] for j in columns.tolist()],
+            self.prompted([queries[i] for i in rows.tolist()], is_query=True),
+            self.prompted([documents[j] for j in columns.tolist()], is_query=False),
             padding=True,
             truncation="longest_first",
             max_length=self.max_query_length + self.max_document_length,

@@ -35,7 +35,8 @@ class DenseEncoder(TransformerBiEncoder, DenseBiEncoder):
         config = self.config
         hidden = self.query_encoder.config.hidden_size
         lengths = self.layout_lengths()
-        write_dense_layout(path, hidden, config.pooling.value, config.normalize, lengths)
+        pooling, prompts = config.pooling.value, self.prompts()
+        write_dense_layout(path, hidden, pooling, config.normalize, lengths, prompts)
 
 
 @register("model", "dense")
@@ -49,3 +50,7 @@ class Dense(TransformerConfig):
 
     pooling: Pooling = Pooling.mean
     normalize: bool = True  # L2-normalise vectors, making the dot-product score a cosine
+
+    @property
+    def cosine_scores(self) -> bool:
+        return self.normalize

@@ -23,6 +23,7 @@ NORMALIZE = "sentence_transformers.models.Normalize"
 ROUTER = "sentence_transformers.models.Router"
 MLM_TRANSFORMER = "sentence_transformers.sparse_encoder.models.MLMTransformer"
 SPLADE_POOLING = "sentence_transformers.sparse_encoder.models.SpladePooling"
+SETTINGS_FILE = "config_sentence_transformers.json"
 POOLING_FLAGS = {
     "cls": "pooling_mode_cls_token",
     "mean": "pooling_mode_mean_tokens",
@@ -31,11 +32,17 @@ POOLING_FLAGS = {
 
 
 def write_dense_layout(
-    folder: Path, hidden_size: int, pooling: str, normalize: bool, lengths: dict[str, int]
+    folder: Path,
+    hidden_size: int,
+    pooling: str,
+    normalize: bool,
+    lengths: dict[str, int],
+    prompts: dict[str, str],
 ) -> None:
     """Transformer(s) + Pooling (+ Normalize): what `SentenceTransformer(folder)` loads.
     `lengths`: {"": max length} for one encoder at the folder's root, or {"query": …,
-    "document": …} for separate encoders in those subfolders (a Router)."""
+    "document": …} for separate encoders in those subfolders (a Router); `prompts`: the
+    "query" and "document" prompts that `encode_query` / `encode_document` prepend."""
     modules = [_input_module(folder, TRANSFORMER, lengths), _module(1, "1_Pooling", POOLING)]
     pooling_config: dict[str, Any] = {"word_embedding_dimension": hidden_size}
     pooling_config.update({flag: mode == pooling for mode, flag in POOLING_FLAGS.items()})
@@ -45,18 +52,14 @@ def write_dense_layout(
         modules.append(_module(2, "2_Normalize", NORMALIZE))
         (folder / "2_Normalize").mkdir(exist_ok=True)
     _write(folder / MODULES_FILE, modules)
-    similarity = "cosine" if normalize else "dot"
-    _write(
-        folder / "config_sentence_transformers.json",
-        {"model_type": "SentenceTransformer", "similarity_fn_name": similarity},
-    )
+    _write_settings(folder, "SentenceTransformer", "cosine" if normalize else "dot", prompts)
 
 
 def write_splade_layout(
-    folder: Path, vocabulary: int, pooling: str, lengths: dict[str, int]
+    folder: Path, vocabulary: int, pooling: str, lengths: dict[str, int], prompts: dict[str, str]
 ) -> None:
-    """MLMTransformer(s) + SpladePooling: what `SparseEncoder(folder)` loads (`lengths` as in
-    `write_dense_layout`)."""
+    """MLMTransformer(s) + SpladePooling: what `SparseEncoder(folder)` loads (`lengths` and
+    `prompts` as in `write_dense_layout`)."""
     modules = [
         _input_module(folder, MLM_TRANSFORMER, lengths),
         _module(1, "1_SpladePooling", SPLADE_POOLING),
@@ -70,10 +73,27 @@ def write_splade_layout(
         },
     )
     _write(folder / MODULES_FILE, modules)
-    _write(
-        folder / "config_sentence_transformers.json",
-        {"model_type": "SparseEncoder", "similarity_fn_name": "dot"},
+    _write_settings(folder, "SparseEncoder", "dot", prompts)
+
+
+def _write_settings(folder: Path, kind: str, similarity: str, prompts: dict[str, str]) -> None:
+    settings: dict[str, Any] = {"model_type": kind, "similarity_fn_name": similarity}
+    given = {name: prompt for name, prompt in prompts.items() if prompt}
+    if given:
+        settings.update(prompts=given, default_prompt_name=None)
+    _write(folder / SETTINGS_FILE, settings)
+
+
+def _read_prompts(folder: Path) -> dict[str, str]:
+    """The query and document prompts of a sentence-transformers folder, as config fields
+    (its "document" prompt may be named "passage" or "corpus", as `encode_document` accepts)."""
+    settings = folder / SETTINGS_FILE
+    prompts = _read(settings).get("prompts") or {} if settings.is_file() else {}
+    fields = {"query_prompt": prompts.get("query", "")}
+    fields["document_prompt"] = next(
+        (prompts[name] for name in ("document", "passage", "corpus") if name in prompts), ""
     )
+    return {name: prompt for name, prompt in fields.items() if prompt}
 
 
 def _input_module(folder: Path, transformer: str, lengths: dict[str, int]) -> dict[str, Any]:
@@ -142,6 +162,7 @@ def read_layout(folder: Path) -> dict[str, Any] | None:
     if transformer is None:
         raise ConfigError(f"{modules_file}: no Transformer module; not a transformer model")
     fields = _encoders(folder, paths[transformer], transformer == "Router")
+    fields.update(_read_prompts(folder))
     if "SpladePooling" in types:
         pooling = _read(folder / paths["SpladePooling"] / "config.json")
         if pooling.get("activation_function", "relu") != "relu":

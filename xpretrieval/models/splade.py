@@ -121,7 +121,8 @@ class SpladeEncoder(MaskedLMEncoder, SparseBiEncoder):
             logger.info("%s: no sentence-transformers files (exclude_special_tokens)", path)
             return
         vocabulary = self.query_encoder.get_output_embeddings().out_features
-        write_splade_layout(path, vocabulary, config.pooling.value, self.layout_lengths())
+        lengths, prompts = self.layout_lengths(), self.prompts()
+        write_splade_layout(path, vocabulary, config.pooling.value, lengths, prompts)
 
 
 @dataclass

@@ -51,6 +51,11 @@ class TransformerConfig(ModelConfig):
     # Hugging Face config fields to change, e.g. {attention_probs_dropout_prob: 0.0}: without
     # attention dropout, PyTorch's fused attention kernels apply (4x faster training on CPU)
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    # prepended to every query / document text (E5's "query: " and "passage: ", an
+    # instruction), in training, validation, evaluation and export alike; saved with the model
+    # (and as sentence-transformers' "query" / "document" prompts); count toward the lengths
+    query_prompt: str = ""
+    document_prompt: str = ""
 
     def __post_init__(self) -> None:
         for name in ("query_max_length", "doc_max_length"):
@@ -172,6 +177,15 @@ class TransformerModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def prompted(self, texts: Sequence[str], is_query: bool) -> list[str]:
+        """`texts` with the configured query or document prompt in front."""
+        prompt = self.config.query_prompt if is_query else self.config.document_prompt
+        return [prompt + text for text in texts] if prompt else list(texts)
+
+    def prompts(self) -> dict[str, str]:
+        """The prompts by sentence-transformers' names, for its layout."""
+        return {"query": self.config.query_prompt, "document": self.config.document_prompt}
+
     def save(self, path: str | Path) -> None:
         """Write the Hugging Face files (tokenizer, the encoder or query/ and document/) and
         the config that rebuilds the model."""
@@ -221,7 +235,7 @@ class TransformerBiEncoder(TransformerModel, BiEncoder):
         self, encoder: PreTrainedModel, texts: Sequence[str], max_length: int, is_query: bool
     ) -> Tensor:
         batch = self.tokenizer(
-            list(texts),
+            self.prompted(texts, is_query),
             padding=True,
             truncation=True,
             max_length=max_length,
@@ -292,7 +306,8 @@ def _encoder_folders(
 
 def _check_compatible(config: TransformerConfig, saved: TransformerConfig, path: str) -> None:
     """A saved model must be loaded with the architecture fields it was trained with."""
-    differ = [n for n in config.architecture_fields if getattr(config, n) != getattr(saved, n)]
+    fields = (*config.architecture_fields, "query_prompt", "document_prompt")
+    differ = [n for n in fields if getattr(config, n) != getattr(saved, n)]
     if differ:
         wanted = ", ".join(f"{n}={_show(getattr(saved, n))}" for n in differ)
         given = ", ".join(f"{n}={_show(getattr(config, n))}" for n in differ)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -37,6 +38,10 @@ class AdamW(OptimizerConfig):
     eps: float = 1e-8
     warmup_steps: int | None = None  # when unset, warmup_ratio of the total steps
     warmup_ratio: float = 0.1
+    # layer-wise learning-rate decay (ELECTRA, BEiT): the transformer's layer l of L learns at
+    # lr * layer_decay ** (L - l), its embeddings at lr * layer_decay ** (L + 1), heads at lr;
+    # null: one rate for all
+    layer_decay: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -46,19 +51,54 @@ class AdamW(OptimizerConfig):
             raise ValueError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ValueError(f"layer_decay must be in (0, 1] or null, got {self.layer_decay}")
 
     def build(self, model: nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer, LambdaLR]:
-        decay, no_decay = [], []
-        for name, parameter in model.named_parameters():
-            if parameter.requires_grad:
-                is_norm_or_bias = parameter.ndim < 2 or "norm" in name.lower()
-                (no_decay if is_norm_or_bias else decay).append(parameter)
-        groups = [
-            {"params": decay, "weight_decay": self.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        optimizer = torch.optim.AdamW(groups, lr=self.lr, eps=self.eps)
+        named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        depths = layer_depths([name for name, _ in named])
+        top = max(depths.values(), default=0)
+        groups: dict[tuple[int, bool], list[nn.Parameter]] = {}
+        for name, parameter in named:
+            no_decay = parameter.ndim < 2 or "norm" in name.lower()
+            groups.setdefault((depths[name], no_decay), []).append(parameter)
+        rate = self.layer_decay or 1.0
+        optimizer = torch.optim.AdamW(
+            [
+                {
+                    "params": params,
+                    "weight_decay": 0.0 if no_decay else self.weight_decay,
+                    "lr": self.lr * rate ** (top - depth),
+                }
+                for (depth, no_decay), params in sorted(groups.items())
+            ],
+            lr=self.lr,
+            eps=self.eps,
+        )
         warmup = self.warmup_steps
         if warmup is None:
             warmup = round(self.warmup_ratio * total_steps)
         return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+
+
+LAYER = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
+EMBEDDINGS = ("embeddings", "embed_tokens", "wte", "wpe", "word_embedding")
+
+
+def layer_depths(names: list[str]) -> dict[str, int]:
+    """Each parameter's depth in its transformer: 0 for embeddings, l + 1 for layer l, and
+    L + 1 (the top: learning at the full rate) for what follows the L layers (pooler, heads,
+    projections). Parameter names of any Hugging Face encoder (`encoder.layer.3.`,
+    `layers.3.`, `h.3.`) are understood."""
+    layers = [int(m.group(1)) for name in names if (m := LAYER.search(f".{name}"))]
+    top = max(layers, default=-1) + 2
+    depths = {}
+    for name in names:
+        match = LAYER.search(f".{name}")
+        if match:
+            depths[name] = int(match.group(1)) + 1
+        elif any(part in name for part in EMBEDDINGS):
+            depths[name] = 0
+        else:
+            depths[name] = top
+    return depths
