@@ -15,7 +15,7 @@ from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.records import PairwiseRecord, Text
 from xpretrieval.errors import DataError
-from xpretrieval.samplers.base import Sampler
+from xpretrieval.samplers.base import Sampler, shuffled_epochs
 from xpretrieval.samplers.negatives import HardNegatives
 
 logger = logging.getLogger(__name__)
@@ -135,17 +135,14 @@ class PairwiseSampler(Sampler):
         candidates = self.candidates(collection)
         doc_ids = list(collection.documents)
         rng = random.Random(seed)
-        while True:
-            order = list(candidates)
-            rng.shuffle(order)
-            for query_id, positive_id, pool in order:
-                negatives = [
-                    pool[rng.randrange(len(pool))]
-                    if pool
-                    else _random_unjudged(rng, doc_ids, collection.qrels[query_id])
-                    for _ in range(n_negatives)
-                ]
-                yield query_id, positive_id, negatives
+        for query_id, positive_id, pool in shuffled_epochs(candidates, rng):
+            negatives = [
+                pool[rng.randrange(len(pool))]
+                if pool
+                else _random_unjudged(rng, doc_ids, collection.qrels[query_id])
+                for _ in range(n_negatives)
+            ]
+            yield query_id, positive_id, negatives
 
 
 def _random_unjudged(rng: random.Random, doc_ids: list[str], judged: dict[str, int]) -> str:

@@ -14,7 +14,7 @@ from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.records import PositiveRecord, Text
 from xpretrieval.errors import DataError
-from xpretrieval.samplers.base import Sampler
+from xpretrieval.samplers.base import Sampler, shuffled_epochs
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +57,11 @@ class RandomSpanSampler(Sampler):
         return len(self.usable(collection))
 
     def records(self, collection: Collection, seed: int) -> Iterator[PositiveRecord]:
-        ids = self.usable(collection)
         rng = random.Random(seed)
-        while True:
-            order = list(ids)
-            rng.shuffle(order)
-            for doc_id in order:
-                text = collection.documents[doc_id].strip()
-                first, second = self._span(rng, text), self._span(rng, text)
-                yield PositiveRecord(Text(doc_id, first), Text(doc_id, second))
+        for doc_id in shuffled_epochs(self.usable(collection), rng):
+            text = collection.documents[doc_id].strip()
+            first, second = self._span(rng, text), self._span(rng, text)
+            yield PositiveRecord(Text(doc_id, first), Text(doc_id, second))
 
     def _span(self, rng: random.Random, text: str) -> str:
         """A random span of 1..max_spansize characters (at most half the text, so that the

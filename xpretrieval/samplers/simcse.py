@@ -13,7 +13,7 @@ from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.records import PositiveRecord, Text
 from xpretrieval.errors import DataError
-from xpretrieval.samplers.base import Sampler
+from xpretrieval.samplers.base import Sampler, shuffled_epochs
 
 QUERY_PREFIX = "query:"  # query ids are kept apart from document ids that may be equal
 
@@ -54,10 +54,5 @@ class SimCSESampler(Sampler):
         return len(self.texts(collection))
 
     def records(self, collection: Collection, seed: int) -> Iterator[PositiveRecord]:
-        texts = self.texts(collection)
-        rng = random.Random(seed)
-        while True:
-            order = list(texts)
-            rng.shuffle(order)
-            for text in order:
-                yield PositiveRecord(text, text)
+        for text in shuffled_epochs(self.texts(collection), random.Random(seed)):
+            yield PositiveRecord(text, text)
