@@ -27,6 +27,7 @@ REQUIRED = {
     "model/cross_encoder": ["evaluation.rerank.top_k=100"],
     "sampler/distillation": ["sampler.teacher_run=teacher.trec"],
     "experiment/distill_margin_mse": [f"teacher.model.name_or_path={ROOT}"],  # an existing folder
+    "experiment/llm_lora": [f"model.name_or_path={ROOT}"],
     "loss/margin_mse": ["sampler=distillation", "sampler.teacher_run=teacher.trec"],
     "loss/kl_distillation": ["sampler=distillation", "sampler.teacher_run=teacher.trec"],
     "loss/bce": ["sampler=pointwise", "trainer=pointwise"],
@@ -150,7 +151,7 @@ def test_wrong_type_is_rejected_at_composition():
 def test_unknown_enum_value_lists_the_choices():
     with pytest.raises(ConfigCompositionException) as info:
         compose_config("model.pooling=median")
-    assert "expected one of [cls, mean, max]" in str(info.value.__cause__)
+    assert "expected one of [cls, mean, max, last]" in str(info.value.__cause__)
 
 
 def test_unknown_group_option_is_rejected():

@@ -51,6 +51,10 @@ class Dense(TransformerConfig):
     pooling: Pooling = Pooling.mean
     normalize: bool = True  # L2-normalise vectors, making the dot-product score a cosine
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.pooling = Pooling(self.pooling)  # built in Python, "mean" means Pooling.mean
+
     @property
     def cosine_scores(self) -> bool:
         return self.normalize

@@ -28,7 +28,9 @@ POOLING_FLAGS = {
     "cls": "pooling_mode_cls_token",
     "mean": "pooling_mode_mean_tokens",
     "max": "pooling_mode_max_tokens",
+    "last": "pooling_mode_lasttoken",
 }
+ST_POOLING_NAMES = {"lasttoken": "last"}  # sentence-transformers 6's names that differ
 
 
 def write_dense_layout(
@@ -177,13 +179,14 @@ def read_layout(folder: Path) -> dict[str, Any] | None:
         if "pooling_mode" in pooling:  # sentence-transformers 6: "cls", or a list of modes
             given = pooling["pooling_mode"]
             modes = [given] if isinstance(given, str) else list(given)
+            modes = [ST_POOLING_NAMES.get(mode, mode) for mode in modes]
         else:  # earlier releases: one flag per mode
             modes = [mode for mode, flag in POOLING_FLAGS.items() if pooling.get(flag)]
             modes += ["mean_sqrt_len"] if pooling.get("pooling_mode_mean_sqrt_len_tokens") else []
         if len(modes) != 1 or modes[0] not in POOLING_FLAGS:
             raise ConfigError(
                 f"{folder / paths['Pooling'] / 'config.json'}: pooling must be exactly one of "
-                "cls, mean or max for xpretrieval's Dense model"
+                "cls, mean, max or lasttoken for xpretrieval's Dense model"
             )
         fields.update(kind="dense", pooling=modes[0], normalize="Normalize" in types)
         return _only(fields, types, {transformer, "Pooling", "Normalize"}, modules_file)

@@ -141,6 +141,10 @@ class MaskedLMConfig(TransformerConfig):
     # 230-token document with all-MiniLM-L6-v2; 0: every term is active)
     new_head_bias: float = -5.0
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.pooling = SparsePooling(self.pooling)  # built in Python, "max" means SparsePooling.max
+
 
 @register("model", "splade")
 @dataclass

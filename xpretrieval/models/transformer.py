@@ -27,10 +27,14 @@ from transformers import (
 
 from xpretrieval.errors import ConfigError
 from xpretrieval.models.base import BiEncoder, ModelConfig
+from xpretrieval.models.lora import ADAPTER_FILE, is_adapter, load_adapter, merged, with_lora
 from xpretrieval.models.sentence_transformers_layout import MODULES_FILE, model_layout
 
 logger = logging.getLogger(__name__)
 
+# fields every transformer model must be loaded with as it was saved (besides each kind's own
+# architecture fields): what its texts look like and whether its weights are adapters
+CHECKED_ON_LOAD = ("query_prompt", "document_prompt", "append_eos", "padding_side", "lora_rank")
 COMPONENT_FILE = "xpretrieval_model.yaml"
 """Written beside the Hugging Face files of a saved model: the config that rebuilds it."""
 
@@ -56,11 +60,24 @@ class TransformerConfig(ModelConfig):
     # (and as sentence-transformers' "query" / "document" prompts); count toward the lengths
     query_prompt: str = ""
     document_prompt: str = ""
+    # decoder-only (LLM) backbones, as tevatron trains them: the tokenizer's end-of-sequence
+    # token closes every text (model.pooling=last reads it) and batches are padded on the left
+    append_eos: bool = False
+    padding_side: str = "right"  # or left
+    # LoRA adapters (peft) instead of full fine-tuning, when lora_rank > 0
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None  # null: peft's default modules for the model
 
     def __post_init__(self) -> None:
         for name in ("query_max_length", "doc_max_length"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be left or right, got {self.padding_side!r}")
+        if self.lora_rank < 0:
+            raise ValueError(f"lora_rank must be >= 0 (0: no LoRA), got {self.lora_rank}")
         _check_local_path(self.name_or_path)
 
     def build(self) -> TransformerModel:
@@ -113,6 +130,11 @@ class TransformerModel(nn.Module):
         self.document_encoder = document_encoder  # None when shared with the query encoder
         self.max_query_length = config.query_max_length
         self.max_document_length = config.doc_max_length
+        tokenizer.padding_side = config.padding_side
+        if tokenizer.pad_token is None:  # decoder-only tokenizers often have none
+            tokenizer.pad_token = tokenizer.eos_token
+        if config.append_eos and tokenizer.eos_token_id is None:
+            raise ConfigError(f"model.append_eos: {config.name_or_path}'s tokenizer has no EOS")
         _check_vocabulary(tokenizer, query_encoder, config.name_or_path)
         self.eval()  # ready to encode, as Hugging Face models load; the learner calls train()
 
@@ -122,7 +144,7 @@ class TransformerModel(nn.Module):
         path = config.name_or_path
         logger.info("Loading %s model %s", type(config).__name__, path)
         folder = Path(path)
-        model_files = ("config.json", COMPONENT_FILE, MODULES_FILE)
+        model_files = ("config.json", COMPONENT_FILE, MODULES_FILE, ADAPTER_FILE)
         if folder.is_dir() and not any((folder / name).is_file() for name in model_files):
             raise ConfigError(
                 f"model.name_or_path={path!r} is a folder without config.json: "
@@ -154,6 +176,18 @@ class TransformerModel(nn.Module):
 
     @classmethod
     def load_encoder(cls, path: str | Path, config: TransformerConfig) -> PreTrainedModel:
+        """The encoder at `path`: saved LoRA adapters on their base model, or the checkpoint
+        (with new adapters when `config.lora_rank` > 0)."""
+        if is_adapter(path):
+            return load_adapter(path, lambda base: cls.load_base(base, config))
+        model = cls.load_base(path, config)
+        if not config.lora_rank:
+            return model
+        lora = (config.lora_rank, config.lora_alpha, config.lora_dropout)
+        return with_lora(model, *lora, config.lora_target_modules)
+
+    @classmethod
+    def load_base(cls, path: str | Path, config: TransformerConfig) -> PreTrainedModel:
         """`auto_class.from_pretrained`, with the Hugging Face config fields that
         `config.config_overrides` names replaced."""
         hf_config = AutoConfig.from_pretrained(path)
@@ -205,7 +239,20 @@ class TransformerModel(nn.Module):
             save_file(getattr(self, name).state_dict(), path / f"{name}.safetensors")
         component = OmegaConf.structured(replace(self.config, name_or_path="."))
         (path / COMPONENT_FILE).write_text(OmegaConf.to_yaml(component), encoding="utf-8")
-        self.save_layout(path)
+        if self.config.lora_rank:  # adapters alone: sentence-transformers cannot load them
+            logger.info(
+                "%s: LoRA adapters, no sentence-transformers files (merge_lora first)", path
+            )
+        else:
+            self.save_layout(path)
+
+    def merge_lora(self) -> None:
+        """Fold LoRA adapters into the encoders' weights: `save` then writes a plain checkpoint
+        (loadable anywhere, sentence-transformers included) that scores as the adapted model."""
+        self.query_encoder = merged(self.query_encoder)
+        if self.document_encoder is not None:
+            self.document_encoder = merged(self.document_encoder)
+        self.config = replace(self.config, lora_rank=0)
 
     def save_layout(self, path: Path) -> None:
         """Write the files another library needs to load the saved model (none by default;
@@ -234,17 +281,30 @@ class TransformerBiEncoder(TransformerModel, BiEncoder):
     def _forward(
         self, encoder: PreTrainedModel, texts: Sequence[str], max_length: int, is_query: bool
     ) -> Tensor:
-        batch = self.tokenizer(
-            self.prompted(texts, is_query),
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-            return_special_tokens_mask=True,
-        ).to(self.device)
+        batch = self.tokenize(self.prompted(texts, is_query), max_length).to(self.device)
         special = batch.pop("special_tokens_mask")
         output = self.run_encoder(encoder, batch)
         return self.represent(output, batch["attention_mask"], special, is_query)
+
+    def tokenize(self, texts: list[str], max_length: int) -> Any:
+        """A padded batch of at most `max_length` tokens per text, the EOS token last when
+        `append_eos` (truncation keeps room for it), with its special-tokens mask."""
+        settings = {"truncation": True, "return_special_tokens_mask": True}
+        if not self.config.append_eos:
+            return self.tokenizer(
+                texts, padding=True, max_length=max_length, return_tensors="pt", **settings
+            )
+        encoded = self.tokenizer(texts, max_length=max_length - 1, **settings)
+        for ids, special, mask in zip(
+            encoded["input_ids"],
+            encoded["special_tokens_mask"],
+            encoded["attention_mask"],
+            strict=True,
+        ):
+            ids.append(self.tokenizer.eos_token_id)
+            special.append(1)
+            mask.append(1)
+        return self.tokenizer.pad(encoded, return_tensors="pt")
 
     def run_encoder(self, encoder: PreTrainedModel, batch: Any) -> Any:
         """The encoder's output for a tokenised batch, which `represent` reads."""
@@ -306,7 +366,7 @@ def _encoder_folders(
 
 def _check_compatible(config: TransformerConfig, saved: TransformerConfig, path: str) -> None:
     """A saved model must be loaded with the architecture fields it was trained with."""
-    fields = (*config.architecture_fields, "query_prompt", "document_prompt")
+    fields = (*config.architecture_fields, *CHECKED_ON_LOAD)
     differ = [n for n in fields if getattr(config, n) != getattr(saved, n)]
     if differ:
         wanted = ", ".join(f"{n}={_show(getattr(saved, n))}" for n in differ)
