@@ -116,6 +116,8 @@ def run_train(
         logger.info("Resuming from %s", checkpoint)
         model_config = replace(model_config, name_or_path=str(checkpoint))
     model = model_config.build().to(device)
+    if checkpoint is None:
+        model.prepare(train)  # e.g. IDF query weights, from the training documents
     before = None
     if experiment.evaluate_before_training and checkpoint is None:
         before = _evaluate(

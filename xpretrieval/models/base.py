@@ -47,6 +47,10 @@ class TrainableModel(RetrievalModel):
     def save(self, path: str | Path) -> None:
         """Write the model into the folder `path` (created if needed)."""
 
+    @abstractmethod
+    def prepare(self, collection: Collection) -> None:
+        """Set what a fresh model learns from its training collection before the first step."""
+
 
 class Ranker(RetrievalModel):
     """Ranks a whole collection from the texts, without trainable weights (BM25)."""

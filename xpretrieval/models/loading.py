@@ -15,13 +15,21 @@ from xpretrieval.models.base import TrainableModel
 from xpretrieval.models.colbert import ColBERT
 from xpretrieval.models.cross_encoder import CrossEncoder
 from xpretrieval.models.dense import Dense
+from xpretrieval.models.inference_free import InferenceFreeSplade
 from xpretrieval.models.sentence_transformers_layout import model_layout
 from xpretrieval.models.sparse_embed import SparseEmbed
 from xpretrieval.models.splade import Splade
-from xpretrieval.models.transformer import COMPONENT_FILE, TransformerConfig
+from xpretrieval.models.transformer import COMPONENT_FILE, LAYOUT_ONLY, TransformerConfig
 
-KINDS: tuple[type[TransformerConfig], ...] = (Dense, Splade, SparseEmbed, ColBERT, CrossEncoder)
-LAYOUT_KINDS = {"dense": Dense, "splade": Splade}
+KINDS: tuple[type[TransformerConfig], ...] = (
+    Dense,
+    Splade,
+    InferenceFreeSplade,
+    SparseEmbed,
+    ColBERT,
+    CrossEncoder,
+)
+LAYOUT_KINDS = {"dense": Dense, "splade": Splade, "inference_free_splade": InferenceFreeSplade}
 
 
 def load(name_or_path: str | Path, device: str | None = None) -> TrainableModel:
@@ -47,9 +55,9 @@ def config_for(name_or_path: str) -> TransformerConfig:
         return _saved_kind(saved, name_or_path)
     layout = model_layout(name_or_path)
     if layout is not None:
-        kind = LAYOUT_KINDS[layout.pop("kind")]
-        layout.pop("encoders")
-        return _build(kind, {"name_or_path": name_or_path, **layout})
+        kind = LAYOUT_KINDS[layout["kind"]]
+        fields = {k: v for k, v in layout.items() if k not in LAYOUT_ONLY}
+        return _build(kind, {"name_or_path": name_or_path, **fields})
     from transformers import AutoConfig
 
     try:

@@ -14,6 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import save_file
+from torch import Tensor
+
 from xpretrieval.errors import ConfigError
 
 MODULES_FILE = "modules.json"
@@ -23,6 +26,7 @@ NORMALIZE = "sentence_transformers.models.Normalize"
 ROUTER = "sentence_transformers.models.Router"
 MLM_TRANSFORMER = "sentence_transformers.sparse_encoder.models.MLMTransformer"
 SPLADE_POOLING = "sentence_transformers.sparse_encoder.models.SpladePooling"
+SPARSE_STATIC = "sentence_transformers.sparse_encoder.models.SparseStaticEmbedding"
 SETTINGS_FILE = "config_sentence_transformers.json"
 POOLING_FLAGS = {
     "cls": "pooling_mode_cls_token",
@@ -76,6 +80,62 @@ def write_splade_layout(
     )
     _write(folder / MODULES_FILE, modules)
     _write_settings(folder, "SparseEncoder", "dot", prompts)
+
+
+def write_inference_free_layout(
+    folder: Path,
+    query_weights: Tensor,
+    pooling: str,
+    document_length: int,
+    prompts: dict[str, str],
+    tokenizer: Any,
+) -> None:
+    """A Router of `SparseStaticEmbedding` (queries: `query_weights` per token) and
+    MLMTransformer + SpladePooling (documents, whose Hugging Face files `document/` holds):
+    what `SparseEncoder(folder)` loads as an inference-free SPLADE model."""
+    _write(folder / MODULES_FILE, [_module(0, "", ROUTER)])
+    router = {
+        "types": {"query": SPARSE_STATIC, "document": MLM_TRANSFORMER, "pooling": SPLADE_POOLING},
+        "structure": {"query": ["query"], "document": ["document", "pooling"]},
+        "parameters": {"default_route": "document", "allow_empty_key": True},
+    }
+    _write(folder / "router_config.json", router)
+    _write(folder / "query" / "config.json", {"frozen": False})
+    save_file({"weight": query_weights.contiguous()}, str(folder / "query" / "model.safetensors"))
+    tokenizer.save_pretrained(folder / "query")
+    _write(folder / "document" / "sentence_bert_config.json", {"max_seq_length": document_length})
+    _write(
+        folder / "pooling" / "config.json",
+        {
+            "pooling_strategy": pooling,
+            "activation_function": "relu",
+            "word_embedding_dimension": len(query_weights),
+        },
+    )
+    _write_settings(folder, "SparseEncoder", "dot", prompts)
+
+
+def _read_inference_free(folder: Path, router_path: str, router: dict[str, Any]) -> dict[str, Any]:
+    """`read_layout` of a Router sending queries to a `SparseStaticEmbedding` and documents
+    to MLMTransformer + SpladePooling."""
+    types = {name: _short(kind) for name, kind in router.get("types", {}).items()}
+    structure = router.get("structure", {})
+    query = structure.get("query", [])
+    document = [types.get(name) for name in structure.get("document", [])]
+    if [types.get(name) for name in query] != ["SparseStaticEmbedding"] or document != [
+        "MLMTransformer",
+        "SpladePooling",
+    ]:
+        raise ConfigError(
+            f"{folder / router_path / 'router_config.json'}: expected SparseStaticEmbedding for "
+            "queries and MLMTransformer + SpladePooling for documents"
+        )
+    mlm, pooling = (str(Path(router_path) / name) for name in structure["document"])
+    fields: dict[str, Any] = {"kind": "inference_free_splade", "encoders": [mlm]}
+    fields["pooling"] = _read(folder / pooling / "config.json").get("pooling_strategy", "max")
+    fields["heads"] = {"query_weights": str(Path(router_path) / query[0] / "model.safetensors")}
+    length = _max_length(folder / mlm)
+    return fields if length is None else {**fields, "doc_max_length": length}
 
 
 def _write_settings(folder: Path, kind: str, similarity: str, prompts: dict[str, str]) -> None:
@@ -163,6 +223,13 @@ def read_layout(folder: Path) -> dict[str, Any] | None:
     transformer = next((t for t in types if t in ("Transformer", "MLMTransformer", "Router")), None)
     if transformer is None:
         raise ConfigError(f"{modules_file}: no Transformer module; not a transformer model")
+    if transformer == "Router":
+        router = _read(folder / paths["Router"] / "router_config.json")
+        static = "SparseStaticEmbedding" in map(_short, router.get("types", {}).values())
+        if static:
+            fields = _read_inference_free(folder, paths["Router"], router)
+            fields.update(_read_prompts(folder))
+            return _only(fields, types, {"Router"}, modules_file)
     fields = _encoders(folder, paths[transformer], transformer == "Router")
     fields.update(_read_prompts(folder))
     if "SpladePooling" in types:

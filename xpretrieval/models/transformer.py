@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 # architecture fields): what its texts look like and whether its weights are adapters
 CHECKED_ON_LOAD = ("query_prompt", "document_prompt", "append_eos", "padding_side", "lora_rank")
 COMPONENT_FILE = "xpretrieval_model.yaml"
+LAYOUT_ONLY = ("kind", "encoders", "heads")  # what `read_layout` says beyond config fields
 """Written beside the Hugging Face files of a saved model: the config that rebuilds it."""
 
 
@@ -168,8 +169,11 @@ class TransformerModel(nn.Module):
                 f"model.name_or_path={path!r} is not a loadable Hugging Face model: {error}"
             ) from error
         model = cls(config, tokenizer, query_encoder, document_encoder)
+        heads = {} if layout is None else layout.get("heads", {})
         for name in cls.head_modules:  # a saved model's own weights replace the new ones
             saved = folder / f"{name}.safetensors"
+            if not saved.is_file() and name in heads:  # saved by sentence-transformers
+                saved = folder / heads[name]
             if saved.is_file():
                 getattr(model, name).load_state_dict(load_file(saved))
         return model
@@ -226,15 +230,9 @@ class TransformerModel(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save_pretrained(path)
-        if self.document_encoder is None:
-            self.query_encoder.save_pretrained(path)
-        else:  # each side complete, as sentence-transformers' Router loads them
-            for side, encoder in (
-                ("query", self.query_encoder),
-                ("document", self.document_encoder),
-            ):
-                encoder.save_pretrained(path / side)
-                self.tokenizer.save_pretrained(path / side)
+        for folder, encoder in self.encoder_folders().items():
+            encoder.save_pretrained(path / folder)
+            self.tokenizer.save_pretrained(path / folder)  # each complete, as a Router loads it
         for name in self.head_modules:
             save_file(getattr(self, name).state_dict(), path / f"{name}.safetensors")
         component = OmegaConf.structured(replace(self.config, name_or_path="."))
@@ -259,12 +257,24 @@ class TransformerModel(nn.Module):
         models with a sentence-transformers counterpart write its layout)."""
         del path
 
+    def encoder_folders(self) -> dict[str, PreTrainedModel]:
+        """Where `save` writes each Hugging Face encoder: the folder itself for a shared one,
+        `query/` and `document/` for separate ones."""
+        if self.document_encoder is None:
+            return {"": self.query_encoder}
+        return {"query": self.query_encoder, "document": self.document_encoder}
+
     def layout_lengths(self) -> dict[str, int]:
         """Maximum lengths by encoder folder, for the sentence-transformers layout: the
         document length for a shared encoder, each side's own for separate ones."""
         if self.document_encoder is None:
             return {"": self.max_document_length}
         return {"query": self.max_query_length, "document": self.max_document_length}
+
+    def prepare(self, collection: Any) -> None:
+        """Set what a fresh model learns from its training collection before the first step
+        (nothing by default; inference-free SPLADE's IDF query weights)."""
+        del collection
 
 
 class TransformerBiEncoder(TransformerModel, BiEncoder):
@@ -346,7 +356,7 @@ def _sentence_transformers_config(
     another kind, whose transformer is then a base checkpoint (SPLADE from a dense model)."""
     if layout is None or layout["kind"] != config_type.layout_kind:
         return None
-    fields = {k: v for k, v in layout.items() if k not in ("kind", "encoders")}
+    fields = {k: v for k, v in layout.items() if k not in LAYOUT_ONLY}
     merged = OmegaConf.merge(OmegaConf.structured(config_type), {"name_or_path": path, **fields})
     return OmegaConf.to_object(merged)
 
@@ -361,6 +371,9 @@ def _encoder_folders(
         return [str(Path(path) / sub) if sub else path for sub in layout["encoders"]]
     if saved is not None and not saved.shared:
         return [str(Path(path) / "query"), str(Path(path) / "document")]
+    alone = Path(path) / "document"  # a model without a query transformer saves this side only
+    if saved is not None and (alone / "config.json").is_file():
+        return [str(alone)]
     return [path]
 
 
