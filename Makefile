@@ -33,6 +33,7 @@ bench: install  ## benchmarks: ratios against sentence-transformers, SciPy and S
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/sparse_index.py
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/splade_training.py
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/sparse_encoding.py
+	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/dense_search.py
 
 lint: install  ## ruff checks and formatting, and the import layers (import-linter, pyproject.toml)
 	$(VENV)/bin/ruff check xpretrieval tests benchmarks

@@ -26,6 +26,7 @@ def test_training_and_encoding_throughput_run(tiny_model_dir):
     train = Collection.from_beir(TINY_BEIR, "train")
     assert throughput.ours_training(train, 2, 1, str(tiny_model_dir)) > 0
     assert throughput.theirs_training(train, 2, 1, str(tiny_model_dir)) > 0
+    assert throughput.trainer_training(train, 2, 1, str(tiny_model_dir)) > 0
     ours, theirs = throughput.encoding(list(train.documents.values()), str(tiny_model_dir))
     assert ours > 0 and theirs > 0
 
@@ -59,3 +60,11 @@ def test_sparse_encoding_comparison_runs(masked_lm_dir):
     texts = list(train.documents.values())
     figures = benchmark("sparse_encoding").encoding(texts, str(masked_lm_dir), 4, 32)
     assert figures["ratio"] > 0 and figures["max_abs_difference"] < 1e-4
+
+
+def test_dense_search_comparison_runs():
+    pytest.importorskip("faiss", reason="faiss-cpu is in the [bench] extra")
+    search = benchmark("dense_search")
+    documents, queries = search.unit_vectors(50, 8, seed=0), search.unit_vectors(3, 8, seed=1)
+    figures = search.compare(documents, queries, k=5, repeats=1)
+    assert figures["ratio"] > 0 and figures["top_k_agreement"] == 1.0

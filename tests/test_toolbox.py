@@ -234,3 +234,56 @@ def test_prompts_reach_training_and_evaluation(tiny_model_dir, tmp_path):
     xpretrieval.train_from_overrides(run, tmp_path)
     saved = (tmp_path / "checkpoints" / "step-0000002" / "xpretrieval_model.yaml").read_text()
     assert "query_prompt: 'query: '" in saved and "document_prompt: 'passage: '" in saved
+
+
+# --- the additions together, from the command line ------------------------------------------
+
+
+def test_inference_free_splade_in_rounds_with_layer_decay_and_prompts_from_the_cli(
+    masked_lm_dir, tmp_path
+):
+    from tests.test_cli import cli
+
+    result = cli(
+        "train",
+        "+experiment=inference_free_splade",
+        *tiny_overrides(masked_lm_dir),
+        "trainer.max_steps=2",
+        "precision=fp32",
+        "rounds=2",
+        "sampler.hard_negatives.top_k=5",
+        "optimizer.layer_decay=0.8",
+        "model.document_prompt='passage: '",
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rounds = json.loads((tmp_path / "rounds.json").read_text())
+    assert [row["round"] for row in rounds] == [1, 2]
+    saved = tmp_path / "round-2" / "checkpoints" / "step-0000002"
+    assert (saved / "query" / "model.safetensors").is_file()  # SparseStaticEmbedding's
+    assert "document_prompt: 'passage: '" in (saved / "xpretrieval_model.yaml").read_text()
+
+
+def test_an_llm_with_lora_and_the_arcface_margin_from_the_cli(tiny_decoder_dir, tmp_path):
+    from tests.test_cli import cli
+
+    result = cli(
+        "train",
+        "+experiment=llm_lora",
+        "loss@losses.rank=arcface",
+        f"model.name_or_path={tiny_decoder_dir}",
+        "model.doc_max_length=32",
+        "dataset=beir_folder",
+        f"dataset.train.beir_folder={TINY_BEIR}",
+        "trainer.max_steps=2",
+        "evaluation.top_k=10",
+        "precision=fp32",
+        "device=cpu",
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "checkpoints" / "step-0000002" / "adapter_config.json").is_file()
+    config = (tmp_path / "config.yaml").read_text()
+    assert "margin: 0.5" in config and "lora_rank: 8" in config

@@ -21,17 +21,17 @@ from xpretrieval.experiment import (
     run_evaluate,
     run_export,
     run_mine,
-    run_train,
     without_unset_train_split,
 )
 from xpretrieval.resume import resumed_overrides, run_in_resumed_directory
+from xpretrieval.rounds import run_train_rounds
 from xpretrieval.run_dir import check_output_writable
 from xpretrieval.training.interrupt import TrainingInterrupted
 
 logger = logging.getLogger("xpretrieval")
 
 COMMANDS: dict[str, Callable[[ExperimentConfig, Path, list[str]], dict[str, float]]] = {
-    "train": run_train,
+    "train": run_train_rounds,
     "evaluate": run_evaluate,
     "mine": run_mine,
     "export": run_export,

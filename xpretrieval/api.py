@@ -24,12 +24,12 @@ from xpretrieval.evaluation import Metrics, compute_metrics
 from xpretrieval.experiment import (
     ExperimentConfig,
     load_experiment,
-    run_train,
     without_unset_train_split,
 )
 from xpretrieval.models.base import BiEncoder, Ranker, SparseBiEncoder
 from xpretrieval.retrieval.index import ExactIndex, IndexConfig, Inverted
 from xpretrieval.retrieval.retrieve import retrieve
+from xpretrieval.rounds import run_train_rounds
 
 DEFAULT_METRICS = ("nDCG@10", "RR@10", "R@100")
 
@@ -48,17 +48,23 @@ def configure(overrides: Sequence[str] = (), command: str = "train") -> Experime
 
 def train(experiment: ExperimentConfig, output_dir: str | Path | None = None) -> dict[str, float]:
     """Train and evaluate `experiment` as `python -m xpretrieval train` does; its run directory
-    is `output_dir` (default: outputs/<date>/<time>, as the CLI's). Returns the test metrics."""
-    if output_dir is None:
-        output_dir = Path("outputs") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
-    return run_train(experiment, Path(output_dir))
+    is `output_dir` (default: outputs/<date>/<time>, as the CLI's). Returns the test metrics
+    (of the last round, with `experiment.rounds` > 1)."""
+    output_dir = default_run_dir() if output_dir is None else output_dir
+    return run_train_rounds(experiment, Path(output_dir))
+
+
+def default_run_dir() -> Path:
+    """outputs/<date>/<time>, as Hydra names the CLI's run directories."""
+    return Path("outputs") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
 
 
 def train_from_overrides(
     overrides: Sequence[str], output_dir: str | Path | None = None
 ) -> dict[str, float]:
-    """`train(configure(overrides))`: the command line's overrides, from Python."""
-    return train(configure(overrides), output_dir)
+    """`train(configure(overrides))`, the overrides recorded for `resume` as the CLI does."""
+    output_dir = default_run_dir() if output_dir is None else output_dir
+    return run_train_rounds(configure(overrides), Path(output_dir), list(overrides))
 
 
 def search(

@@ -66,10 +66,15 @@ class ExperimentConfig:
     evaluate_before_training: bool = False  # also measure the untrained model, for comparison
     # a run directory to continue from its last checkpoint, exactly as if never interrupted
     resume: str | None = None
+    # `train` in hard-negative rounds: round k > 1 mines the training queries with round
+    # k - 1's model and trains from it on those negatives (rounds.py); 1: one plain run
+    rounds: int = 1
     export: ExportConfig = field(default_factory=ExportConfig)  # what `export` writes
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # csv, tensorboard, wandb, mlflow
 
     def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         validation = self.validation
         if validation.enabled and self.dataset.dev is None and not validation.held_out_queries:
             raise ValueError(

@@ -14,7 +14,7 @@ through a config's `encoder` class before any weights load.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -106,7 +106,14 @@ class BiEncoder(TrainableModel):
         """Representations of `texts` as documents, float32, in the order given."""
         return self._encode(self.forward_documents, texts, batch_size, precision, "documents")
 
-    def _encode(self, forward, texts, batch_size, precision, what) -> Tensor:  # noqa: ANN001
+    def _encode(
+        self,
+        forward: Callable[[Sequence[str]], Tensor],
+        texts: Sequence[str],
+        batch_size: int,
+        precision: Precision,
+        what: str,
+    ) -> Tensor:
         if isinstance(texts, str):
             raise TypeError(f"encode_{what} takes a list of texts, got one string")
         if batch_size < 1:

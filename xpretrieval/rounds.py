@@ -1,0 +1,88 @@
+"""Hard-negative rounds (ANCE-style training in rounds, as tevatron and RocketQA iterate):
+round 1 trains as configured; each later round mines the training queries with the previous
+round's model (`mine`), draws its hard negatives from that ranking and trains from that model.
+Each round keeps its own run directory (`round-<k>/`, its mined run in `round-<k>/mine/`);
+`rounds.json` holds every round's test metrics."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from xpretrieval.errors import ConfigError
+from xpretrieval.experiment import ExperimentConfig, run_mine, run_train
+from xpretrieval.io import write_json
+from xpretrieval.resume import last_checkpoint
+from xpretrieval.run_dir import claim_run_dir
+
+logger = logging.getLogger(__name__)
+
+
+def run_train_rounds(
+    experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None = None
+) -> dict[str, float]:
+    """`train`, once or in `experiment.rounds` hard-negative rounds; the last round's metrics."""
+    if experiment.rounds == 1:
+        return run_train(experiment, output_dir, overrides)
+    check_rounds(experiment)
+    claim_run_dir(output_dir, resuming=False)
+    table: list[dict[str, float]] = []
+    current = replace(experiment, rounds=1)
+    # what a round's own directory records, so that `resume=<run>/round-<k>` continues it
+    changes = ["rounds=1"]
+    for k in range(1, experiment.rounds + 1):
+        round_dir = output_dir / f"round-{k}"
+        logger.info("Hard-negative round %d of %d in %s", k, experiment.rounds, round_dir)
+        # no overrides (an experiment built in Python): no resumable record, as for one run
+        recorded = None if overrides is None else [*overrides, *changes]
+        metrics = run_train(current, round_dir, recorded)
+        table.append({"round": k, **metrics})
+        write_json(output_dir / "rounds.json", table)  # complete after every round
+        if k < experiment.rounds:
+            current, changes = _next_round(current, round_dir)
+    print(_table(table))
+    return metrics
+
+
+def check_rounds(experiment: ExperimentConfig) -> None:
+    """Rounds draw hard negatives from a ranking and start fresh runs: refuse what cannot."""
+    if not experiment.sampler.hard_negatives.enabled:
+        raise ConfigError(
+            f"rounds={experiment.rounds}: later rounds draw hard negatives from the previous "
+            "model's ranking; set sampler.hard_negatives.top_k (e.g. 50)"
+        )
+    if experiment.resume is not None:
+        raise ConfigError(
+            "resume: a rounds run is resumed round by round: resume=<run>/round-<k> continues "
+            "that round as a single run"
+        )
+
+
+def _next_round(
+    experiment: ExperimentConfig, round_dir: Path
+) -> tuple[ExperimentConfig, list[str]]:
+    """The experiment of the next round (the previous round's last checkpoint, drawing hard
+    negatives from its ranking of the training queries), and the overrides that say so."""
+    model_path = str(last_checkpoint(round_dir))
+    trained = replace(experiment, model=replace(experiment.model, name_or_path=model_path))
+    run_mine(trained, round_dir / "mine")
+    run_file = str(round_dir / "mine" / "run.trec")
+    sampler = experiment.sampler
+    negatives = replace(sampler.hard_negatives, run_file=run_file, scoreddocs=None)
+    changes = [
+        "rounds=1",
+        f"model.name_or_path={model_path}",
+        f"sampler.hard_negatives.run_file={run_file}",
+        "sampler.hard_negatives.scoreddocs=null",
+    ]
+    return replace(trained, sampler=replace(sampler, hard_negatives=negatives)), changes
+
+
+def _table(table: list[dict[str, float]]) -> str:
+    names = [name for name in table[0] if name != "round"]
+    lines = ["round  " + "  ".join(f"{name:>10}" for name in names)]
+    for row in table:
+        cells = "  ".join(f"{row[name]:>10.4f}" for name in names)
+        lines.append(f"{int(row['round']):>5}  {cells}")
+    return "\n".join(lines)
