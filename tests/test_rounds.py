@@ -19,6 +19,8 @@ def test_two_rounds_mine_with_the_first_model_and_train_from_it(tiny_model_dir, 
     metrics = xpretrieval.train_from_overrides(overrides, tmp_path)
     table = json.loads((tmp_path / "rounds.json").read_text())
     assert [row["round"] for row in table] == [1, 2] and table[1]["nDCG@10"] == metrics["nDCG@10"]
+    final = json.loads((tmp_path / "metrics.json").read_text())["aggregate"]
+    assert final == json.loads((tmp_path / "round-2" / "metrics.json").read_text())["aggregate"]
     first_model = tmp_path / "round-1" / "checkpoints" / "step-0000002"
     mined = tmp_path / "round-1" / "mine" / "run.trec"
     assert mined.is_file() and first_model.is_dir()

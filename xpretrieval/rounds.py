@@ -2,10 +2,11 @@
 round 1 trains as configured; each later round mines the training queries with the previous
 round's model (`mine`), draws its hard negatives from that ranking and trains from that model.
 Each round keeps its own run directory (`round-<k>/`, its mined run in `round-<k>/mine/`);
-`rounds.json` holds every round's test metrics."""
+`rounds.json` holds every round's test metrics, and `metrics.json` the last round's."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +42,9 @@ def run_train_rounds(
         write_json(output_dir / "rounds.json", table)  # complete after every round
         if k < experiment.rounds:
             current, changes = _next_round(current, round_dir)
+    # the last round's metrics.json at the top too: its model is the rounds' result
+    final = json.loads((output_dir / f"round-{experiment.rounds}" / "metrics.json").read_text())
+    write_json(output_dir / "metrics.json", final)
     print(_table(table))
     return metrics
 
