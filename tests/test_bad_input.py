@@ -566,3 +566,12 @@ def test_fuzzed_run_files_read_or_fail_with_a_located_error(tmp_path_factory, li
         assert all(
             score == score and abs(score) != float("inf") for r in run.values() for _, score in r
         )
+
+
+def test_python_search_refuses_an_index_that_cannot_serve_the_model(tiny_model_dir):
+    from xpretrieval import search
+    from xpretrieval.retrieval.index import Inverted
+
+    model = Dense(name_or_path=str(tiny_model_dir)).build()
+    with pytest.raises(ConfigError, match=r"index: Inverted indexes .* which a DenseEncoder"):
+        search(model, Collection.from_beir(TINY_BEIR, "test"), index=Inverted())

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from xpretrieval.compatibility import check_components
+from xpretrieval.compatibility import check_components, check_index_serves
 from xpretrieval.config import config_dir
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.records import Qrels
@@ -79,11 +79,8 @@ def search(
     The default index is an inverted index for sparse models and exact search otherwise."""
     if index is None:
         index = Inverted() if isinstance(model, SparseBiEncoder) else ExactIndex()
-    if isinstance(model, BiEncoder) and not isinstance(model, index.serves):
-        raise TypeError(
-            f"index: {type(index).__name__} serves {index.serves.__name__} models, not a "
-            f"{type(model).__name__}"
-        )
+    if isinstance(model, BiEncoder):
+        check_index_serves(index, type(model), type(model).__name__)
     device = model.device if isinstance(model, BiEncoder) else torch.device("cpu")
     return retrieve(model, collection, index, k, batch_size, device, precision).run
 

@@ -24,6 +24,7 @@ from xpretrieval.models.base import (
 
 if TYPE_CHECKING:
     from xpretrieval.experiment import ExperimentConfig
+    from xpretrieval.retrieval.index import IndexConfig
 
 # what a component needs, in words, and the models that have it, by model kind
 KIND_WORDS: dict[type, tuple[str, str]] = {
@@ -169,13 +170,18 @@ def check_model_fits_evaluation(experiment: ExperimentConfig) -> None:
             f"validation.every: validation searches the collection, which a {kind} model "
             "cannot; set validation.every=0"
         )
-    searches = model.is_kind(BiEncoder) and (not rerank or experiment.validation.enabled)
-    index = experiment.index
-    if searches and not model.is_kind(index.serves):
+    if model.is_kind(BiEncoder) and (not rerank or experiment.validation.enabled):
+        check_index_serves(experiment.index, model.encoder, kind)
+
+
+def check_index_serves(index: IndexConfig, model_class: type, name: str) -> None:
+    """The index can search what models of `model_class` (called `name`) encode: the CLI's
+    configured model, or a model passed to the Python API's `search`."""
+    if not issubclass(model_class, index.serves):
         what, how = _needs(index.serves)
         raise ConfigError(
-            f"index: {type(index).__name__} indexes {what}, which a {kind} model does not "
-            f"have; use index=exact, or {how}"
+            f"index: {type(index).__name__} indexes {what}, which a {name} "
+            f"model does not have; use index=exact, or {how}"
         )
 
 
