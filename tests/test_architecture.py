@@ -17,3 +17,10 @@ def test_the_import_layers_and_acyclicity_contracts_are_kept():
     result = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "0 broken" in result.stdout
+
+
+def test_importing_the_package_is_cheap():
+    """`import xpretrieval` loads neither torch nor Hydra: the API names load on first use."""
+    code = "import sys, xpretrieval; print(sorted({'torch', 'hydra'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.stdout.strip() == "[]", loaded.stderr

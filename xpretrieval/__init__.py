@@ -2,20 +2,27 @@
 
 The Python API (see the README's "From Python"): `load` a model, `Collection.from_beir` /
 `from_ir_datasets`, `search`, `evaluate`; `configure` and `train` an experiment as the CLI does.
+The names are imported on first use, so `import xpretrieval` stays cheap (no torch, no Hydra).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from xpretrieval.api import (  # noqa: E402
-    configure,
-    evaluate,
-    search,
-    train,
-    train_from_overrides,
-)
-from xpretrieval.data.collection import Collection  # noqa: E402
-from xpretrieval.experiment import ExperimentConfig  # noqa: E402
-from xpretrieval.models.loading import load  # noqa: E402
+# public name -> the module that defines it
+_EXPORTS = {
+    "Collection": "xpretrieval.data.collection",
+    "ExperimentConfig": "xpretrieval.experiment",
+    "configure": "xpretrieval.api",
+    "evaluate": "xpretrieval.api",
+    "load": "xpretrieval.models.loading",
+    "search": "xpretrieval.api",
+    "train": "xpretrieval.api",
+    "train_from_overrides": "xpretrieval.api",
+}
 
 __all__ = [
     "Collection",
@@ -27,3 +34,15 @@ __all__ = [
     "train",
     "train_from_overrides",
 ]
+
+if TYPE_CHECKING:
+    from xpretrieval.api import configure, evaluate, search, train, train_from_overrides
+    from xpretrieval.data.collection import Collection
+    from xpretrieval.experiment import ExperimentConfig
+    from xpretrieval.models.loading import load
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'xpretrieval' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
