@@ -22,6 +22,13 @@ import xpretrieval.experiment  # noqa: F401  (registers every component schema)
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 TINY_BEIR = Path(__file__).parent / "fixtures" / "tiny_beir"
+
+# under pytest-xdist (`make test` runs one worker per core), each worker keeps to its share of
+# the cores: tiny models gain nothing from more threads, and oversubscription slows every worker
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    torch.set_num_threads(
+        max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    )
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -58,18 +65,27 @@ def fixture_words() -> list[str]:
     return sorted(set(re.findall(r"[a-z0-9]+|[^\sa-z0-9]", text)))
 
 
+def word_level_tokenizer(specials: list[str], unknown: str) -> tuple[object, dict[str, int]]:
+    """A lower-casing WordPiece tokenizer (`tokenizers` backend) whose vocabulary is `specials`
+    followed by every word of the BEIR fixture, and that vocabulary."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import WordPiece
+
+    vocab = {token: i for i, token in enumerate(specials + fixture_words())}
+    backend = Tokenizer(WordPiece(vocab, unk_token=unknown))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return backend, vocab
+
+
 def make_tiny_bert(path: Path, seed: int = 0) -> Path:
     """Save a randomly initialised 2-layer BERT (hidden size 32) with a word-level vocabulary
     covering the BEIR fixture (built with `tokenizers`, stable across transformers versions)."""
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordPiece
+    from tokenizers import processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + fixture_words())}
-    backend = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend, vocab = word_level_tokenizer(SPECIAL_TOKENS, "[UNK]")
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B [SEP]",
@@ -103,15 +119,10 @@ def make_tiny_llama(path: Path, seed: int = 0) -> Path:
     """Save a randomly initialised 2-layer LLaMA (hidden size 32, rotary positions) with a
     word-level tokenizer that adds no special tokens and has an EOS but no padding token, as
     decoder-only checkpoints come."""
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers
-    from tokenizers.models import WordPiece
     from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
-    vocab = {token: i for i, token in enumerate(["<unk>", "<s>", "</s>", *fixture_words()])}
-    backend = Tokenizer(WordPiece(vocab, unk_token="<unk>"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend, vocab = word_level_tokenizer(["<unk>", "<s>", "</s>"], "<unk>")
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
     )

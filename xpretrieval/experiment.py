@@ -113,7 +113,7 @@ def run_train(
         measures["validation.metric"] = [experiment.validation.metric]
     check_computable(measures, test.qrels)
     checkpoint = None if experiment.resume is None else last_checkpoint(Path(experiment.resume))
-    _record_config(experiment, output_dir, overrides)
+    resolved = _record_config(experiment, output_dir, overrides)
     logger.info("Train split: %s", train)
     _record_environment(output_dir, device, train=train, test=test)
     model_config = experiment.model
@@ -159,7 +159,6 @@ def run_train(
         minutes=experiment.trainer.checkpoint_minutes,
     )
     every = experiment.trainer.log_every
-    resolved = OmegaConf.to_container(OmegaConf.structured(experiment), enum_to_str=True)
     trackers = experiment.logger.hooks(output_dir, every, learner.step, resolved)
     hooks = [
         *(hook for name, loss in experiment.losses.items() for hook in loss.hooks(name)),
@@ -338,13 +337,16 @@ def _evaluate(
 
 def _record_config(
     experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None
-) -> None:
+) -> dict:
     """Write the resolved config (it rebuilds the run as it was) and the overrides (what a
-    resume recomposes it from), then seed: once every check that could refuse the run passed."""
-    write_text(output_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(experiment)))
+    resume recomposes it from), then seed: once every check that could refuse the run passed.
+    Returns the resolved config as plain containers (what trackers record)."""
+    resolved = OmegaConf.structured(experiment)
+    write_text(output_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     if overrides is not None:
         write_overrides(output_dir, overrides)
     seed_everything(experiment.seed)
+    return OmegaConf.to_container(resolved, enum_to_str=True)
 
 
 def _record_environment(output_dir: Path, device: torch.device, **splits: Collection) -> None:

@@ -83,7 +83,6 @@ class Learner:
         self.optimizer, self.schedule = optimizer.build(model, self.max_steps)
         self.step = 0
         self.device = next(model.parameters()).device
-        self.log_every = trainer.log_every
         # the first step whose total loss was not finite (0: none); read on logging steps only,
         # as reading it waits for the device
         self._first_non_finite = torch.zeros((), dtype=torch.long, device=self.device)
@@ -172,7 +171,7 @@ class Learner:
             learning_rate=self.schedule.get_last_lr()[0],
             samples_per_second=samples / elapsed if elapsed > 0 else 0.0,
             elapsed_seconds=elapsed,
-            logged=self.step % self.log_every == 0 or self.step >= self.max_steps,
+            logged=self.step % self.trainer.log_every == 0 or self.step >= self.max_steps,
         )
 
     def _check_finite(self, losses: dict[str, Tensor]) -> None:
