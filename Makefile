@@ -23,10 +23,10 @@ demo: install  ## fine-tune all-MiniLM-L6-v2 on SciFact train, print nDCG@10 bef
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) -m xpretrieval train +experiment=demo
 
 test: install  ## the fast test suite (excludes tests marked slow)
-	$(OFFLINE) $(PY) -m pytest -m "not slow" -q
+	$(OFFLINE) $(PY) -m pytest -m "not slow" -q -n auto
 
 test-all: install  ## every test, slow ones included
-	$(OFFLINE) $(PY) -m pytest -q
+	$(OFFLINE) $(PY) -m pytest -q -n auto
 
 bench: install  ## benchmarks: ratios against sentence-transformers, SciPy and Seismic, same run
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/train_throughput.py
