@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 from enum import Enum
 
 import torch
 
 from xpretrieval.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_device(name: str | None = None) -> torch.device:
@@ -57,4 +61,23 @@ def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractC
         precision = Precision.bf16 if bf16_gpu else Precision.fp32
     if precision is Precision.fp32:
         return contextlib.nullcontext()
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        _warn_emulated_bf16()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX-512 bf16 or AMX): without it,
+    PyTorch emulates bf16 and runs slower than fp32."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
+@functools.cache
+def _warn_emulated_bf16() -> None:
+    logger.warning(
+        "precision=bf16 on a CPU without native bf16 (no AVX-512 bf16, no AMX): PyTorch "
+        "emulates it, which is slower than fp32; set precision=fp32 unless you need bf16's "
+        "numerics"
+    )
