@@ -31,9 +31,10 @@ def exact_top_k(
         best_rows = torch.empty(len(block), 0, dtype=torch.long, device=block.device)
         for d_start in range(0, len(documents), doc_chunk):
             scores = score(block, documents[d_start : d_start + doc_chunk])
-            rows = torch.arange(d_start, d_start + scores.shape[1], device=block.device)
-            merged = torch.cat([best, scores], dim=1)
-            merged_rows = torch.cat([best_rows, rows.expand(len(block), -1)], dim=1)
+            # the chunk's own top k first: the merge then handles [queries, 2k], not the chunk
+            chunk_best, chunk_rows = scores.topk(min(k, scores.shape[1]), dim=1)
+            merged = torch.cat([best, chunk_best], dim=1)
+            merged_rows = torch.cat([best_rows, chunk_rows + d_start], dim=1)
             best, picked = merged.topk(min(k, merged.shape[1]), dim=1)
             best_rows = merged_rows.gather(1, picked)
         top_scores.append(best)

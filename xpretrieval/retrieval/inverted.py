@@ -4,6 +4,7 @@ posting lists, never building a [n_documents, vocab] matrix."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,12 @@ class InvertedIndex:
     def load(cls, folder: Path) -> InvertedIndex:
         return cls(scipy.sparse.load_npz(folder / cls.FILE).tocsc())
 
+    @cached_property
+    def _by_term(self) -> scipy.sparse.csr_matrix:
+        """[vocab, n_documents]: row t is term t's postings, as the sparse product reads them
+        (converted once, on the first search)."""
+        return self.postings.T.tocsr()
+
     @property
     def n_documents(self) -> int:
         return self.postings.shape[0]
@@ -80,8 +87,8 @@ class InvertedIndex:
         `[query_chunk, n_documents]` score block is ever dense.
         """
         k = min(k, self.n_documents)
-        by_term = self.postings.T.tocsr()  # [vocab, n_documents]: row t is term t's postings
-        weights = scipy.sparse.csr_matrix(queries.detach().float().cpu().numpy())
+        by_term = self._by_term
+        weights = _sparse_rows(queries.detach().float().cpu())
         scores = np.empty((weights.shape[0], k), dtype=np.float32)
         rows = np.empty((weights.shape[0], k), dtype=np.int64)
         starts = range(0, weights.shape[0], query_chunk)
@@ -93,3 +100,13 @@ class InvertedIndex:
             rows[start : start + len(block)] = best
             scores[start : start + len(block)] = np.take_along_axis(block, best, axis=1)
         return torch.from_numpy(scores), torch.from_numpy(rows)
+
+
+def _sparse_rows(dense: Tensor) -> scipy.sparse.csr_matrix:
+    """A dense `[n, vocab]` tensor as CSR, through torch's non-zero scan (about 3x faster than
+    SciPy's conversion from a dense array, which dominated the search of short queries)."""
+    rows, terms = dense.nonzero(as_tuple=True)
+    indptr = np.zeros(dense.shape[0] + 1, dtype=np.int64)
+    np.cumsum(torch.bincount(rows, minlength=dense.shape[0]).numpy(), out=indptr[1:])
+    values = dense[rows, terms].numpy()
+    return scipy.sparse.csr_matrix((values, terms.numpy(), indptr), shape=tuple(dense.shape))
