@@ -28,12 +28,11 @@ test: install  ## the fast test suite (excludes tests marked slow)
 test-all: install  ## every test, slow ones included
 	$(OFFLINE) $(PY) -m pytest -q -n auto
 
-bench: install  ## benchmarks: ratios against sentence-transformers, SciPy and Seismic, same run
-	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/train_throughput.py
-	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/sparse_index.py
-	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/splade_training.py
-	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/sparse_encoding.py
-	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) benchmarks/dense_search.py
+bench: install  ## benchmarks (about 20 min): ratios against sentence-transformers, bm25s, SciPy, Seismic and faiss, same run; a markdown table
+	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) -m benchmarks.training
+	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) -m benchmarks.encoding
+	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) -m benchmarks.retrieval
+	$(PY) -m benchmarks.table
 
 lint: install  ## ruff checks and formatting, and the import layers (import-linter, pyproject.toml)
 	$(VENV)/bin/ruff check xpretrieval tests benchmarks

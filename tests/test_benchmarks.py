@@ -3,68 +3,77 @@ cannot rot unnoticed (its figures are measured by `make bench`, never asserted h
 
 from __future__ import annotations
 
-import importlib.util
-from types import ModuleType
-
-import numpy as np
 import pytest
-import scipy.sparse
 
-from tests.conftest import ROOT, TINY_BEIR
+from benchmarks import encoding, retrieval, table, training
+from benchmarks.common import transformer_flops
+from tests.conftest import TINY_BEIR
 from xpretrieval.data.collection import Collection
+from xpretrieval.device import Precision
 
 
-def benchmark(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def train() -> Collection:
+    return Collection.from_beir(TINY_BEIR, "train")
 
 
-def test_training_and_encoding_throughput_run(tiny_model_dir):
-    throughput = benchmark("train_throughput")
-    train = Collection.from_beir(TINY_BEIR, "train")
-    assert throughput.ours_training(train, 2, 1, str(tiny_model_dir)) > 0
-    assert throughput.theirs_training(train, 2, 1, str(tiny_model_dir)) > 0
-    assert throughput.trainer_training(train, 2, 1, str(tiny_model_dir)) > 0
-    ours, theirs = throughput.encoding(list(train.documents.values()), str(tiny_model_dir))
-    assert ours > 0 and theirs > 0
-
-
-def test_sparse_index_comparison_runs():
-    pytest.importorskip("seismic", reason="pyseismic-lsr is the optional [seismic] extra")
-    rng = np.random.default_rng(0)
-    docs = scipy.sparse.random(
-        60, 200, density=0.05, format="csr", random_state=rng, dtype=np.float32
-    )
-    queries = scipy.sparse.random(
-        5, 200, density=0.1, format="csr", random_state=rng, dtype=np.float32
-    )
-    figures = benchmark("sparse_index").compare(docs, queries, repeats=1)
-    assert figures["ratio_vs_scipy"] > 0 and figures["ratio_vs_seismic"] > 0
-
-
-def test_splade_training_comparison_runs(masked_lm_dir):
-    splade = benchmark("splade_training")
-    train = Collection.from_beir(TINY_BEIR, "train")
+@pytest.mark.parametrize("kind", ["dense", "splade"])
+def test_every_training_run_measures(kind, train, masked_lm_dir):
+    frameworks = [f for k, f in training.RUNS if k == kind]
     figures = {
-        name: splade.measure(name, train, str(masked_lm_dir), 2, 16, 1) for name in splade.RUNS
+        framework: training.measure(
+            kind, framework, train, str(masked_lm_dir), 2, 16, 1, Precision.fp32
+        )
+        for framework in frameworks
     }
-    result = splade.summary(figures)
-    assert result["splade_training"]["ratio"] > 0 and result["splade_training"]["memory_ratio"] > 0
-    assert "| xpretrieval-plain |" in splade.table(result)
+    assert all(f["samples_per_second"] > 0 and f["peak_rss_gb"] > 0 for f in figures.values())
+    assert training.step_flops(kind, train, str(masked_lm_dir), 2, 16, 1) > 0
+    named = training.named_ratios({f"{kind}_fp32": figures})
+    assert all(ratio["ratio"] > 0 for ratio in named.values())
 
 
-def test_sparse_encoding_comparison_runs(masked_lm_dir):
-    train = Collection.from_beir(TINY_BEIR, "train")
+def test_bf16_training_runs_for_both_frameworks(train, masked_lm_dir):
+    for framework in ("xpretrieval", "st-loop"):
+        figure = training.measure(
+            "dense", framework, train, str(masked_lm_dir), 2, 16, 1, Precision.bf16
+        )
+        assert figure["samples_per_second"] > 0
+
+
+@pytest.mark.parametrize("kind", ["dense", "splade"])
+def test_encoding_comparison_agrees(kind, train, masked_lm_dir):
     texts = list(train.documents.values())
-    figures = benchmark("sparse_encoding").encoding(texts, str(masked_lm_dir), 4, 32)
-    assert figures["ratio"] > 0 and figures["max_abs_difference"] < 1e-4
+    figures = encoding.encoding(kind, texts, str(masked_lm_dir), 4, 32, Precision.fp32)
+    assert figures["ratio"] > 0 and figures["disagreement"] < 1e-4
+    assert encoding.document_flops(kind, texts, str(masked_lm_dir), 32) > 0
 
 
-def test_dense_search_comparison_runs():
+def test_sparse_engines_agree_on_bm25_weights(train):
+    pytest.importorskip("seismic", reason="pyseismic-lsr is in the [bench] extra")
+    docs, queries, bm25s_search = retrieval.bm25_vectors(train)
+    figures = retrieval.sparse(docs, queries, repeats=1, bm25s_search=bm25s_search)
+    assert figures["xpretrieval inverted"]["recall_at_10"] == 1.0
+    assert figures["bm25s"]["recall_at_10"] == 1.0  # the same scores (ties count as hits)
+    assert figures["scipy CSR product"]["recall_at_10"] == 1.0
+
+
+def test_dense_search_agrees_with_faiss():
     pytest.importorskip("faiss", reason="faiss-cpu is in the [bench] extra")
-    search = benchmark("dense_search")
-    documents, queries = search.unit_vectors(50, 8, seed=0), search.unit_vectors(3, 8, seed=1)
-    figures = search.compare(documents, queries, k=5, repeats=1)
+    figures = retrieval.dense(50, 3, 8, k=5, repeats=1)
     assert figures["ratio"] > 0 and figures["top_k_agreement"] == 1.0
+
+
+def test_flops_count_a_bert_layer_by_hand():
+    class Config:
+        hidden_size, num_hidden_layers, intermediate_size, vocab_size = 4, 1, 8, 10
+
+    # 2 x (4 linear 4x4 + 2 linear 4x8) per token, 3 tokens; attention 4 x 4 x 3 x 3
+    assert transformer_flops(Config, [3]) == 2 * (4 * 16 + 2 * 32) * 3 + 4 * 4 * 9
+    assert transformer_flops(Config, [3], vocab_head=True) - transformer_flops(Config, [3]) == (
+        2 * (16 + 40) * 3
+    )
+
+
+def test_the_table_lists_missing_results(tmp_path, monkeypatch):
+    monkeypatch.setattr(table, "RESULTS", tmp_path)
+    assert "training: not run" in table.table()

@@ -1,0 +1,91 @@
+"""What every benchmark shares: the model, the results folder, the precisions this machine
+runs natively, timing, peak memory, and the limit the hardware sets (measured matmul GFLOP/s
+and a transformer's FLOPs per text), so each figure can be reported as a fraction of it."""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from xpretrieval.device import Precision, cpu_has_native_bf16
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+RESULTS = Path(__file__).parent / "results"
+
+
+def precisions() -> list[Precision]:
+    """fp32, and bf16 where the hardware has it (AVX-512 bf16 / AMX, or a bf16 GPU): emulated
+    bf16 is slower than fp32 and measures nothing worth knowing."""
+    native = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return [Precision.fp32] + ([Precision.bf16] if native or cpu_has_native_bf16() else [])
+
+
+def autocast(precision: Precision):  # noqa: ANN201 (a context manager)
+    """The peers' precision: bf16 autocast on the CPU, as xpretrieval's own precision=bf16."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision is Precision.bf16)
+
+
+def median_seconds(step: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall-clock seconds of `step` over `repeats` calls after `warmup` calls."""
+    for _ in range(warmup):
+        step()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+def matmul_gflops(precision: Precision, size: int = 2048, repeats: int = 10) -> float:
+    """The machine's measured dense matrix-product rate: the ceiling of transformer compute."""
+    dtype = torch.bfloat16 if precision is Precision.bf16 else torch.float32
+    matrix = torch.randn(size, size, dtype=dtype)
+    return 2 * size**3 / median_seconds(lambda: matrix @ matrix, repeats, warmup=2) / 1e9
+
+
+def transformer_flops(config, lengths: Sequence[int], vocab_head: bool = False) -> float:  # noqa: ANN001
+    """Forward FLOPs of a BERT-like encoder (`config`: a transformers config) over texts of
+    these token counts: the layers' matrix products and attention, plus a masked-LM head's
+    transform and vocabulary projection when `vocab_head` (SPLADE). Element-wise work is left
+    out, so the figure is a lower bound and the ideal rate it gives an upper bound."""
+    hidden, layers = config.hidden_size, config.num_hidden_layers
+    per_token = 2 * layers * (4 * hidden * hidden + 2 * hidden * config.intermediate_size)
+    if vocab_head:
+        per_token += 2 * (hidden * hidden + hidden * config.vocab_size)
+    attention = sum(4 * layers * hidden * n * n for n in lengths)  # QK^T and AV
+    return per_token * sum(lengths) + attention
+
+
+def write_result(name: str, result: dict) -> Path:
+    """benchmarks/results/<name>.json, the figures named plainly for scripts to read."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def row(figure: str, unit: str, ours: float, peer: float, peer_name: str, **extra: float) -> dict:
+    """One line of the `make bench` table: a figure of xpretrieval and of its peer, ours ÷ peer."""
+    return {
+        "figure": figure,
+        "unit": unit,
+        "xpretrieval": ours,
+        "peer": peer_name,
+        "peer_value": peer,
+        "ratio": ours / peer,
+        **extra,
+    }

@@ -1,0 +1,130 @@
+"""Corpus encoding, dense and SPLADE: documents/s of xpretrieval against sentence-transformers'
+`SentenceTransformer.encode` / `SparseEncoder.encode`, in one run on the same model (for
+SPLADE, the same masked-LM head weights: ours is saved first and the peer loads that folder),
+texts, batch size, length and precision; how far the two frameworks' outputs are apart; and
+the fraction of the machine's matmul rate each reaches (the roofline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import tempfile
+import time
+from collections.abc import Callable
+
+import torch
+from transformers import AutoConfig, AutoTokenizer
+
+from benchmarks.common import (
+    MODEL,
+    autocast,
+    matmul_gflops,
+    precisions,
+    row,
+    transformer_flops,
+    write_result,
+)
+from xpretrieval.data import Split
+from xpretrieval.device import Precision
+from xpretrieval.models import Dense, Splade
+from xpretrieval.models.encoding import encode_texts
+
+CPU = torch.device("cpu")
+PEERS = {"dense": "SentenceTransformer.encode", "splade": "SparseEncoder.encode"}
+
+
+def rate(encode: Callable[[list[str]], torch.Tensor], texts: list[str], warmup: list[str]):  # noqa: ANN201
+    """(documents/s, the vectors) of `encode` on `texts`, after encoding `warmup`."""
+    encode(warmup)
+    start = time.perf_counter()
+    vectors = encode(texts)
+    return len(texts) / (time.perf_counter() - start), vectors
+
+
+def encoding(
+    kind: str, texts: list[str], model: str, batch_size: int, length: int, precision: Precision
+) -> dict[str, float]:
+    """Documents/s of each framework, their ratio and the largest disagreement: for dense
+    vectors 1 - the smallest cosine, for SPLADE the largest term-weight difference."""
+    with tempfile.TemporaryDirectory() as folder:
+        if kind == "dense":
+            from sentence_transformers import SentenceTransformer
+
+            ours = Dense(name_or_path=model, normalize=True, doc_max_length=length).build().eval()
+            theirs = SentenceTransformer(model, device="cpu")
+        else:
+            from sentence_transformers import SparseEncoder
+
+            ours = Splade(name_or_path=model, doc_max_length=length).build().eval()
+            ours.save(folder)  # a SparseEncoder folder too (MLMTransformer + SpladePooling)
+            theirs = SparseEncoder(folder, device="cpu")
+        theirs.max_seq_length = length
+        warmup = texts[:batch_size]
+
+        def mine(batch: list[str]) -> torch.Tensor:
+            return encode_texts(ours.forward_documents, batch, batch_size, CPU, precision)
+
+        def peer(batch: list[str]) -> torch.Tensor:
+            with autocast(precision):
+                out = theirs.encode(batch, batch_size=batch_size, convert_to_tensor=True)
+            return out.to_dense().float() if kind == "splade" else out.float()
+
+        ours_rate, ours_vectors = rate(mine, texts, warmup)
+        peer_rate, peer_vectors = rate(peer, texts, warmup)
+    if kind == "dense":
+        cosine = torch.nn.functional.cosine_similarity(ours_vectors, peer_vectors)
+        disagreement = 1 - cosine.min().item()
+    else:
+        disagreement = (ours_vectors - peer_vectors).abs().max().item()
+    return {
+        "xpretrieval_docs_per_second": ours_rate,
+        "peer_docs_per_second": peer_rate,
+        "ratio": ours_rate / peer_rate,
+        "disagreement": disagreement,
+    }
+
+
+def document_flops(kind: str, texts: list[str], model: str, length: int) -> float:
+    """Mean forward FLOPs per document, from the documents' token counts."""
+    ids = AutoTokenizer.from_pretrained(model)(texts, truncation=True, max_length=length)
+    lengths = [len(row) for row in ids["input_ids"]]
+    config = AutoConfig.from_pretrained(model)
+    return transformer_flops(config, lengths, vocab_head=kind == "splade") / len(texts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default=MODEL)
+    parser.add_argument("--documents", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--length", type=int, default=256)
+    args = parser.parse_args()
+    collection = Split(ir_datasets="beir/scifact/test").load()
+    texts = list(itertools.islice(collection.documents.values(), args.documents))
+    figures, rows = {}, []
+    for precision in precisions():
+        gflops = matmul_gflops(precision)
+        for kind in ("dense", "splade"):
+            figure = encoding(kind, texts, args.model, args.batch_size, args.length, precision)
+            ideal = gflops * 1e9 / document_flops(kind, texts, args.model, args.length)
+            figure["limit_fraction"] = figure["xpretrieval_docs_per_second"] / ideal
+            figure["peer_limit_fraction"] = figure["peer_docs_per_second"] / ideal
+            figures[f"{kind}_encoding" + ("" if precision is Precision.fp32 else "_bf16")] = figure
+            rows.append(
+                row(
+                    f"{kind} encoding, {precision.value}",
+                    "docs/s",
+                    figure["xpretrieval_docs_per_second"],
+                    figure["peer_docs_per_second"],
+                    PEERS[kind],
+                    limit_fraction=figure["limit_fraction"],
+                    peer_limit_fraction=figure["peer_limit_fraction"],
+                    disagreement=figure["disagreement"],
+                )
+            )
+    write_result("encoding", {"settings": vars(args), **figures, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()

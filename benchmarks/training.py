@@ -1,0 +1,353 @@
+"""Training throughput and peak memory, dense and SPLADE, of xpretrieval against
+sentence-transformers, measured in one run on the same model (all-MiniLM-L6-v2; an MLM head
+for SPLADE), SciFact training triplets, batch, lengths, dropout and precision.
+
+Dense peers: `SentenceTransformerTrainer` + `MultipleNegativesRankingLoss` (what a user runs;
+the median interval between its step ends, so its collation counts as ours does) and the same
+model and loss stepped in a plain loop (the floor: model compute only). SPLADE peer:
+`SparseEncoder` + `SpladeLoss(SparseMultipleNegativesRankingLoss)` with the FLOPS weights of
+`+experiment=splade`; xpretrieval's SPLADE also runs with the plain [batch, length, vocabulary]
+pooling (fp32) to show what the chunked pooling buys. Each run is its own process, so that
+its peak resident memory is its own; each reports the median of `--steps` timed steps after
+one warm-up step, and the fraction of the machine's matmul rate its FLOPs reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+from transformers import AutoConfig, AutoTokenizer
+
+from benchmarks.common import (
+    MODEL,
+    autocast,
+    matmul_gflops,
+    peak_rss_gb,
+    precisions,
+    row,
+    transformer_flops,
+    write_result,
+)
+from xpretrieval.batchers import FixedBatcher
+from xpretrieval.data import Split
+from xpretrieval.device import Precision
+from xpretrieval.losses import Flops, InfoNCE
+from xpretrieval.models import Dense, Splade
+from xpretrieval.samplers import PairwiseSampler
+from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
+from xpretrieval.training.hooks import StepTimer
+
+QUERY_WEIGHT, DOC_WEIGHT = 5e-4, 3e-4  # FLOPS weights of +experiment=splade
+SCALE = {"dense": 20.0, "splade": 1.0}  # InfoNCE scale: cosine for dense, raw dot for SPLADE
+# (model kind, framework) -> the peer it is compared with; "fp32 only" runs are ablations
+RUNS = {
+    ("dense", "xpretrieval"): None,
+    ("dense", "st-trainer"): "sentence-transformers Trainer",
+    ("dense", "st-loop"): "sentence-transformers plain loop",
+    ("splade", "xpretrieval"): None,
+    ("splade", "xpretrieval-plain-pooling"): "xpretrieval, plain pooling (fp32 only)",
+    ("splade", "st-sparse"): "sentence-transformers SparseEncoder",
+}
+
+
+def triplets(collection, batch: int, steps: int) -> list[list]:
+    """The first `steps` batches of (query, positive, negative) records, as every run sees them."""
+    batches = FixedBatcher(batch).batches(PairwiseSampler().records(collection, seed=0))
+    return list(itertools.islice(batches, steps))
+
+
+def columns(records: list) -> list[list[str]]:
+    return [
+        [r.query.text for r in records],
+        [r.positive.text for r in records],
+        [r.negative.text for r in records],
+    ]
+
+
+def ours(
+    kind: str,
+    collection,
+    model: str,
+    batch: int,
+    length: int,
+    steps: int,
+    precision: Precision,
+    plain_pooling: bool = False,
+) -> list[float]:
+    """Seconds of each step of xpretrieval's Learner (InfoNCE, + FLOPS for SPLADE)."""
+    losses: dict = {"rank": InfoNCE(scale=SCALE[kind])}
+    if kind == "dense":
+        encoder = Dense(name_or_path=model, normalize=True, query_max_length=length).build()
+    else:
+        encoder = Splade(name_or_path=model, query_max_length=length, doc_max_length=length)
+        encoder = encoder.build()
+        if plain_pooling:
+            encoder.pooling_chunk = None
+        losses["flops"] = Flops(query_weight=QUERY_WEIGHT, doc_weight=DOC_WEIGHT, warmup_steps=0)
+    learner = Learner(
+        model=encoder,
+        collection=collection,
+        sampler=PairwiseSampler(),
+        batcher=FixedBatcher(batch),
+        trainer=BatchwiseTrainer(max_steps=steps),
+        losses=losses,
+        optimizer=AdamW(lr=2e-5),
+        seed=0,
+        precision=precision,
+    )
+    timer = StepTimer()
+    learner.fit([timer])
+    return timer.seconds
+
+
+def st_model(kind: str, model: str, length: int):  # noqa: ANN201
+    """The peer's model and loss, configured as ours."""
+    if kind == "dense":
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.losses import (
+            MultipleNegativesRankingLoss,
+        )
+
+        encoder = SentenceTransformer(model, device="cpu")
+        encoder.max_seq_length = length
+        return encoder, MultipleNegativesRankingLoss(encoder, scale=SCALE[kind])
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.losses import (
+        SparseMultipleNegativesRankingLoss,
+        SpladeLoss,
+    )
+    from sentence_transformers.sparse_encoder.modules import SpladePooling, Transformer
+
+    transformer = Transformer(model, transformer_task="fill-mask", max_seq_length=length)
+    encoder = SparseEncoder(modules=[transformer, SpladePooling("max")], device="cpu")
+    loss = SpladeLoss(
+        encoder,
+        SparseMultipleNegativesRankingLoss(encoder, scale=SCALE[kind]),
+        document_regularizer_weight=DOC_WEIGHT,
+        query_regularizer_weight=QUERY_WEIGHT,
+    )
+    return encoder, loss
+
+
+def st_loop(
+    kind: str, collection, model: str, batch: int, length: int, steps: int, precision: Precision
+) -> list[float]:
+    """Seconds of each step of the peer's model and loss stepped by hand with AdamW."""
+    encoder, loss = st_model(kind, model, length)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=2e-5)
+    encoder.train()
+    timings = []
+    for records in triplets(collection, batch, steps):
+        start = time.perf_counter()
+        with autocast(precision):
+            features = [dict(encoder.tokenize(texts)) for texts in columns(records)]
+            value = loss(features, None)
+            total = sum(value.values()) if isinstance(value, dict) else value
+        optimizer.zero_grad()
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
+        optimizer.step()
+        timings.append(time.perf_counter() - start)
+    return timings
+
+
+def st_trainer(
+    collection, model: str, batch: int, length: int, steps: int, precision: Precision
+) -> list[float]:
+    """Seconds between the step ends of `SentenceTransformerTrainer` on the same triplets."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.training_args import (
+        SentenceTransformerTrainingArguments,
+    )
+    from transformers import TrainerCallback
+
+    class StepEnds(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
+            if not self.times:
+                self.times.append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
+            self.times.append(time.perf_counter())
+
+    encoder, loss = st_model("dense", model, length)
+    records = [r for records in triplets(collection, batch, steps) for r in records]
+    anchor, positive, negative = columns(records)
+    data = Dataset.from_dict({"anchor": anchor, "positive": positive, "negative": negative})
+    ends = StepEnds()
+    with tempfile.TemporaryDirectory() as folder:
+        arguments = SentenceTransformerTrainingArguments(
+            output_dir=folder,
+            per_device_train_batch_size=batch,
+            max_steps=steps,
+            learning_rate=2e-5,
+            max_grad_norm=1.0,
+            save_strategy="no",
+            logging_steps=10_000,
+            report_to="none",
+            use_cpu=True,
+            bf16=precision is Precision.bf16,
+            seed=0,
+            disable_tqdm=True,
+        )
+        trainer = SentenceTransformerTrainer(
+            model=encoder, args=arguments, train_dataset=data, loss=loss, callbacks=[ends]
+        )
+        trainer.train()
+    return [b - a for a, b in itertools.pairwise(ends.times)]
+
+
+def measure(
+    kind: str,
+    framework: str,
+    collection,
+    model: str,
+    batch: int,
+    length: int,
+    steps: int,
+    precision: Precision,
+) -> dict:
+    """One run's median step (the first step, warm-up, left out), samples/s and peak memory."""
+    settings = (collection, model, batch, length, steps + 1, precision)
+    if framework == "st-trainer":
+        timings = st_trainer(*settings)
+    elif framework == "st-loop" or framework == "st-sparse":
+        timings = st_loop(kind, *settings)
+    else:
+        timings = ours(kind, *settings, plain_pooling=framework.endswith("plain-pooling"))
+    median = statistics.median(timings[1:])
+    return {
+        "seconds_per_step": median,
+        "samples_per_second": batch / median,
+        "peak_rss_gb": peak_rss_gb(),
+    }
+
+
+def step_flops(kind: str, collection, model: str, batch: int, length: int, steps: int) -> float:
+    """Mean training FLOPs of a timed step (forward and backward: 3x the forward pass), from
+    the token counts of the texts each step encodes."""
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    config = AutoConfig.from_pretrained(model)
+    total = 0.0
+    for records in triplets(collection, batch, steps + 1)[1:]:
+        for texts in columns(records):
+            lengths = [
+                len(ids)
+                for ids in tokenizer(texts, truncation=True, max_length=length)["input_ids"]
+            ]
+            total += 3 * transformer_flops(config, lengths, vocab_head=kind == "splade")
+    return total / steps
+
+
+def child(args: argparse.Namespace, kind: str, framework: str, precision: Precision) -> dict:
+    """Run one measurement in a fresh process; its figures."""
+    command = [sys.executable, "-m", "benchmarks.training", "--one", kind, framework]
+    command += ["--precision", precision.value, "--model", args.model]
+    command += ["--batch-size", str(args.batch_size), "--length", str(args.length)]
+    command += ["--steps", str(args.steps)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default=MODEL)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--length", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--precision", default=None, help="one precision only (default: all)")
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # a child process
+    args = parser.parse_args()
+    collection = Split(ir_datasets="beir/scifact/train").load()
+    settings = (collection, args.model, args.batch_size, args.length, args.steps)
+    if args.one:
+        print(json.dumps(measure(*args.one, *settings, Precision(args.precision))))
+        return
+    chosen = [Precision(args.precision)] if args.precision else precisions()
+    figures: dict = {}
+    rows = []
+    for precision in chosen:
+        gflops = matmul_gflops(precision)
+        for kind in ("dense", "splade"):
+            flops = step_flops(kind, *settings)
+            runs = {}
+            for (run_kind, framework), peer in RUNS.items():
+                ablation = peer is not None and "fp32 only" in peer
+                if run_kind != kind or (ablation and precision is not Precision.fp32):
+                    continue
+                runs[framework] = child(args, kind, framework, precision)
+                runs[framework]["limit_fraction"] = (
+                    flops / runs[framework]["seconds_per_step"] / 1e9 / gflops
+                )
+                print(f"  {kind} {framework} {precision.value}: {runs[framework]}", file=sys.stderr)
+            figures[f"{kind}_{precision.value}"] = runs
+            mine = runs["xpretrieval"]
+            for framework, figure in runs.items():
+                if framework == "xpretrieval":
+                    continue
+                label = f"{kind} training, {precision.value}"
+                rows.append(
+                    row(
+                        label,
+                        "samples/s",
+                        mine["samples_per_second"],
+                        figure["samples_per_second"],
+                        RUNS[kind, framework],
+                        limit_fraction=mine["limit_fraction"],
+                        peer_limit_fraction=figure["limit_fraction"],
+                    )
+                )
+                rows.append(
+                    row(
+                        label,
+                        "peak RSS GB",
+                        mine["peak_rss_gb"],
+                        figure["peak_rss_gb"],
+                        RUNS[kind, framework],
+                    )
+                )
+    result = {
+        "settings": {k: v for k, v in vars(args).items() if k != "one"},
+        "figures": figures,
+        "rows": rows,
+    }
+    result.update(named_ratios(figures))
+    write_result("training", result)
+
+
+def named_ratios(figures: dict) -> dict:
+    """The headline ratios under plain names (ours ÷ peer), for scripts: e.g.
+    `splade_training.ratio`, `splade_training.memory_ratio`, `dense_training_vs_trainer.ratio`."""
+    named = {}
+    pairs = {
+        "dense_training_vs_trainer": ("dense", "st-trainer"),
+        "dense_training_vs_plain_loop": ("dense", "st-loop"),
+        "splade_training": ("splade", "st-sparse"),
+        "splade_training_vs_plain_pooling": ("splade", "xpretrieval-plain-pooling"),
+    }
+    for key, figure in figures.items():
+        kind, precision = key.split("_")
+        for name, (pair_kind, framework) in pairs.items():
+            if pair_kind == kind and framework in figure:
+                mine, peer = figure["xpretrieval"], figure[framework]
+                suffix = "" if precision == "fp32" else f"_{precision}"
+                named[name + suffix] = {
+                    "ratio": mine["samples_per_second"] / peer["samples_per_second"],
+                    "memory_ratio": mine["peak_rss_gb"] / peer["peak_rss_gb"],
+                }
+    return named
+
+
+if __name__ == "__main__":
+    main()
