@@ -46,6 +46,21 @@ def test_chunked_values_and_gradients_equal_the_plain_computation(max_pooling, c
     assert (results[0][0] > 0).any() and (results[0][0] == 0).any()  # both cases exercised
 
 
+@pytest.mark.parametrize("max_pooling", [True, False], ids=["max", "sum"])
+def test_encoding_without_gradients_equals_the_plain_computation(max_pooling):
+    """Encoding keeps no winning positions (max) and no graph: the same values, in fp32 and
+    under bf16 autocast (compared with the plain computation in bf16)."""
+    states, mask, weight, bias = (t.detach() for t in leaves(0))
+    with torch.inference_mode():
+        expected = plain(states, mask, weight, bias, max_pooling)
+        got = pooled_term_weights(states, mask, weight, bias, max_pooling, chunk=3)
+        assert torch.allclose(got, expected, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            expected = plain(states, mask, weight, bias, max_pooling).float()
+            got = pooled_term_weights(states, mask, weight, bias, max_pooling, chunk=3).float()
+        assert torch.allclose(got, expected, atol=2e-2, rtol=2e-2)
+
+
 @pytest.mark.parametrize("pooling", ["max", "sum"])
 def test_a_splade_model_encodes_and_learns_alike_chunked_or_not(
     masked_lm_dir, monkeypatch, pooling

@@ -27,15 +27,25 @@ class _MaxPooledTermWeights(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, states: Tensor, mask: Tensor, weight: Tensor, bias: Tensor, chunk: int):
         batch, length, _ = states.shape
+        # the winning positions are kept only for a backward pass (not when encoding)
+        keep_winner = any(ctx.needs_input_grad[:4])
         best = states.new_full((batch, weight.shape[0]), float("-inf"), dtype=torch.float32)
         winner = torch.zeros(best.shape, dtype=torch.long, device=states.device)
         for start in range(0, length, chunk):
-            logits = F.linear(states[:, start : start + chunk], weight, bias).float()
-            logits = logits.masked_fill(~mask[:, start : start + chunk, None].bool(), float("-inf"))
-            values, positions = logits.max(dim=1)
+            # the maximum is exact in the logits' own precision: compare there, convert [B, V]
+            logits = _logits(states[:, start : start + chunk], weight, bias)
+            kept = mask[:, start : start + chunk].bool()
+            if not kept.all():
+                logits = logits.masked_fill(~kept[..., None], float("-inf"))
+            if keep_winner:
+                values, positions = logits.max(dim=1)
+            else:
+                values, positions = logits.amax(dim=1), None
+            values = values.float()
             better = values > best
             best = torch.where(better, values, best)
-            winner = torch.where(better, positions + start, winner)
+            if positions is not None:
+                winner = torch.where(better, positions + start, winner)
         ctx.save_for_backward(states, weight, best, winner)
         return torch.log1p(torch.relu(best)).to(states.dtype)
 
@@ -62,8 +72,17 @@ class _MaxPooledTermWeights(torch.autograd.Function):
         )
 
 
+def _logits(states: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """`[B, n, V]` logits of a slice of positions, as one 2-D product: a 3-D product on the
+    (non-contiguous) slice runs as a batched product that copies the decoder per text."""
+    batch, positions, hidden = states.shape
+    return F.linear(states.reshape(batch * positions, hidden), weight, bias).view(
+        batch, positions, -1
+    )
+
+
 def _sum_chunk(states: Tensor, mask: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    logits = F.linear(states, weight, bias)
+    logits = _logits(states, weight, bias)
     return (torch.log1p(torch.relu(logits)) * mask[..., None].to(logits.dtype)).sum(dim=1)
 
 
