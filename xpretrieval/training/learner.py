@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -20,6 +21,7 @@ from xpretrieval.hooks import Hook, TrainState
 from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import BiEncoder, PairScorer, TrainableModel
 from xpretrieval.samplers.base import Sampler
+from xpretrieval.training import distributed
 from xpretrieval.training.grad_cache import CachedReps, backward_cached, encode_cached
 from xpretrieval.training.interrupt import StopSignals, TrainingInterrupted
 from xpretrieval.training.optim import OptimizerConfig
@@ -83,6 +85,13 @@ class Learner:
         self.optimizer, self.schedule = optimizer.build(model, self.max_steps)
         self.step = 0
         self.device = next(model.parameters()).device
+        self.world = distributed.world()
+        if batcher.batch_size < self.world.size:
+            raise ValueError(
+                f"batcher.batch_size={batcher.batch_size} leaves some of the {self.world.size} "
+                "processes nothing to train on; use at least one record per process"
+            )
+        distributed.broadcast_parameters(model)
         # the first step whose total loss was not finite (0: none); read on logging steps only,
         # as reading it waits for the device
         self._first_non_finite = torch.zeros((), dtype=torch.long, device=self.device)
@@ -103,20 +112,27 @@ class Learner:
             with StopSignals() as signals:
                 while self.step < self.max_steps:
                     batch = next(batches)
+                    if self.world.parallel:  # each process its own dropout, repeatable by step
+                        torch.manual_seed(hash((self.seed, self.step, self.world.rank)))
                     losses, statistics = self.train_step(batch)
                     self.step += 1
                     samples += len(batch)
+                    if self._local_loss and self._logging_step():
+                        losses = distributed.average(losses)  # each process had its share
                     state = self._state(losses, statistics, samples, start)
                     if state.logged:  # the only wait for the device outside hooks
                         self._check_finite(losses)
                     for hook in hooks:
                         hook.on_step_end(state)
-                    if any([hook.should_stop() for hook in hooks]):
+                    stop, interrupted = distributed.any_process(
+                        any([hook.should_stop() for hook in hooks]), signals.received is not None
+                    )
+                    if stop:
                         break
-                    if signals.received is not None:
+                    if interrupted:
                         for hook in hooks:
                             hook.on_interrupt(state)
-                        raise TrainingInterrupted(signals.received, self.step)
+                        raise TrainingInterrupted(signals.received or signal.SIGTERM, self.step)
         finally:
             self.model.eval()
         for hook in hooks:
@@ -171,8 +187,11 @@ class Learner:
             learning_rate=self.schedule.get_last_lr()[0],
             samples_per_second=samples / elapsed if elapsed > 0 else 0.0,
             elapsed_seconds=elapsed,
-            logged=self.step % self.trainer.log_every == 0 or self.step >= self.max_steps,
+            logged=self._logging_step(),
         )
+
+    def _logging_step(self) -> bool:
+        return self.step % self.trainer.log_every == 0 or self.step >= self.max_steps
 
     def _check_finite(self, losses: dict[str, Tensor]) -> None:
         """Fail, naming the first bad step and a bad term, once a step's loss was not finite."""
@@ -192,6 +211,7 @@ class Learner:
         "total", and the step's statistics, all detached 0-d tensors (not synchronised)."""
         self.optimizer.zero_grad(set_to_none=True)
         losses, statistics = self.compute_gradients(batch)
+        distributed.reduce_gradients(self.model.parameters(), mean=self._local_loss)
         if self.trainer.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.trainer.grad_clip)
         self.optimizer.step()
@@ -229,12 +249,19 @@ class Learner:
         batch (`grad_cache`): the same value and gradients as in one pass."""
         model, trainer, micro = self.model, self.trainer, self.batcher.micro_batch_size()
         cached: list[tuple[Callable, CachedReps]] = []
+        if self._local_loss:  # this process's share of the records (all of them when alone)
+            batch = list(self.world.shard(batch))
         with autocast(self.device, self.precision):
             if isinstance(model, PairScorer):  # reads each (query, document) pair: no reps
                 output = trainer.pair_terms(model, batch, self.losses)
             else:
                 assert isinstance(model, BiEncoder)
                 query_texts, doc_texts = trainer.texts(batch)
+                if not self._local_loss:  # encode this process's share of the texts
+                    query_texts, doc_texts = (
+                        self.world.shard(query_texts),
+                        self.world.shard(doc_texts),
+                    )
                 sides = [(model.forward_queries, query_texts), (model.forward_documents, doc_texts)]
                 if micro is None:
                     queries, documents = (forward(texts) for forward, texts in sides)
@@ -243,6 +270,11 @@ class Learner:
                         (forward, encode_cached(forward, texts, micro)) for forward, texts in sides
                     ]
                     queries, documents = (reps.reps for _, reps in cached)
+                if not self._local_loss:  # the global batch's reps, in its layout
+                    queries, documents = (
+                        distributed.gather_rows(queries),
+                        distributed.gather_rows(documents),
+                    )
                 output = trainer.loss_terms(model, batch, queries, documents, self.losses)
         step = self.step + 1
         losses = {name: self.losses[name].weight_at(step) * v for name, v in output.terms.items()}
@@ -254,6 +286,15 @@ class Learner:
         first_bad = (self._first_non_finite == 0) & ~torch.isfinite(losses["total"].detach())
         self._first_non_finite = torch.where(first_bad, step, self._first_non_finite)
         return {name: value.detach() for name, value in losses.items()}, output.statistics
+
+    @property
+    def _local_loss(self) -> bool:
+        """Several processes, each with the loss of its share of the records (pair scorers
+        always; bi-encoders without cross-device negatives)."""
+        cross_device = self.trainer.cross_device_negatives and not isinstance(
+            self.model, PairScorer
+        )
+        return self.world.parallel and not cross_device
 
     def save_checkpoint(self, path: Path) -> None:
         """Write the model (Hugging Face format) and all that `restore` needs to continue

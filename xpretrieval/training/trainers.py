@@ -44,6 +44,10 @@ class Trainer(ABC):
     # work); null: none by time. Either way the last step is checkpointed
     checkpoint_minutes: float | None = 30.0
     keep_checkpoints: int = 2  # most recent checkpoints kept on disk
+    # several processes (torchrun): score each query against the documents of every process,
+    # i.e. the loss of the global batch, as one process computes it; false: each process's
+    # loss on its share of the records, in-batch negatives within a process (cheaper)
+    cross_device_negatives: bool = True
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.max_steps < 1:

@@ -1,0 +1,122 @@
+"""Two Gloo processes on the CPU train as one process on the same global batch: the same loss
+at every step and the same final weights (to 1e-5), with cross-device negatives (several
+negatives per query, micro-batches, SPLADE's FLOPS over the global batch) and without them
+(each process its share of the records, gradients averaged)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from tests.conftest import TINY_BEIR
+from xpretrieval.batchers import FixedBatcher, MicroBatcher
+from xpretrieval.data.collection import Collection
+from xpretrieval.hooks import Hook, TrainState
+from xpretrieval.losses import Flops, InfoNCE
+from xpretrieval.models import Dense, Splade
+from xpretrieval.samplers import BatchwiseSampler
+from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
+from xpretrieval.training.distributed import World
+
+STEPS = 3
+
+
+class LossRecorder(Hook):
+    def __init__(self) -> None:
+        self.totals: list[float] = []
+
+    def on_step_end(self, state: TrainState) -> None:
+        self.totals.append(float(state.losses["total"]))
+
+
+def train(setting: dict, model_dir: str) -> tuple[list[float], dict[str, torch.Tensor]]:
+    """Train the tiny model for STEPS steps of one global batch of 6 queries with 2 negatives
+    each (dropout off, so that processes and a single process draw nothing different)."""
+    torch.set_num_threads(1)
+    if setting["kind"] == "splade":
+        model = Splade(name_or_path=model_dir).build()
+        losses = {"rank": InfoNCE(scale=1.0), "flops": Flops(warmup_steps=0)}
+    else:
+        model = Dense(name_or_path=model_dir).build()
+        losses = {"rank": InfoNCE(in_batch_negatives=setting["in_batch"])}
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    micro = setting.get("micro")
+    learner = Learner(
+        model=model,
+        collection=Collection.from_beir(TINY_BEIR, "train"),
+        sampler=BatchwiseSampler(negatives=2),
+        batcher=FixedBatcher(6) if micro is None else MicroBatcher(6, micro=micro),
+        trainer=BatchwiseTrainer(
+            max_steps=STEPS, log_every=1, cross_device_negatives=setting["cross_device"]
+        ),
+        losses=losses,
+        optimizer=AdamW(lr=1e-3, warmup_steps=0),
+        seed=0,
+    )
+    recorder = LossRecorder()
+    learner.fit([recorder])
+    return recorder.totals, {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _process(rank: int, world: int, store: str, setting: dict, model_dir: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        totals, weights = train(setting, model_dir)
+        torch.save({"totals": totals, "weights": weights}, Path(out) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def train_on_two_processes(setting: dict, model_dir: str, tmp_path: Path) -> list[dict]:
+    mp.spawn(
+        _process, args=(2, str(tmp_path / "store"), setting, model_dir, str(tmp_path)), nprocs=2
+    )
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+SETTINGS = {
+    "cross-device negatives": {"kind": "dense", "in_batch": True, "cross_device": True},
+    "cross-device, micro-batches": {
+        "kind": "dense",
+        "in_batch": True,
+        "cross_device": True,
+        "micro": 4,
+    },
+    "without cross-device negatives": {
+        "kind": "dense",
+        "in_batch": False,
+        "cross_device": False,
+    },
+    "splade with flops, cross-device": {"kind": "splade", "cross_device": True},
+}
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_two_processes_train_as_one_on_the_global_batch(
+    name, tiny_model_dir, masked_lm_dir, tmp_path
+):
+    setting = SETTINGS[name]
+    model_dir = str(masked_lm_dir if setting["kind"] == "splade" else tiny_model_dir)
+    alone = {k: v for k, v in setting.items() if k != "micro"}  # one pass, for reference
+    totals, weights = train(alone, model_dir)
+    ranks = train_on_two_processes(setting, model_dir, tmp_path)
+    for rank in ranks:
+        assert rank["totals"] == pytest.approx(totals, abs=1e-5)
+        for key, value in weights.items():
+            torch.testing.assert_close(rank["weights"][key], value, atol=1e-5, rtol=0)
+    assert json.dumps(totals) != json.dumps([totals[0]] * STEPS), "the model must have learnt"
+
+
+def test_shares_cover_the_items_in_order_and_differ_by_at_most_one():
+    items = list(range(7))
+    shares = [list(World(rank, 3).shard(items)) for rank in range(3)]
+    assert shares == [[0, 1, 2], [3, 4], [5, 6]]
+    assert list(World().shard(items)) == items
