@@ -6,6 +6,11 @@ negatives per query, micro-batches, SPLADE's FLOPS over the global batch) and wi
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +19,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from tests.conftest import TINY_BEIR
+from tests.conftest import ROOT, TINY_BEIR, tiny_overrides
+from tests.test_resume import losses
 from xpretrieval.batchers import FixedBatcher, MicroBatcher
 from xpretrieval.data.collection import Collection
 from xpretrieval.hooks import Hook, TrainState
@@ -120,3 +126,54 @@ def test_shares_cover_the_items_in_order_and_differ_by_at_most_one():
     shares = [list(World(rank, 3).shard(items)) for rank in range(3)]
     assert shares == [[0, 1, 2], [3, 4], [5, 6]]
     assert list(World().shard(items)) == items
+
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def test_torchrun_trains_with_two_processes_and_one_run_directory(tiny_model_dir, tmp_path):
+    """The main process alone writes the run (one directory, its log, checkpoints, metrics);
+    every process trained (the environment records two)."""
+    run_dir = tmp_path / "run"
+    command = [*TORCHRUN, "-m", "xpretrieval", "train", *tiny_overrides(tiny_model_dir)]
+    result = subprocess.run(
+        [*command, f"hydra.run.dir={run_dir}"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "environment.json").read_text())["processes"] == 2
+    assert json.loads((run_dir / "metrics.json").read_text())["aggregate"]["nDCG@10"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing from the others
+    assert result.stdout.count("Trained model:") == 1
+
+
+def test_a_two_process_run_stopped_by_sigterm_resumes_to_the_same_losses(tiny_model_dir, tmp_path):
+    steps = ["trainer.max_steps=12", "trainer.checkpoint_every=3", "trainer.log_every=1"]
+    train = [*TORCHRUN, "-m", "xpretrieval", "train", *tiny_overrides(tiny_model_dir), *steps]
+    reference = tmp_path / "uninterrupted"
+    result = subprocess.run([*train, f"hydra.run.dir={reference}"], cwd=ROOT, capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+
+    stopped = tmp_path / "stopped"
+    process = subprocess.Popen(
+        [*train, f"hydra.run.dir={stopped}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    first = stopped / "checkpoints" / "step-0000003"
+    deadline = time.monotonic() + 300
+    while not first.is_dir() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGTERM)  # as a scheduler stops a job: every process
+    _, stderr = process.communicate(timeout=300)
+    assert first.is_dir(), stderr.decode()[-3000:]
+    assert not (stopped / "metrics.json").exists()
+
+    resume = [*TORCHRUN, "-m", "xpretrieval", "train", f"resume={stopped}"]
+    resumed = subprocess.run(resume, cwd=ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert losses(stopped) == losses(reference)
+    assert (stopped / "metrics.json").read_text() != ""
+    ours = json.loads((stopped / "metrics.json").read_text())["aggregate"]
+    assert ours == json.loads((reference / "metrics.json").read_text())["aggregate"]

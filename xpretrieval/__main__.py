@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from omegaconf import DictConfig
 
 from xpretrieval import baselines, push, report
 from xpretrieval.config import config_dir
-from xpretrieval.errors import RunDirectoryRefused, UserInputError
+from xpretrieval.errors import ConfigError, RunDirectoryRefused, UserInputError
 from xpretrieval.experiment import (
     ExperimentConfig,
     load_experiment,
@@ -26,6 +29,7 @@ from xpretrieval.experiment import (
 from xpretrieval.resume import resumed_overrides, run_in_resumed_directory
 from xpretrieval.rounds import run_train_rounds
 from xpretrieval.run_dir import check_output_writable
+from xpretrieval.training import distributed
 from xpretrieval.training.interrupt import TrainingInterrupted
 
 logger = logging.getLogger("xpretrieval")
@@ -76,6 +80,7 @@ def main() -> None:
     try:
         overrides = run_in_resumed_directory(command, args[1:])
         check_output_writable(overrides)
+        overrides += processes_overrides(command, overrides)
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -83,12 +88,14 @@ def main() -> None:
 
     @hydra.main(config_path=config_dir(), config_name=command, version_base="1.3")
     def task(cfg: DictConfig) -> dict[str, float]:
+        if not distributed.world().main:  # the main process reports; the others only warn
+            logging.getLogger().setLevel(logging.WARNING)
         output_dir = Path(HydraConfig.get().runtime.output_dir)
         overrides = list(HydraConfig.get().overrides.task)
         try:
             if command == "train" and cfg.get("resume"):
                 # the run's own config: its saved overrides, then today's
-                overrides = resumed_overrides(output_dir, overrides)
+                overrides = resumed_overrides(Path(cfg.resume), overrides)
                 cfg = compose(command, overrides=overrides)
             if command != "train":
                 cfg = without_unset_train_split(cfg)
@@ -106,6 +113,22 @@ def main() -> None:
             sys.exit(128 + stop.signal_number)
 
     task()
+
+
+def processes_overrides(command: str, overrides: list[str]) -> list[str]:
+    """Under torchrun: join the process group, and keep every process but the main one from
+    creating a run directory (Hydra's, in a temporary folder instead). One run at a time."""
+    if not distributed.launched_by_torchrun():
+        return []
+    if command != "train":
+        raise ConfigError(f"{command} runs in one process; torchrun launches `train` only")
+    if any(item in ("-m", "--multirun") for item in overrides):
+        raise ConfigError("-m: a sweep under torchrun is not supported; launch one run each")
+    if distributed.start().main:
+        return []
+    scratch = tempfile.mkdtemp(prefix="xpretrieval-process-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return [f"hydra.run.dir={scratch}", "hydra/job_logging=stdout"]
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from xpretrieval.retrieval.rerank import rerank_candidates
 from xpretrieval.retrieval.retrieve import retrieve
 from xpretrieval.run_dir import claim_run_dir, write_environment, write_overrides
 from xpretrieval.samplers.base import Sampler
+from xpretrieval.training import distributed
 from xpretrieval.training.checkpoint import Checkpointer
 from xpretrieval.training.hooks import ProgressBar
 from xpretrieval.training.learner import Learner
@@ -100,9 +101,12 @@ def run_train(
     check_components(experiment, "train")
     if experiment.dataset.train is None:
         raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
-    claim_run_dir(output_dir, resuming=experiment.resume is not None)
+    # several processes (torchrun): all train, the main one alone writes, validates, evaluates
+    world = distributed.world()
+    if world.main:
+        claim_run_dir(output_dir, resuming=experiment.resume is not None)
     # every check that can refuse the run comes before anything is written into it
-    device = resolve_device(experiment.device)
+    device = distributed.local_device(resolve_device(experiment.device))
     train, test = experiment.dataset.train.load(), experiment.dataset.test.load()
     test.check_measurable()
     candidates = _first_stage(experiment, test)  # checked now rather than after training
@@ -113,9 +117,12 @@ def run_train(
         measures["validation.metric"] = [experiment.validation.metric]
     check_computable(measures, test.qrels)
     checkpoint = None if experiment.resume is None else last_checkpoint(Path(experiment.resume))
-    resolved = _record_config(experiment, output_dir, overrides)
-    logger.info("Train split: %s", train)
-    _record_environment(output_dir, device, train=train, test=test)
+    if world.main:
+        resolved = _record_config(experiment, output_dir, overrides)
+        logger.info("Train split: %s", train)
+        _record_environment(output_dir, device, train=train, test=test)
+    else:
+        seed_everything(experiment.seed)
     model_config = experiment.model
     if checkpoint is not None:
         logger.info("Resuming from %s", checkpoint)
@@ -124,20 +131,22 @@ def run_train(
     if checkpoint is None:
         model.prepare(train)  # e.g. IDF query weights, from the training documents
     before = None
-    if experiment.evaluate_before_training and checkpoint is None:
+    if experiment.evaluate_before_training and checkpoint is None and world.main:
         before = _evaluate(
             model, test, candidates, experiment, device, output_dir, started, "before_training_"
         )
     sampler = experiment.sampler
     if experiment.teacher.enabled:
-        teacher_run = experiment.teacher.write_run(
-            train,
-            output_dir / "teacher_run.trec",
-            experiment.evaluation.batch_size,
-            device,
-            experiment.precision,
-        )
-        sampler = replace(sampler, teacher_run=str(teacher_run))
+        teacher_run = None
+        if world.main:  # the others read the run it wrote
+            teacher_run = experiment.teacher.write_run(
+                train,
+                output_dir / "teacher_run.trec",
+                experiment.evaluation.batch_size,
+                device,
+                experiment.precision,
+            )
+        sampler = replace(sampler, teacher_run=str(distributed.broadcast(teacher_run)))
     learner = Learner(
         model=model,
         collection=train,
@@ -151,6 +160,11 @@ def run_train(
     )
     if checkpoint is not None:
         learner.restore(checkpoint)
+    # schedules of loss terms (warm-ups, margins): every process steps them
+    loss_hooks = [hook for name, loss in experiment.losses.items() for hook in loss.hooks(name)]
+    if not world.main:
+        learner.fit(loss_hooks)
+        return {}
     checkpoints = Checkpointer(
         output_dir / "checkpoints",
         every=experiment.trainer.checkpoint_every,
@@ -161,7 +175,7 @@ def run_train(
     every = experiment.trainer.log_every
     trackers = experiment.logger.hooks(output_dir, every, learner.step, resolved)
     hooks = [
-        *(hook for name, loss in experiment.losses.items() for hook in loss.hooks(name)),
+        *loss_hooks,
         ProgressBar(),
         *trackers,
         checkpoints,
@@ -355,7 +369,10 @@ def _record_environment(output_dir: Path, device: torch.device, **splits: Collec
         role: {"name": c.name, "documents": len(c.documents), "queries": len(c.queries)}
         for role, c in splits.items()
     }
-    write_environment(output_dir, {"device": str(device), "datasets": datasets})
+    processes = distributed.world().size  # training processes (torchrun), each on a device
+    write_environment(
+        output_dir, {"device": str(device), "processes": processes, "datasets": datasets}
+    )
 
 
 def _table(collection: Collection, columns: dict[str, Metrics | None]) -> str:

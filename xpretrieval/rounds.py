@@ -16,6 +16,7 @@ from xpretrieval.experiment import ExperimentConfig, run_mine, run_train
 from xpretrieval.io import write_json
 from xpretrieval.resume import last_checkpoint
 from xpretrieval.run_dir import claim_run_dir
+from xpretrieval.training import distributed
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,11 @@ def run_train_rounds(
     if experiment.rounds == 1:
         return run_train(experiment, output_dir, overrides)
     check_rounds(experiment)
+    if distributed.world().parallel:
+        raise ConfigError(
+            f"rounds={experiment.rounds}: hard-negative rounds mine between trainings, in one "
+            "process; run them without torchrun (or each round's training under it, by hand)"
+        )
     claim_run_dir(output_dir, resuming=False)
     table: list[dict[str, float]] = []
     current = replace(experiment, rounds=1)

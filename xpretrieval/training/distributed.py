@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -54,21 +55,31 @@ class World:
         return items[start:stop]
 
 
+# long enough for the main process to validate or checkpoint while the others wait for it
+# (NCCL's own default, 10 minutes, would end the run during a long validation)
+TIMEOUT = timedelta(hours=2)
+
+
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def start(device: torch.device) -> torch.device:
-    """Join the process group that `torchrun` describes in the environment (once), and
-    return this process's device: its own GPU (LOCAL_RANK) when `device` is a GPU."""
-    if not launched_by_torchrun():
+def start() -> World:
+    """Join the process group that `torchrun` describes in the environment (once): Gloo for
+    CPU tensors, NCCL for GPU tensors where there are GPUs."""
+    if launched_by_torchrun() and not dist.is_initialized():
+        gpus = torch.cuda.is_available() and dist.is_nccl_available()
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if gpus else "gloo", timeout=TIMEOUT)
+    return world()
+
+
+def local_device(device: torch.device) -> torch.device:
+    """This process's device: with several processes on GPUs, its own (LOCAL_RANK)."""
+    if device.type != "cuda" or not world().parallel:
         return device
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return device
+    local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    torch.cuda.set_device(local)
+    return local
 
 
 def world() -> World:
