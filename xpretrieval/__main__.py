@@ -15,7 +15,7 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from xpretrieval import baselines, push, report
+from xpretrieval import baselines, distributed, push, report
 from xpretrieval.config import config_dir
 from xpretrieval.errors import ConfigError, RunDirectoryRefused, UserInputError
 from xpretrieval.experiment import (
@@ -26,10 +26,9 @@ from xpretrieval.experiment import (
     run_mine,
     without_unset_train_split,
 )
-from xpretrieval.resume import resumed_overrides, run_in_resumed_directory
+from xpretrieval.resume import AUTO, has_checkpoint, resumed_overrides, run_in_resumed_directory
 from xpretrieval.rounds import run_train_rounds
 from xpretrieval.run_dir import check_output_writable
-from xpretrieval.training import distributed
 from xpretrieval.training.interrupt import TrainingInterrupted
 
 logger = logging.getLogger("xpretrieval")
@@ -90,12 +89,17 @@ def main() -> None:
     def task(cfg: DictConfig) -> dict[str, float]:
         if not distributed.world().main:  # the main process reports; the others only warn
             logging.getLogger().setLevel(logging.WARNING)
-        output_dir = Path(HydraConfig.get().runtime.output_dir)
+        # under torchrun the main process's run directory (the others write none)
+        output_dir = distributed.broadcast(Path(HydraConfig.get().runtime.output_dir))
         overrides = list(HydraConfig.get().overrides.task)
         try:
-            if command == "train" and cfg.get("resume"):
+            resume = cfg.get("resume") if command == "train" else None
+            if resume == AUTO:  # this folder's own checkpoint, if an earlier launch left one
+                resume = str(output_dir) if has_checkpoint(output_dir) else None
+            if resume:
                 # the run's own config: its saved overrides, then today's
-                overrides = resumed_overrides(Path(cfg.resume), overrides)
+                given = [item for item in overrides if not item.startswith("resume=")]
+                overrides = resumed_overrides(Path(resume), [*given, f"resume={resume}"])
                 cfg = compose(command, overrides=overrides)
             if command != "train":
                 cfg = without_unset_train_split(cfg)

@@ -27,6 +27,12 @@ class EvaluationConfig:
     # the last column of run.trec, naming the system in pooled runs; experiment presets set
     # their own name
     run_tag: str = "xpretrieval"
+    # encode the documents in shards of this many, each saved to <run dir>/encoded/ when
+    # done: an interrupted evaluation resumes from its finished shards (null: in memory)
+    shard_size: int | None = None
+    # devices of this machine that encode the shards, one process each (e.g. [cuda:0,
+    # cuda:1]); null: the run's device
+    devices: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not self.metrics:
@@ -38,6 +44,13 @@ class EvaluationConfig:
         for name in ("top_k", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.shard_size is not None and self.shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1 or null, got {self.shard_size}")
+        if self.devices is not None and (not self.devices or self.shard_size is None):
+            raise ValueError(
+                "devices: encoding on several devices writes shards; set shard_size too (e.g. "
+                "evaluation.shard_size=10000) and name at least one device"
+            )
 
 
 def parse_measure(name: str, field: str = "metrics") -> ir_measures.Measure:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from xpretrieval import distributed
 from xpretrieval.batchers import Batcher
 from xpretrieval.compatibility import check_components
 from xpretrieval.config import register_root, to_objects
@@ -23,13 +24,13 @@ from xpretrieval.export import ExportConfig, export_collection
 from xpretrieval.io import write_json, write_text
 from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import ModelConfig, RetrievalModel
-from xpretrieval.resume import last_checkpoint
+from xpretrieval.resume import AUTO, has_checkpoint, last_checkpoint
 from xpretrieval.retrieval.index import IndexConfig
 from xpretrieval.retrieval.rerank import rerank_candidates
 from xpretrieval.retrieval.retrieve import retrieve
+from xpretrieval.retrieval.shards import Sharding
 from xpretrieval.run_dir import claim_run_dir, write_environment, write_overrides
 from xpretrieval.samplers.base import Sampler
-from xpretrieval.training import distributed
 from xpretrieval.training.checkpoint import Checkpointer
 from xpretrieval.training.hooks import ProgressBar
 from xpretrieval.training.learner import Learner
@@ -65,7 +66,8 @@ class ExperimentConfig:
     device: str | None = None  # cpu, cuda, cuda:1, mps; null picks cuda > mps > cpu
     precision: Precision = Precision.auto  # auto: bf16 autocast on a GPU that supports it
     evaluate_before_training: bool = False  # also measure the untrained model, for comparison
-    # a run directory to continue from its last checkpoint, exactly as if never interrupted
+    # a run directory to continue from its last checkpoint, exactly as if never interrupted;
+    # auto: this run's own directory if it holds a checkpoint (relaunched sweeps, requeued jobs)
     resume: str | None = None
     # `train` in hard-negative rounds: round k > 1 mines the training queries with round
     # k - 1's model and trains from it on those negatives (rounds.py); 1: one plain run
@@ -98,13 +100,18 @@ def run_train(
     """Train the model on the train split, then evaluate it on the test split; returns metrics.
     `overrides` (the command line's) are saved with the run for `resume`."""
     started = time.perf_counter()
+    relaunch = experiment.resume == AUTO  # its folder may hold an earlier launch's start
+    if relaunch:
+        experiment = replace(
+            experiment, resume=str(output_dir) if has_checkpoint(output_dir) else None
+        )
     check_components(experiment, "train")
     if experiment.dataset.train is None:
         raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
     # several processes (torchrun): all train, the main one alone writes, validates, evaluates
     world = distributed.world()
     if world.main:
-        claim_run_dir(output_dir, resuming=experiment.resume is not None)
+        claim_run_dir(output_dir, resuming=relaunch or experiment.resume is not None)
     # every check that can refuse the run comes before anything is written into it
     device = distributed.local_device(resolve_device(experiment.device))
     train, test = experiment.dataset.train.load(), experiment.dataset.test.load()
@@ -330,6 +337,7 @@ def _evaluate(
             device,
             experiment.precision,
             save_to=output_dir / f"{prefix}index" if experiment.index.save else None,
+            sharding=_sharding(settings, device, output_dir / f"{prefix}encoded"),
         )
     write_trec_run(output_dir / f"{prefix}run.trec", retrieval.run, settings.run_tag)
     metrics = compute_metrics(retrieval.run, collection.qrels, settings.metrics)
@@ -347,6 +355,16 @@ def _evaluate(
     )
     logger.info("%s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.aggregate.items()))
     return metrics
+
+
+def _sharding(settings: EvaluationConfig, device: torch.device, folder: Path) -> Sharding | None:
+    """How the documents are encoded in shards, if `evaluation.shard_size` asks for it."""
+    if settings.shard_size is None:
+        return None
+    devices = (
+        [device] if settings.devices is None else [resolve_device(d) for d in settings.devices]
+    )
+    return Sharding(folder, settings.shard_size, tuple(devices))
 
 
 def _record_config(

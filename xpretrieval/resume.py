@@ -16,6 +16,14 @@ from xpretrieval.training.learner import TRAINING_STATE_FILE
 SAVED_OVERRIDES = Path(".hydra") / "overrides.yaml"  # where Hydra keeps a run's overrides
 
 
+AUTO = "auto"  # resume=auto: continue the run directory's own checkpoint if it has one
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    checkpoints = list_checkpoints(Path(run_dir) / "checkpoints")
+    return any((path / TRAINING_STATE_FILE).is_file() for path in checkpoints)
+
+
 def last_checkpoint(run_dir: Path) -> Path:
     """The most recent complete checkpoint of a run (written atomically: never a partial one)."""
     checkpoints = [
@@ -77,7 +85,7 @@ def run_in_resumed_directory(command: str, overrides: list[str]) -> list[str]:
     """`overrides` with `hydra.run.dir` set to the resumed run's folder, so that a resumed run
     logs into its own train.log instead of a new folder under outputs/."""
     resume = [item.split("=", 1)[1] for item in overrides if _key(item) == "resume"]
-    if command != "train" or not resume or resume[-1] in ("", "null"):
+    if command != "train" or not resume or resume[-1] in ("", "null", AUTO):
         return overrides
     folder = resume[-1]
     run_dirs = [item.split("=", 1)[1] for item in overrides if _key(item) == "hydra.run.dir"]

@@ -10,6 +10,24 @@ from torch import Tensor
 from xpretrieval.progress import progress
 
 
+class RunningTopK:
+    """The k best (score, document row) of each query among the blocks of documents seen so
+    far: each block keeps its own top k first, so a merge handles `[queries, 2k]` only."""
+
+    def __init__(self, n_queries: int, k: int, like: Tensor) -> None:
+        self.k = k
+        self.scores = like.new_empty(n_queries, 0)
+        self.rows = torch.empty(n_queries, 0, dtype=torch.long, device=like.device)
+
+    def add(self, scores: Tensor, rows: Tensor) -> None:
+        """Merge `scores` `[queries, m]` of the documents at `rows` `[m]`."""
+        block_best, picked = scores.topk(min(self.k, scores.shape[1]), dim=1)
+        merged = torch.cat([self.scores, block_best], dim=1)
+        merged_rows = torch.cat([self.rows, rows.to(picked.device)[picked]], dim=1)
+        self.scores, kept = merged.topk(min(self.k, merged.shape[1]), dim=1)
+        self.rows = merged_rows.gather(1, kept)
+
+
 def exact_top_k(
     score: Callable[[Tensor, Tensor], Tensor],
     queries: Tensor,
@@ -27,16 +45,10 @@ def exact_top_k(
     top_scores, top_rows = [], []
     for q_start in progress(range(0, len(queries), query_chunk), desc="search", unit="block"):
         block = queries[q_start : q_start + query_chunk]
-        best = torch.empty(len(block), 0, dtype=block.dtype, device=block.device)
-        best_rows = torch.empty(len(block), 0, dtype=torch.long, device=block.device)
+        best = RunningTopK(len(block), k, block)
         for d_start in range(0, len(documents), doc_chunk):
             scores = score(block, documents[d_start : d_start + doc_chunk])
-            # the chunk's own top k first: the merge then handles [queries, 2k], not the chunk
-            chunk_best, chunk_rows = scores.topk(min(k, scores.shape[1]), dim=1)
-            merged = torch.cat([best, chunk_best], dim=1)
-            merged_rows = torch.cat([best_rows, chunk_rows + d_start], dim=1)
-            best, picked = merged.topk(min(k, merged.shape[1]), dim=1)
-            best_rows = merged_rows.gather(1, picked)
-        top_scores.append(best)
-        top_rows.append(best_rows)
+            best.add(scores, torch.arange(d_start, d_start + scores.shape[1]))
+        top_scores.append(best.scores)
+        top_rows.append(best.rows)
     return torch.cat(top_scores), torch.cat(top_rows)

@@ -40,6 +40,18 @@ class IndexConfig(ABC):
 
     save: bool = False  # also write the built index to <run dir>/index/
     load: str | None = None  # a saved index folder to search instead of encoding documents
+    # approximate indexes: queries whose exact top-k is computed on the way, to report the
+    # index's recall against exact search in metrics.json (0: not measured)
+    recall_queries: int = 100
+
+    def __post_init__(self) -> None:
+        if self.recall_queries < 0:
+            raise ValueError(f"recall_queries must be >= 0, got {self.recall_queries}")
+
+    @property
+    def approximate(self) -> bool:
+        """Whether search may miss some of the exact top-k (then its recall is measured)."""
+        return False
 
     @abstractmethod
     def build(
@@ -62,6 +74,7 @@ class ExactIndex(IndexConfig):
     doc_chunk: int = 16384
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("query_chunk", "doc_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

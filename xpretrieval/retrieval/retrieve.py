@@ -16,8 +16,10 @@ from xpretrieval.data.run import Run
 from xpretrieval.device import Precision
 from xpretrieval.models.base import BiEncoder, Ranker, TermWeighted
 from xpretrieval.models.encoding import encode_batches, encode_texts
+from xpretrieval.retrieval.exact import RunningTopK
 from xpretrieval.retrieval.index import IndexConfig
 from xpretrieval.retrieval.saved import index_provenance, open_index, save_index
+from xpretrieval.retrieval.shards import Sharding
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +41,12 @@ def retrieve(
     device: torch.device,
     precision: Precision = Precision.auto,
     save_to: Path | None = None,
+    sharding: Sharding | None = None,
 ) -> Retrieval:
     """Index the collection's documents with `index` (or open the saved one it names), save it
     to `save_to` if given, and rank the top-k for every query. A model that ranks texts
-    itself (BM25: `rank(collection, k)`) does so, without encoding or index."""
+    itself (BM25: `rank(collection, k)`) does so, without encoding or index. With `sharding`,
+    documents are encoded in shards on disk (resumable, on several devices) first."""
     if isinstance(model, Ranker):
         start = time.perf_counter()
         run, statistics = model.rank(collection, k)
@@ -51,22 +55,31 @@ def retrieve(
     settings = {"batch_size": batch_size, "device": device, "precision": precision}
     term_weights = model.term_weights if isinstance(model, TermWeighted) else None
     doc_active: list[int] = []
+    query_texts = list(collection.queries.values())
+    queries = encode_texts(model.forward_queries, query_texts, desc="encode queries", **settings)
+    exact: RunningTopK | None = None
     if index.load is not None:
         logger.info("Searching the saved index %s", index.load)
         provenance = index_provenance(model, collection.documents)
         searcher = open_index(index, Path(index.load), provenance, model.score)
     else:
         documents = list(collection.documents.values())
-        batches = encode_batches(
-            model.forward_documents, documents, desc="encode documents", **settings
-        )
+        if sharding is not None:
+            provenance = index_provenance(model, collection.documents)
+            batches = sharding.batches(model, documents, batch_size, precision, provenance)
+        else:
+            batches = encode_batches(
+                model.forward_documents, documents, desc="encode documents", **settings
+            )
         if term_weights is not None:
             batches = _counting_active(batches, term_weights, doc_active)
+        if index.approximate and index.recall_queries:  # its recall, measured on the way
+            sample = queries[: index.recall_queries]
+            exact = RunningTopK(len(sample), min(k, len(doc_ids)), sample)
+            batches = _tracking_exact(batches, sample, model.score, exact)
         searcher = index.build(batches, len(doc_ids), model.score)
         if save_to is not None:
             save_index(index, searcher, save_to, index_provenance(model, collection.documents))
-    query_texts = list(collection.queries.values())
-    queries = encode_texts(model.forward_queries, query_texts, desc="encode queries", **settings)
     start = time.perf_counter()
     with torch.inference_mode():
         scores, rows = searcher.search(queries, k)
@@ -76,6 +89,9 @@ def retrieve(
         "search_seconds": seconds,
         "queries_per_second": len(query_ids) / seconds if seconds > 0 else float("inf"),
     }
+    if exact is not None:
+        statistics[f"recall@{k}_vs_exact"] = _overlap(rows[: len(exact.rows)], exact.rows)
+        statistics["recall_queries"] = len(exact.rows)
     if term_weights is not None:  # sparse models: active terms and sparsity ratio, per side
         vocabulary = term_weights(queries[:1]).shape[1]
         sides = {"query": _active_terms(term_weights, queries), "doc": doc_active}
@@ -107,6 +123,25 @@ def _counting_active(
     for rows, reps in batches:
         counts.extend(_active_terms(term_weights, reps))
         yield rows, reps
+
+
+def _tracking_exact(
+    batches: Iterator[tuple[Tensor, Tensor]],
+    queries: Tensor,
+    score: Callable[[Tensor, Tensor], Tensor],
+    exact: RunningTopK,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """The same batches, merging the exact scores of `queries` against each into `exact`."""
+    for rows, reps in batches:
+        with torch.inference_mode():
+            exact.add(score(queries, reps), rows)
+        yield rows, reps
+
+
+def _overlap(found: Tensor, exact: Tensor) -> float:
+    """The fraction of the exact top-k documents that an approximate search returned."""
+    hits = sum(len(set(a) & set(b)) for a, b in zip(found.tolist(), exact.tolist(), strict=True))
+    return hits / max(exact.numel(), 1)
 
 
 def _mean(values: list[int]) -> float:

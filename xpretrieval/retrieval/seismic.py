@@ -37,12 +37,17 @@ class Seismic(IndexConfig):
     threads: int = 0  # 0: Seismic's default (all cores)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("n_postings", "doc_cut", "query_cut"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("centroid_fraction", "summary_energy", "heap_factor"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+
+    @property
+    def approximate(self) -> bool:
+        return True
 
     def build(
         self, batches: Iterable[tuple[Tensor, Tensor]], n_documents: int, score: ScoreFn

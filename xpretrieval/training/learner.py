@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from xpretrieval import distributed
 from xpretrieval.batchers import Batcher
 from xpretrieval.data.collection import Collection
 from xpretrieval.device import Precision, autocast
@@ -21,7 +22,6 @@ from xpretrieval.hooks import Hook, TrainState
 from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import BiEncoder, PairScorer, TrainableModel
 from xpretrieval.samplers.base import Sampler
-from xpretrieval.training import distributed
 from xpretrieval.training.grad_cache import CachedReps, backward_cached, encode_cached
 from xpretrieval.training.interrupt import StopSignals, TrainingInterrupted
 from xpretrieval.training.optim import OptimizerConfig

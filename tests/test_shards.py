@@ -1,0 +1,96 @@
+"""Sharded corpus encoding: shards written by several processes read back as one process's
+encoding; an interrupted encoding resumes from its finished shards; shards of another model
+are refused; `evaluate` on two CPU processes measures what one process measures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import TINY_BEIR, tiny_overrides
+from tests.test_cli import cli
+from xpretrieval.data.collection import Collection
+from xpretrieval.device import Precision
+from xpretrieval.distributed import World
+from xpretrieval.errors import ConfigError
+from xpretrieval.models import Dense, Splade
+from xpretrieval.models.encoding import encode_texts
+from xpretrieval.retrieval.saved import index_provenance
+from xpretrieval.retrieval.shards import encode_shards, read_shards, shard_path
+
+CPU = torch.device("cpu")
+
+
+def texts() -> list[str]:
+    return list(Collection.from_beir(TINY_BEIR, "test").documents.values())
+
+
+def encode(model, folder, world: World, fingerprint: dict | None = None) -> None:
+    fingerprint = fingerprint or {"model": "m"}
+    encode_shards(
+        model.forward_documents, texts(), folder, 6, world, 4, CPU, Precision.fp32, fingerprint
+    )
+
+
+def read(folder) -> torch.Tensor:
+    rows, reps = zip(*read_shards(folder, len(texts()), 6), strict=True)
+    return torch.cat(reps)[torch.argsort(torch.cat(rows))]
+
+
+@pytest.mark.parametrize("kind", ["dense", "splade"])
+def test_shards_of_two_processes_read_back_as_one_process(
+    kind, tiny_model_dir, masked_lm_dir, tmp_path
+):
+    if kind == "dense":
+        model = Dense(name_or_path=str(tiny_model_dir)).build().eval()
+    else:
+        model = Splade(name_or_path=str(masked_lm_dir)).build().eval()
+    encode(model, tmp_path / "one", World())
+    for rank in range(2):  # the two processes' shares, as they would run side by side
+        encode(model, tmp_path / "two", World(rank, 2))
+    assert torch.equal(read(tmp_path / "two"), read(tmp_path / "one"))
+    whole = encode_texts(model.forward_documents, texts(), 4, CPU, Precision.fp32)
+    torch.testing.assert_close(read(tmp_path / "one"), whole, atol=1e-5, rtol=0)
+    assert len(list((tmp_path / "one").glob("shard-*.pt"))) == 4  # 20 documents, 6 a shard
+
+
+def test_an_interrupted_encoding_resumes_from_its_finished_shards(tiny_model_dir, tmp_path):
+    model = Dense(name_or_path=str(tiny_model_dir)).build().eval()
+    encode(model, tmp_path, World())
+    expected = read(tmp_path)
+    finished = {i: shard_path(tmp_path, i).stat().st_mtime_ns for i in (0, 1, 3)}
+    shard_path(tmp_path, 2).unlink()  # the shard being written when the run stopped
+    encode(model, tmp_path, World())
+    assert {i: shard_path(tmp_path, i).stat().st_mtime_ns for i in (0, 1, 3)} == finished
+    assert torch.equal(read(tmp_path), expected)
+
+
+def test_shards_of_another_model_are_refused(tiny_model_dir, tmp_path):
+    model = Dense(name_or_path=str(tiny_model_dir)).build().eval()
+    documents = Collection.from_beir(TINY_BEIR, "test").documents
+    encode(model, tmp_path, World(), index_provenance(model, documents))
+    torch.nn.init.zeros_(next(model.parameters()))
+    with pytest.raises(ConfigError, match="encoded by another model"):
+        encode(model, tmp_path, World(), index_provenance(model, documents))
+
+
+def test_evaluate_on_two_cpu_processes_measures_what_one_measures(tiny_model_dir, tmp_path):
+    runs = {}
+    for name, extra in {
+        "plain": [],
+        "sharded": ["evaluation.shard_size=6", "evaluation.devices=[cpu,cpu]"],
+    }.items():
+        run_dir = tmp_path / name
+        result = cli(
+            "evaluate",
+            *tiny_overrides(tiny_model_dir),
+            *extra,
+            f"hydra.run.dir={run_dir}",
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[name] = json.loads((run_dir / "metrics.json").read_text())["aggregate"]
+    assert runs["sharded"] == pytest.approx(runs["plain"], abs=1e-6)
+    assert len(list((tmp_path / "sharded" / "encoded").glob("shard-*.pt"))) == 4

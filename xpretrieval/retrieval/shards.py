@@ -1,0 +1,187 @@
+"""Corpus encoding in shards: the collection cut into fixed slices of `shard_size` documents,
+shard i encoded by process i mod N and written to disk when finished (atomically), then read
+back in order to build the index. An interrupted encoding resumes from its finished shards;
+the vectors do not depend on how many processes encoded them (a shard is batched the same
+whatever the number of processes)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+from torch import Tensor
+
+from xpretrieval.device import Precision
+from xpretrieval.distributed import World
+from xpretrieval.errors import ConfigError
+from xpretrieval.io import atomic_file, write_json
+from xpretrieval.models.base import BiEncoder
+from xpretrieval.models.encoding import encode_batches
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "shards.json"
+READ_BATCH = 256  # rows handed to the index at a time (sparse shards are densified per batch)
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """Where and how a collection is encoded in shards: `folder`, `shard_size` documents per
+    shard, and the devices that encode them (one process each; one device: this process)."""
+
+    folder: Path
+    shard_size: int
+    devices: tuple[torch.device, ...]
+
+    def batches(
+        self,
+        model: BiEncoder,
+        texts: Sequence[str],
+        batch_size: int,
+        precision: Precision,
+        fingerprint: dict,
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Encode the shards not yet in `folder` (on every device), then read them all."""
+        settings = (texts, self, batch_size, precision, fingerprint)
+        if len(self.devices) == 1:
+            _encode_on_device(0, model, *settings)
+        else:
+            mp.spawn(_encode_on_device, args=(model, *settings), nprocs=len(self.devices))
+        return read_shards(self.folder, len(texts), self.shard_size)
+
+
+def _encode_on_device(
+    rank: int,
+    model: BiEncoder,
+    texts: Sequence[str],
+    sharding: Sharding,
+    batch_size: int,
+    precision: Precision,
+    fingerprint: dict,
+) -> None:
+    """Process `rank` of the sharding's devices: its shards, on its device."""
+    device, processes = sharding.devices[rank], len(sharding.devices)
+    if device.type == "cpu" and processes > 1:  # CPU processes share the cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes))
+    model = model.to(device)
+    world = World(rank, processes)
+    encode_shards(
+        model.forward_documents,
+        texts,
+        sharding.folder,
+        sharding.shard_size,
+        world,
+        batch_size,
+        device,
+        precision,
+        fingerprint,
+    )
+
+
+def shard_path(folder: Path, index: int) -> Path:
+    return folder / f"shard-{index:06d}.pt"
+
+
+def shard_count(n_texts: int, shard_size: int) -> int:
+    return -(-n_texts // shard_size)
+
+
+def encode_shards(
+    encode: Callable[[Sequence[str]], Tensor],
+    texts: Sequence[str],
+    folder: Path,
+    shard_size: int,
+    world: World,
+    batch_size: int,
+    device: torch.device,
+    precision: Precision,
+    fingerprint: dict,
+) -> None:
+    """Encode this process's shards of `texts` into `folder`, skipping those already there.
+    `fingerprint` (the model and documents, as saved indexes record them) must match the
+    folder's: shards of another model or collection are never mixed in."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {"shard_size": shard_size, "documents": len(texts), **fingerprint}
+    _check_manifest(folder, manifest, world)
+    n_shards = shard_count(len(texts), shard_size)
+    mine = range(world.rank, n_shards, world.size)
+    done = [i for i in mine if shard_path(folder, i).is_file()]
+    if done:
+        logger.info("Resuming the encoding: %d of this process's shards are done", len(done))
+    for index in mine:
+        path = shard_path(folder, index)
+        if path.is_file():
+            continue
+        start = index * shard_size
+        shard = texts[start : start + shard_size]
+        rows, reps = [], []
+        desc = f"encode shard {index + 1}/{n_shards}"
+        for batch_rows, batch in encode_batches(encode, shard, batch_size, device, precision, desc):
+            rows.append(batch_rows + start)
+            reps.append(batch.cpu())
+        order = torch.argsort(torch.cat(rows))
+        vectors = torch.cat(reps)[order]
+        stored = _packed(vectors) if _mostly_zero(vectors) else {"dense": vectors}
+        with atomic_file(path, "wb") as handle:
+            torch.save({"rows": torch.cat(rows)[order], **stored}, handle)
+
+
+def read_shards(folder: Path, n_texts: int, shard_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """Every shard's `(rows, reps)`, in batches of READ_BATCH rows, as indexes consume them."""
+    for index in range(shard_count(n_texts, shard_size)):
+        path = shard_path(folder, index)
+        if not path.is_file():
+            raise ConfigError(f"{path}: shard {index} was never written; encode again")
+        shard = torch.load(path, weights_only=True)
+        rows = shard["rows"]
+        for start in range(0, len(rows), READ_BATCH):
+            stop = min(start + READ_BATCH, len(rows))
+            batch = (
+                shard["dense"][start:stop] if "dense" in shard else _unpacked(shard, start, stop)
+            )
+            yield rows[start:stop], batch
+
+
+def _mostly_zero(vectors: Tensor) -> bool:
+    """Sparse representations (SPLADE): stored by their non-zeros, as a dense [n, vocab]
+    shard would be huge."""
+    return vectors.dim() == 2 and (vectors != 0).float().mean().item() < 0.1
+
+
+def _packed(vectors: Tensor) -> dict[str, Tensor]:
+    """Row pointers, columns and values of the non-zeros (CSR), and the width."""
+    csr = vectors.to_sparse_csr()
+    return {
+        "pointers": csr.crow_indices(),
+        "columns": csr.col_indices(),
+        "values": csr.values(),
+        "width": torch.tensor(vectors.shape[1]),
+    }
+
+
+def _unpacked(shard: dict[str, Tensor], start: int, stop: int) -> Tensor:
+    """Dense rows [start, stop) of a packed shard."""
+    pointers = shard["pointers"][start : stop + 1]
+    first, last = int(pointers[0]), int(pointers[-1])
+    rows = torch.repeat_interleave(torch.arange(stop - start), pointers.diff())
+    dense = torch.zeros(stop - start, int(shard["width"]))
+    dense[rows, shard["columns"][first:last]] = shard["values"][first:last]
+    return dense
+
+
+def _check_manifest(folder: Path, manifest: dict, world: World) -> None:
+    path = folder / MANIFEST
+    if path.is_file():
+        if json.loads(path.read_text()) != json.loads(json.dumps(manifest)):
+            raise ConfigError(
+                f"{folder}: its shards were encoded by another model, from other documents or "
+                "with another shard_size; remove the folder or choose another"
+            )
+    elif world.main:
+        write_json(path, manifest)
