@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, replace
 
 import torch
 from transformers import AutoConfig, AutoTokenizer
@@ -38,6 +39,7 @@ from benchmarks.common import (
 )
 from xpretrieval.batchers import FixedBatcher
 from xpretrieval.data import Split
+from xpretrieval.data.collection import Collection
 from xpretrieval.device import Precision
 from xpretrieval.losses import Flops, InfoNCE
 from xpretrieval.models import Dense, Splade
@@ -58,10 +60,23 @@ RUNS = {
 }
 
 
-def triplets(collection, batch: int, steps: int) -> list[list]:
-    """The first `steps` batches of (query, positive, negative) records, as every run sees them."""
-    batches = FixedBatcher(batch).batches(PairwiseSampler().records(collection, seed=0))
-    return list(itertools.islice(batches, steps))
+@dataclass(frozen=True)
+class Setting:
+    """What every framework is measured on: data, model, batch, lengths, precision, and the
+    number of steps run (the first is warm-up)."""
+
+    collection: Collection
+    model: str
+    batch: int
+    length: int
+    steps: int
+    precision: Precision = Precision.fp32
+
+
+def triplets(setting: Setting) -> list[list]:
+    """The batches of (query, positive, negative) records that every run sees, in order."""
+    records = PairwiseSampler().records(setting.collection, seed=0)
+    return list(itertools.islice(FixedBatcher(setting.batch).batches(records), setting.steps))
 
 
 def columns(records: list) -> list[list[str]]:
@@ -72,36 +87,27 @@ def columns(records: list) -> list[list[str]]:
     ]
 
 
-def ours(
-    kind: str,
-    collection,
-    model: str,
-    batch: int,
-    length: int,
-    steps: int,
-    precision: Precision,
-    plain_pooling: bool = False,
-) -> list[float]:
+def ours(kind: str, setting: Setting, plain_pooling: bool = False) -> list[float]:
     """Seconds of each step of xpretrieval's Learner (InfoNCE, + FLOPS for SPLADE)."""
     losses: dict = {"rank": InfoNCE(scale=SCALE[kind])}
+    lengths = {"query_max_length": setting.length, "doc_max_length": setting.length}
     if kind == "dense":
-        encoder = Dense(name_or_path=model, normalize=True, query_max_length=length).build()
+        encoder = Dense(name_or_path=setting.model, normalize=True, **lengths).build()
     else:
-        encoder = Splade(name_or_path=model, query_max_length=length, doc_max_length=length)
-        encoder = encoder.build()
+        encoder = Splade(name_or_path=setting.model, **lengths).build()
         if plain_pooling:
-            encoder.pooling_chunk = None
+            encoder.pooling_chunk = None  # this model's own setting: the plain computation
         losses["flops"] = Flops(query_weight=QUERY_WEIGHT, doc_weight=DOC_WEIGHT, warmup_steps=0)
     learner = Learner(
         model=encoder,
-        collection=collection,
+        collection=setting.collection,
         sampler=PairwiseSampler(),
-        batcher=FixedBatcher(batch),
-        trainer=BatchwiseTrainer(max_steps=steps),
+        batcher=FixedBatcher(setting.batch),
+        trainer=BatchwiseTrainer(max_steps=setting.steps),
         losses=losses,
         optimizer=AdamW(lr=2e-5),
         seed=0,
-        precision=precision,
+        precision=setting.precision,
     )
     timer = StepTimer()
     learner.fit([timer])
@@ -137,17 +143,15 @@ def st_model(kind: str, model: str, length: int):  # noqa: ANN201
     return encoder, loss
 
 
-def st_loop(
-    kind: str, collection, model: str, batch: int, length: int, steps: int, precision: Precision
-) -> list[float]:
+def st_loop(kind: str, setting: Setting) -> list[float]:
     """Seconds of each step of the peer's model and loss stepped by hand with AdamW."""
-    encoder, loss = st_model(kind, model, length)
+    encoder, loss = st_model(kind, setting.model, setting.length)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=2e-5)
     encoder.train()
     timings = []
-    for records in triplets(collection, batch, steps):
+    for records in triplets(setting):
         start = time.perf_counter()
-        with autocast(precision):
+        with autocast(setting.precision):
             features = [dict(encoder.tokenize(texts)) for texts in columns(records)]
             value = loss(features, None)
             total = sum(value.values()) if isinstance(value, dict) else value
@@ -159,9 +163,7 @@ def st_loop(
     return timings
 
 
-def st_trainer(
-    collection, model: str, batch: int, length: int, steps: int, precision: Precision
-) -> list[float]:
+def st_trainer(setting: Setting) -> list[float]:
     """Seconds between the step ends of `SentenceTransformerTrainer` on the same triplets."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
@@ -181,23 +183,23 @@ def st_trainer(
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
             self.times.append(time.perf_counter())
 
-    encoder, loss = st_model("dense", model, length)
-    records = [r for records in triplets(collection, batch, steps) for r in records]
+    encoder, loss = st_model("dense", setting.model, setting.length)
+    records = [r for records in triplets(setting) for r in records]
     anchor, positive, negative = columns(records)
     data = Dataset.from_dict({"anchor": anchor, "positive": positive, "negative": negative})
     ends = StepEnds()
     with tempfile.TemporaryDirectory() as folder:
         arguments = SentenceTransformerTrainingArguments(
             output_dir=folder,
-            per_device_train_batch_size=batch,
-            max_steps=steps,
+            per_device_train_batch_size=setting.batch,
+            max_steps=setting.steps,
             learning_rate=2e-5,
             max_grad_norm=1.0,
             save_strategy="no",
             logging_steps=10_000,
             report_to="none",
             use_cpu=True,
-            bf16=precision is Precision.bf16,
+            bf16=setting.precision is Precision.bf16,
             seed=0,
             disable_tqdm=True,
         )
@@ -208,46 +210,35 @@ def st_trainer(
     return [b - a for a, b in itertools.pairwise(ends.times)]
 
 
-def measure(
-    kind: str,
-    framework: str,
-    collection,
-    model: str,
-    batch: int,
-    length: int,
-    steps: int,
-    precision: Precision,
-) -> dict:
+def measure(kind: str, framework: str, setting: Setting) -> dict:
     """One run's median step (the first step, warm-up, left out), samples/s and peak memory."""
-    settings = (collection, model, batch, length, steps + 1, precision)
     if framework == "st-trainer":
-        timings = st_trainer(*settings)
-    elif framework == "st-loop" or framework == "st-sparse":
-        timings = st_loop(kind, *settings)
+        timings = st_trainer(setting)
+    elif framework in ("st-loop", "st-sparse"):
+        timings = st_loop(kind, setting)
     else:
-        timings = ours(kind, *settings, plain_pooling=framework.endswith("plain-pooling"))
+        timings = ours(kind, setting, plain_pooling=framework.endswith("plain-pooling"))
     median = statistics.median(timings[1:])
     return {
         "seconds_per_step": median,
-        "samples_per_second": batch / median,
+        "samples_per_second": setting.batch / median,
         "peak_rss_gb": peak_rss_gb(),
     }
 
 
-def step_flops(kind: str, collection, model: str, batch: int, length: int, steps: int) -> float:
+def step_flops(kind: str, setting: Setting) -> float:
     """Mean training FLOPs of a timed step (forward and backward: 3x the forward pass), from
     the token counts of the texts each step encodes."""
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    config = AutoConfig.from_pretrained(model)
+    tokenizer = AutoTokenizer.from_pretrained(setting.model)
+    config = AutoConfig.from_pretrained(setting.model)
+    timed = triplets(setting)[1:]
     total = 0.0
-    for records in triplets(collection, batch, steps + 1)[1:]:
+    for records in timed:
         for texts in columns(records):
-            lengths = [
-                len(ids)
-                for ids in tokenizer(texts, truncation=True, max_length=length)["input_ids"]
-            ]
+            ids = tokenizer(texts, truncation=True, max_length=setting.length)["input_ids"]
+            lengths = [len(row) for row in ids]
             total += 3 * transformer_flops(config, lengths, vocab_head=kind == "splade")
-    return total / steps
+    return total / len(timed)
 
 
 def child(args: argparse.Namespace, kind: str, framework: str, precision: Precision) -> dict:
@@ -270,9 +261,11 @@ def main() -> None:
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # a child process
     args = parser.parse_args()
     collection = Split(ir_datasets="beir/scifact/train").load()
-    settings = (collection, args.model, args.batch_size, args.length, args.steps)
+    # the timed steps and one warm-up step before them
+    setting = Setting(collection, args.model, args.batch_size, args.length, args.steps + 1)
     if args.one:
-        print(json.dumps(measure(*args.one, *settings, Precision(args.precision))))
+        precision = Precision(args.precision)
+        print(json.dumps(measure(*args.one, replace(setting, precision=precision))))
         return
     chosen = [Precision(args.precision)] if args.precision else precisions()
     figures: dict = {}
@@ -280,7 +273,7 @@ def main() -> None:
     for precision in chosen:
         gflops = matmul_gflops(precision)
         for kind in ("dense", "splade"):
-            flops = step_flops(kind, *settings)
+            flops = step_flops(kind, setting)
             runs = {}
             for (run_kind, framework), peer in RUNS.items():
                 ablation = peer is not None and "fp32 only" in peer

@@ -19,25 +19,19 @@ def train() -> Collection:
 
 @pytest.mark.parametrize("kind", ["dense", "splade"])
 def test_every_training_run_measures(kind, train, masked_lm_dir):
+    setting = training.Setting(train, str(masked_lm_dir), batch=2, length=16, steps=2)
     frameworks = [f for k, f in training.RUNS if k == kind]
-    figures = {
-        framework: training.measure(
-            kind, framework, train, str(masked_lm_dir), 2, 16, 1, Precision.fp32
-        )
-        for framework in frameworks
-    }
+    figures = {framework: training.measure(kind, framework, setting) for framework in frameworks}
     assert all(f["samples_per_second"] > 0 and f["peak_rss_gb"] > 0 for f in figures.values())
-    assert training.step_flops(kind, train, str(masked_lm_dir), 2, 16, 1) > 0
+    assert training.step_flops(kind, setting) > 0
     named = training.named_ratios({f"{kind}_fp32": figures})
     assert all(ratio["ratio"] > 0 for ratio in named.values())
 
 
 def test_bf16_training_runs_for_both_frameworks(train, masked_lm_dir):
+    setting = training.Setting(train, str(masked_lm_dir), 2, 16, 2, Precision.bf16)
     for framework in ("xpretrieval", "st-loop"):
-        figure = training.measure(
-            "dense", framework, train, str(masked_lm_dir), 2, 16, 1, Precision.bf16
-        )
-        assert figure["samples_per_second"] > 0
+        assert training.measure("dense", framework, setting)["samples_per_second"] > 0
 
 
 @pytest.mark.parametrize("kind", ["dense", "splade"])
