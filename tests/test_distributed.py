@@ -133,17 +133,25 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 def test_torchrun_trains_with_two_processes_and_one_run_directory(tiny_model_dir, tmp_path):
     """The main process alone writes the run (one directory, its log, checkpoints, metrics);
-    every process trained (the environment records two)."""
-    run_dir = tmp_path / "run"
-    command = [*TORCHRUN, "-m", "xpretrieval", "train", *tiny_overrides(tiny_model_dir)]
-    result = subprocess.run(
-        [*command, f"hydra.run.dir={run_dir}"], cwd=tmp_path, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((run_dir / "environment.json").read_text())["processes"] == 2
-    assert json.loads((run_dir / "metrics.json").read_text())["aggregate"]["nDCG@10"] > 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing from the others
-    assert result.stdout.count("Trained model:") == 1
+    every process trained (the environment records two). With evaluation.shard_size, both
+    processes encode shards of the test documents, and the metrics are the same."""
+    metrics = {}
+    for name, extra in {"plain": [], "sharded": ["evaluation.shard_size=6"]}.items():
+        run_dir = tmp_path / "runs" / name
+        command = [*TORCHRUN, "-m", "xpretrieval", "train", *tiny_overrides(tiny_model_dir)]
+        result = subprocess.run(
+            [*command, *extra, f"hydra.run.dir={run_dir}"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert json.loads((run_dir / "environment.json").read_text())["processes"] == 2
+        metrics[name] = json.loads((run_dir / "metrics.json").read_text())["aggregate"]
+        assert result.stdout.count("Trained model:") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # nothing from the others
+    assert len(list((tmp_path / "runs" / "sharded" / "encoded").glob("shard-*.pt"))) == 4
+    assert metrics["sharded"] == pytest.approx(metrics["plain"], abs=1e-6)
 
 
 def test_a_two_process_run_stopped_by_sigterm_resumes_to_the_same_losses(tiny_model_dir, tmp_path):

@@ -55,6 +55,8 @@ class World:
         return items[start:stop]
 
 
+ALONE = World()  # one process: rank 0 of 1
+
 # long enough for the main process to validate or checkpoint while the others wait for it
 # (NCCL's own default, 10 minutes, would end the run during a long validation)
 TIMEOUT = timedelta(hours=2)
@@ -96,6 +98,12 @@ def broadcast(value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def barrier() -> None:
+    """Wait until every process reaches this point."""
+    if world().parallel:
+        dist.barrier()
 
 
 def any_process(*flags: bool) -> list[bool]:

@@ -18,6 +18,7 @@ from xpretrieval.data.collection import Collection
 from xpretrieval.data.dataset import DatasetConfig
 from xpretrieval.data.run import Run, write_trec_run
 from xpretrieval.device import Precision, resolve_device
+from xpretrieval.distributed import ALONE, World
 from xpretrieval.errors import ConfigError
 from xpretrieval.evaluation import EvaluationConfig, Metrics, check_computable, compute_metrics
 from xpretrieval.export import ExportConfig, export_collection
@@ -28,6 +29,7 @@ from xpretrieval.resume import AUTO, has_checkpoint, last_checkpoint
 from xpretrieval.retrieval.index import IndexConfig
 from xpretrieval.retrieval.rerank import rerank_candidates
 from xpretrieval.retrieval.retrieve import retrieve
+from xpretrieval.retrieval.saved import index_provenance
 from xpretrieval.retrieval.shards import Sharding
 from xpretrieval.run_dir import claim_run_dir, write_environment, write_overrides
 from xpretrieval.samplers.base import Sampler
@@ -169,8 +171,18 @@ def run_train(
         learner.restore(checkpoint)
     # schedules of loss terms (warm-ups, margins): every process steps them
     loss_hooks = [hook for name, loss in experiment.losses.items() for hook in loss.hooks(name)]
+    # under torchrun with evaluation.shard_size, every process encodes its shards of the test
+    # documents, with the main process's final (or best) weights
+    shares_encoding = world.parallel and _searches_in_shards(experiment, candidates)
     if not world.main:
         learner.fit(loss_hooks)
+        if shares_encoding:
+            distributed.broadcast_parameters(model)
+            sharding = _sharding(experiment.evaluation, device, output_dir / "encoded", world)
+            documents = list(test.documents.values())
+            provenance = index_provenance(model, test.documents)
+            settings = (experiment.evaluation.batch_size, experiment.precision, provenance)
+            sharding.encode(model, documents, *settings)
         return {}
     checkpoints = Checkpointer(
         output_dir / "checkpoints",
@@ -207,7 +219,9 @@ def run_train(
     learner.fit(hooks)
     if best is not None and experiment.validation.restore_best:
         best.restore()
-    after = _evaluate(model, test, candidates, experiment, device, output_dir, started)
+    if shares_encoding:
+        distributed.broadcast_parameters(model)
+    after = _evaluate(model, test, candidates, experiment, device, output_dir, started, world=world)
     for tracker in trackers:
         if isinstance(tracker, ExperimentTracker):
             tracker.finish(after.aggregate)
@@ -318,6 +332,7 @@ def _evaluate(
     output_dir: Path,
     started: float,
     prefix: str = "",
+    world: World = ALONE,
 ) -> Metrics:
     """Re-rank `candidates` (or, without them, search the collection) for every test query;
     write `<prefix>run.trec` and `<prefix>metrics.json`."""
@@ -337,7 +352,7 @@ def _evaluate(
             device,
             experiment.precision,
             save_to=output_dir / f"{prefix}index" if experiment.index.save else None,
-            sharding=_sharding(settings, device, output_dir / f"{prefix}encoded"),
+            sharding=_sharding(settings, device, output_dir / f"{prefix}encoded", world),
         )
     write_trec_run(output_dir / f"{prefix}run.trec", retrieval.run, settings.run_tag)
     metrics = compute_metrics(retrieval.run, collection.qrels, settings.metrics)
@@ -357,14 +372,29 @@ def _evaluate(
     return metrics
 
 
-def _sharding(settings: EvaluationConfig, device: torch.device, folder: Path) -> Sharding | None:
-    """How the documents are encoded in shards, if `evaluation.shard_size` asks for it."""
+def _sharding(
+    settings: EvaluationConfig, device: torch.device, folder: Path, world: World = ALONE
+) -> Sharding | None:
+    """How the documents are encoded in shards, if `evaluation.shard_size` asks for it: by
+    the processes of `world` (torchrun), or one process per device of `evaluation.devices`."""
     if settings.shard_size is None:
         return None
+    if world.parallel and settings.devices is not None:
+        raise ConfigError(
+            "evaluation.devices: under torchrun each process encodes its shards on its own "
+            "device; drop evaluation.devices"
+        )
     devices = (
         [device] if settings.devices is None else [resolve_device(d) for d in settings.devices]
     )
-    return Sharding(folder, settings.shard_size, tuple(devices))
+    return Sharding(folder, settings.shard_size, tuple(devices), world)
+
+
+def _searches_in_shards(experiment: ExperimentConfig, candidates: Run | None) -> bool:
+    """The final evaluation encodes the test documents in shards (rather than re-ranking
+    candidates or opening a saved index)."""
+    settings = experiment.evaluation
+    return settings.shard_size is not None and candidates is None and experiment.index.load is None
 
 
 def _record_config(

@@ -17,8 +17,9 @@ import torch
 import torch.multiprocessing as mp
 from torch import Tensor
 
+from xpretrieval import distributed
 from xpretrieval.device import Precision
-from xpretrieval.distributed import World
+from xpretrieval.distributed import ALONE, World
 from xpretrieval.errors import ConfigError
 from xpretrieval.io import atomic_file, write_json
 from xpretrieval.models.base import BiEncoder
@@ -33,11 +34,41 @@ READ_BATCH = 256  # rows handed to the index at a time (sparse shards are densif
 @dataclass(frozen=True)
 class Sharding:
     """Where and how a collection is encoded in shards: `folder`, `shard_size` documents per
-    shard, and the devices that encode them (one process each; one device: this process)."""
+    shard, and who encodes them: the processes of `world` (torchrun: each on its own device,
+    `devices[0]`), or one process per device of `devices` (one device: this process)."""
 
     folder: Path
     shard_size: int
     devices: tuple[torch.device, ...]
+    world: World = ALONE
+
+    def encode(
+        self,
+        model: BiEncoder,
+        texts: Sequence[str],
+        batch_size: int,
+        precision: Precision,
+        fingerprint: dict,
+    ) -> None:
+        """Encode the shards not yet in `folder`; returns when every process has finished."""
+        settings = (texts, self, batch_size, precision, fingerprint)
+        if self.world.parallel:
+            encode_shards(
+                model.forward_documents,
+                texts,
+                self.folder,
+                self.shard_size,
+                self.world,
+                batch_size,
+                self.devices[0],
+                precision,
+                fingerprint,
+            )
+            distributed.barrier()
+        elif len(self.devices) == 1:
+            _encode_on_device(0, model, *settings)
+        else:
+            mp.spawn(_encode_on_device, args=(model, *settings), nprocs=len(self.devices))
 
     def batches(
         self,
@@ -47,12 +78,8 @@ class Sharding:
         precision: Precision,
         fingerprint: dict,
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Encode the shards not yet in `folder` (on every device), then read them all."""
-        settings = (texts, self, batch_size, precision, fingerprint)
-        if len(self.devices) == 1:
-            _encode_on_device(0, model, *settings)
-        else:
-            mp.spawn(_encode_on_device, args=(model, *settings), nprocs=len(self.devices))
+        """Encode the shards not yet in `folder`, then read them all, in order."""
+        self.encode(model, texts, batch_size, precision, fingerprint)
         return read_shards(self.folder, len(texts), self.shard_size)
 
 
