@@ -45,9 +45,29 @@ def median_seconds(step: Callable[[], object], repeats: int, warmup: int = 1) ->
 
 
 def peak_rss_gb() -> float:
-    """This process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
+    """This process's peak resident memory so far, or since `reset_peak_rss` (Linux reports
+    KiB, macOS bytes)."""
+    status = Path("/proc/self/status")
+    if status.is_file():  # VmHWM, which clear_refs resets (ru_maxrss cannot be reset)
+        line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
+        return int(line.split()[1]) / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+def current_rss_gb() -> float:
+    status = Path("/proc/self/status")
+    if not status.is_file():
+        return peak_rss_gb()
+    line = next(x for x in status.read_text().splitlines() if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 2**20
+
+
+def reset_peak_rss() -> None:
+    """Start measuring the peak afresh (Linux: writing 5 to clear_refs resets VmHWM)."""
+    clear = Path("/proc/self/clear_refs")
+    if clear.exists():
+        clear.write_text("5")
 
 
 def matmul_gflops(precision: Precision, size: int = 2048, repeats: int = 10) -> float:

@@ -13,15 +13,26 @@ all-MiniLM-L6-v2's size (384), top-k agreement with faiss.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import faiss
 import numpy as np
 import scipy.sparse
 import torch
 
-from benchmarks.common import median_seconds, row, write_result
+from benchmarks.common import (
+    current_rss_gb,
+    median_seconds,
+    peak_rss_gb,
+    reset_peak_rss,
+    row,
+    write_result,
+)
 from xpretrieval import load
 from xpretrieval.data import Split
 from xpretrieval.models.encoding import encode_batches
@@ -86,6 +97,17 @@ def batches(matrix: scipy.sparse.csr_matrix, size: int = 256) -> Iterator[tuple]
         yield torch.arange(start, start + block.shape[0]), torch.from_numpy(block.toarray())
 
 
+BUILDS = {  # each sparse engine's index, from the documents' vectors as an encoder yields them
+    "xpretrieval inverted": lambda docs: InvertedIndex.from_batches(batches(docs), docs.shape[0]),
+    "scipy CSR product": lambda docs: scipy.sparse.vstack(
+        [scipy.sparse.csr_matrix(reps.numpy()) for _, reps in batches(docs)]
+    ).tocsr(),
+    "seismic (approximate)": lambda docs: Seismic(threads=1).build(
+        batches(docs), docs.shape[0], None
+    ),
+}
+
+
 def timed(function: Callable):  # noqa: ANN201
     start = time.perf_counter()
     result = function()
@@ -111,11 +133,10 @@ def recall(found: np.ndarray, scores: np.ndarray) -> float:
 def sparse(docs, queries, repeats: int, bm25s_search: Callable | None = None) -> dict:  # noqa: ANN001
     """Build and search every engine on the same vectors (one thread each); per engine:
     build seconds, queries/s, recall@10 against the exact top 10."""
-    n_docs = docs.shape[0]
     dense_queries = torch.from_numpy(queries.toarray())  # as the encoder gives them
     exact_scores = (queries @ docs.T).toarray()
-    ours, ours_build = timed(lambda: InvertedIndex.from_batches(batches(docs), n_docs))
-    seismic, seismic_build = timed(lambda: Seismic(threads=1).build(batches(docs), n_docs, None))
+    ours, ours_build = timed(lambda: BUILDS["xpretrieval inverted"](docs))
+    seismic, seismic_build = timed(lambda: BUILDS["seismic (approximate)"](docs))
     engines = {
         "xpretrieval inverted": (ours_build, lambda: ours.search(dense_queries, K)[1].numpy()),
         "scipy CSR product": (0.0, lambda: scipy_top_k(docs, dense_queries.numpy())),
@@ -171,13 +192,43 @@ def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
+def build_memory(engine: str, vectors: Path) -> float:
+    """Peak resident memory (GB) that building `engine`'s index adds to a process that holds
+    the documents' vectors (read from `vectors`, a SciPy .npz)."""
+    docs = scipy.sparse.load_npz(vectors).tocsr()
+    reset_peak_rss()
+    before = current_rss_gb()
+    index = BUILDS[engine](docs)
+    assert index is not None
+    return peak_rss_gb() - before
+
+
+def index_memory(docs: scipy.sparse.csr_matrix) -> dict[str, float]:
+    """`build_memory` of every sparse engine, each in a fresh process."""
+    added = {}
+    with tempfile.TemporaryDirectory() as folder:
+        vectors = Path(folder) / "docs.npz"
+        scipy.sparse.save_npz(vectors, docs)
+        for engine in BUILDS:
+            command = [sys.executable, "-m", "benchmarks.retrieval", "--build-memory", engine]
+            command += ["--vectors", str(vectors)]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            added[engine] = float(output.strip().splitlines()[-1])
+    return added
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=None, help="a SPLADE checkpoint (default: BM25)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dense-documents", type=int, default=200_000)
     parser.add_argument("--dense-queries", type=int, default=1_000)
+    parser.add_argument("--build-memory", choices=list(BUILDS), help=argparse.SUPPRESS)
+    parser.add_argument("--vectors", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.build_memory:  # a child process of index_memory
+        print(build_memory(args.build_memory, args.vectors))
+        return
     collection = Split(ir_datasets="beir/scifact/test").load()
     if args.model is None:
         docs, queries, bm25s_search = bm25_vectors(collection)
@@ -203,6 +254,18 @@ def main() -> None:
         for name, figure in engines.items()
         if name != "xpretrieval inverted"
     ]
+    memory = index_memory(docs)
+    rows += [
+        row(
+            f"sparse index build ({docs.shape[0]} documents), peak RSS added",
+            "GB",
+            memory["xpretrieval inverted"],
+            added,
+            engine,
+        )
+        for engine, added in memory.items()
+        if engine != "xpretrieval inverted"
+    ]
     rows.append(
         row(
             f"exact dense search ({args.dense_documents} x 384, k=100), {threads} threads",
@@ -216,6 +279,7 @@ def main() -> None:
         "settings": {**vars(args), "sparse_source": source, "documents": docs.shape[0]},
         "sparse_search": engines,
         "dense_search": flat,
+        "index_build_peak_rss_gb": memory,
         "rows": rows,
     }
     write_result("retrieval", result)

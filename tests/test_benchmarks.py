@@ -71,3 +71,10 @@ def test_flops_count_a_bert_layer_by_hand():
 def test_the_table_lists_missing_results(tmp_path, monkeypatch):
     monkeypatch.setattr(table, "RESULTS", tmp_path)
     assert "training: not run" in table.table()
+
+
+def test_every_sparse_index_build_reports_its_memory(train):
+    pytest.importorskip("seismic", reason="pyseismic-lsr is in the [bench] extra")
+    docs, _, _ = retrieval.bm25_vectors(train)
+    added = retrieval.index_memory(docs)
+    assert set(added) == set(retrieval.BUILDS) and all(gb >= 0 for gb in added.values())
