@@ -179,7 +179,7 @@ def run_train(
         if shares_encoding:
             distributed.broadcast_parameters(model)
             sharding = _sharding(experiment.evaluation, device, output_dir / "encoded", world)
-            documents = list(test.documents.values())
+            documents = test.document_texts()
             provenance = index_provenance(model, test.documents)
             settings = (experiment.evaluation.batch_size, experiment.precision, provenance)
             sharding.encode(model, documents, *settings)

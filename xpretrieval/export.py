@@ -68,12 +68,12 @@ def _export_sparse(
 ) -> dict[str, object]:
     vocabulary = model.tokenizer.convert_ids_to_tokens(list(range(len(model.tokenizer))))
     (folder / "corpus").mkdir()
-    documents = list(collection.documents.items())
+    doc_ids = list(collection.documents)
     with atomic_file(folder / "corpus" / "docs.jsonl") as handle:
-        for rows, reps in _batches(model.forward_documents, [t for _, t in documents], encoding):
+        for rows, reps in _batches(model.forward_documents, collection.document_texts(), encoding):
             for row, vector in zip(rows.tolist(), _impacts(model, reps, scale), strict=True):
                 terms = {vocabulary[term]: impact for term, impact in vector}
-                record = {"id": documents[row][0], "contents": "", "vector": terms}
+                record = {"id": doc_ids[row], "contents": "", "vector": terms}
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     queries = list(collection.queries.items())
     lines: dict[int, str] = {}
@@ -86,7 +86,7 @@ def _export_sparse(
     return {
         "kind": "sparse",
         "scale": scale,
-        "documents": len(documents),
+        "documents": len(doc_ids),
         "queries": len(queries),
         "index": "anserini: -collection JsonVectorCollection -input corpus -impact -pretokenized",
         "search": "anserini: -topics queries.tsv -topicReader TsvString -impact -pretokenized",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
+from xpretrieval.data.documents import OnDiskDocuments, parse_text_line
 from xpretrieval.data.records import Qrels, check_id
 from xpretrieval.errors import DataError
 from xpretrieval.io import numbered_lines
@@ -14,10 +15,11 @@ logger = logging.getLogger(__name__)
 
 
 def read_beir_folder(
-    folder: str | Path, split: str
-) -> tuple[str, dict[str, str], dict[str, str], Qrels]:
+    folder: str | Path, split: str, on_disk: bool = False
+) -> tuple[str, Mapping[str, str], dict[str, str], Qrels]:
     """The name, documents, queries and `split` qrels of a BEIR folder (as in the BEIR zips);
-    `Collection.from_beir` checks them into a collection."""
+    `Collection.from_beir` checks them into a collection. `on_disk`: documents are read from
+    corpus.jsonl when needed (an offset index), not held in memory."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"BEIR folder {root} does not exist or is not a folder")
@@ -29,9 +31,13 @@ def read_beir_folder(
             f"BEIR folder {root} lacks {', '.join(missing)} "
             "(expected corpus.jsonl, queries.jsonl and qrels/<split>.tsv)"
         )
-    documents = _read_texts(paths["corpus"], with_title=True)
+    if on_disk:
+        documents: Mapping[str, str] = OnDiskDocuments(paths["corpus"])
+        empty = documents.empty
+    else:
+        documents = _read_texts(paths["corpus"], with_title=True)
+        empty = [doc_id for doc_id, text in documents.items() if not text.strip()]
     queries = _read_texts(paths["queries"], with_title=False)
-    empty = [doc_id for doc_id, text in documents.items() if not text.strip()]
     if empty:  # real corpora have some; they stay, and can only be ranked by chance
         logger.warning(
             "%s: %d documents have no text (e.g. %s)", paths["corpus"], len(empty), empty[0]
@@ -43,22 +49,12 @@ def _read_texts(path: Path, with_title: bool) -> dict[str, str]:
     """id -> text from a JSON-lines file of `{"_id", "text"[, "title"]}` objects."""
     texts: dict[str, str] = {}
     for line_no, line in numbered_lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}:{line_no}: invalid JSON ({error.msg})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("_id"), (str, int)):
-            raise DataError(f'{path}:{line_no}: expected an object with an "_id"')
-        text = record.get("text")
-        if not isinstance(text, str):
-            raise DataError(f'{path}:{line_no}: expected a string "text" field')
-        title = record.get("title") if with_title else None
-        item_id = check_id(str(record["_id"]), f"{path}:{line_no}")
+        item_id, text = parse_text_line(line, f"{path}:{line_no}", with_title)
         if not with_title and not text.strip():
             raise DataError(f"{path}:{line_no}: query {item_id!r} has an empty text")
         if item_id in texts:
             raise DataError(f"{path}:{line_no}: duplicate id {item_id!r}")
-        texts[item_id] = f"{title} {text}".strip() if isinstance(title, str) and title else text
+        texts[item_id] = text
     return texts
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from xpretrieval.data.beir import read_beir_folder
+from xpretrieval.data.documents import document_texts
 from xpretrieval.data.irds import read_ir_dataset
 from xpretrieval.data.records import Qrels
 from xpretrieval.errors import DataError
@@ -17,21 +19,25 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Collection:
-    """One split of a test collection, held in memory.
+    """One split of a test collection: its documents in memory, or read from disk on demand
+    (`OnDiskDocuments`, for collections larger than memory).
 
     `queries` holds only the queries that have at least one judgement, so that evaluation
     and sampling see the same query set that the metrics are computed over.
     """
 
     name: str
-    documents: dict[str, str]
+    documents: Mapping[str, str]
     queries: dict[str, str]
     qrels: Qrels
 
     @classmethod
-    def from_beir(cls, folder: str | Path, split: str = "test") -> Collection:
-        """A BEIR-layout folder: corpus.jsonl, queries.jsonl and qrels/<split>.tsv."""
-        name, documents, queries, qrels = read_beir_folder(folder, split)
+    def from_beir(
+        cls, folder: str | Path, split: str = "test", on_disk: bool = False
+    ) -> Collection:
+        """A BEIR-layout folder: corpus.jsonl, queries.jsonl and qrels/<split>.tsv; `on_disk`:
+        documents read from corpus.jsonl when needed rather than held in memory."""
+        name, documents, queries, qrels = read_beir_folder(folder, split, on_disk)
         try:
             return cls.checked(name, documents, queries, qrels)
         except DataError as error:  # say which files the collection came from
@@ -44,7 +50,7 @@ class Collection:
 
     @classmethod
     def checked(
-        cls, name: str, documents: dict[str, str], queries: dict[str, str], qrels: Qrels
+        cls, name: str, documents: Mapping[str, str], queries: dict[str, str], qrels: Qrels
     ) -> Collection:
         """Build a collection, dropping judgements on unknown ids (with a warning) and failing
         when no judgement remains."""
@@ -90,6 +96,10 @@ class Collection:
                 len(self.qrels),
                 unjudged[0],
             )
+
+    def document_texts(self) -> Sequence[str]:
+        """The documents' texts in the order of `documents` (on disk: read as they are used)."""
+        return document_texts(self.documents)
 
     def hold_out(self, n: int, seed: int) -> tuple[Collection, Collection]:
         """(the collection without `n` of its queries, those `n` queries), drawn with `seed`;

@@ -38,7 +38,7 @@ class Bm25Retriever(Ranker):
         doc_ids = list(collection.documents)
         start = time.perf_counter()
         index = bm25s.BM25(k1=config.k1, b=config.b, method=config.method)
-        index.index(self._tokenize(list(collection.documents.values())), show_progress=_bars())
+        index.index(self._tokenize(list(collection.document_texts())), show_progress=_bars())
         logger.info(
             "BM25: indexed %d documents of %s in %.1f s",
             len(doc_ids),

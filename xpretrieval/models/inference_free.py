@@ -82,7 +82,7 @@ class InferenceFreeSpladeEncoder(SpladeEncoder):
             (weights == 1).all()
         ):
             return
-        documents = list(collection.documents.values())
+        documents = collection.document_texts()
         frequency: Counter[int] = Counter()
         for start in range(0, len(documents), 1024):
             encoded = self.tokenizer(documents[start : start + 1024], add_special_tokens=False)

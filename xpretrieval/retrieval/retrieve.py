@@ -63,7 +63,7 @@ def retrieve(
         provenance = index_provenance(model, collection.documents)
         searcher = open_index(index, Path(index.load), provenance, model.score)
     else:
-        documents = list(collection.documents.values())
+        documents = collection.document_texts()
         if sharding is not None:
             provenance = index_provenance(model, collection.documents)
             batches = sharding.batches(model, documents, batch_size, precision, provenance)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from xpretrieval.config import flatten
+from xpretrieval.data.documents import document_texts
 from xpretrieval.errors import ConfigError
 from xpretrieval.io import atomic_directory
 from xpretrieval.retrieval.index import IndexConfig, ScoreFn, SearchIndex
@@ -50,8 +52,8 @@ def index_provenance(model: Any, documents: dict[str, str]) -> dict[str, Any]:
         },
         "documents": {
             "count": len(documents),
-            "ids_sha1": _sha1("\n".join(documents)),
-            "texts_sha1": _sha1("\0".join(documents.values())),
+            "ids_sha1": _joined_sha1(documents, "\n"),
+            "texts_sha1": _joined_sha1(document_texts(documents), "\0"),
         },
     }
 
@@ -140,5 +142,9 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return differences
 
 
-def _sha1(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+def _joined_sha1(parts: Iterable[str], separator: str) -> str:
+    """SHA-1 of `separator.join(parts)`, hashed part by part (a corpus need not fit in memory)."""
+    digest = hashlib.sha1()
+    for index, part in enumerate(parts):
+        digest.update(((separator if index else "") + part).encode("utf-8"))
+    return digest.hexdigest()

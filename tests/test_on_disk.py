@@ -1,0 +1,60 @@
+"""Documents kept on disk (an offset index over corpus.jsonl) read as the in-memory collection
+does: same ids in the same order, same texts, same metrics; bad lines are located."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import pytest
+
+from tests.conftest import TINY_BEIR, tiny_overrides
+from tests.test_cli import cli
+from xpretrieval.data import Split
+from xpretrieval.data.collection import Collection
+from xpretrieval.data.documents import OnDiskDocuments
+from xpretrieval.errors import DataError
+
+
+def test_on_disk_documents_read_as_the_in_memory_ones():
+    memory = Collection.from_beir(TINY_BEIR, "test")
+    disk = Collection.from_beir(TINY_BEIR, "test", on_disk=True)
+    assert isinstance(disk.documents, OnDiskDocuments)
+    assert list(disk.documents) == list(memory.documents)
+    assert dict(disk.documents) == memory.documents
+    assert disk.queries == memory.queries and disk.qrels == memory.qrels
+    texts = disk.document_texts()
+    assert list(texts) == memory.document_texts() == [texts[i] for i in range(len(texts))]
+    assert texts[-1] == memory.document_texts()[-1] and texts[2:4] == memory.document_texts()[2:4]
+    copy = pickle.loads(pickle.dumps(disk.documents))  # as worker processes receive it
+    assert copy[next(iter(memory.documents))] == next(iter(memory.documents.values()))
+
+
+def test_bad_corpus_lines_are_refused_naming_the_line(tmp_path):
+    folder = tmp_path / "beir"
+    shutil.copytree(TINY_BEIR, folder)
+    corpus = folder / "corpus.jsonl"
+    lines = corpus.read_text().splitlines()
+    corpus.write_text("\n".join([*lines, lines[0]]) + "\n")
+    with pytest.raises(DataError, match=rf"corpus.jsonl:{len(lines) + 1}: duplicate id"):
+        Collection.from_beir(folder, "test", on_disk=True)
+    corpus.write_text("\n".join([*lines[:3], '{"_id": "x"}']) + "\n")
+    with pytest.raises(DataError, match=r'corpus.jsonl:4: expected a string "text" field'):
+        Collection.from_beir(folder, "test", on_disk=True)
+
+
+def test_on_disk_needs_a_beir_folder():
+    with pytest.raises(ValueError, match="on_disk reads a BEIR folder"):
+        Split(ir_datasets="beir/scifact/test", on_disk=True)
+
+
+def test_evaluate_on_disk_measures_what_in_memory_measures(tiny_model_dir, tmp_path):
+    metrics = {}
+    for name, extra in {"memory": [], "disk": ["dataset.test.on_disk=true"]}.items():
+        run_dir = tmp_path / name
+        overrides = [*tiny_overrides(tiny_model_dir), f"dataset.test.beir_folder={TINY_BEIR}"]
+        result = cli("evaluate", *overrides, *extra, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        metrics[name] = json.loads((run_dir / "metrics.json").read_text())["aggregate"]
+    assert metrics["disk"] == metrics["memory"]
