@@ -94,3 +94,18 @@ def test_evaluate_on_two_cpu_processes_measures_what_one_measures(tiny_model_dir
         runs[name] = json.loads((run_dir / "metrics.json").read_text())["aggregate"]
     assert runs["sharded"] == pytest.approx(runs["plain"], abs=1e-6)
     assert len(list((tmp_path / "sharded" / "encoded").glob("shard-*.pt"))) == 4
+
+
+def test_an_interrupted_evaluation_resumes_from_its_shards(tiny_model_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    command = ["evaluate", *tiny_overrides(tiny_model_dir), "evaluation.shard_size=6"]
+    first = cli(*command, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    expected = json.loads((run_dir / "metrics.json").read_text())["aggregate"]
+    finished = {i: shard_path(run_dir / "encoded", i).stat().st_mtime_ns for i in (0, 1, 3)}
+    shard_path(run_dir / "encoded", 2).unlink()  # the shard being written when it stopped
+    (run_dir / "metrics.json").unlink()
+    again = cli(*command, f"resume={run_dir}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {i: shard_path(run_dir / "encoded", i).stat().st_mtime_ns for i in (0, 1, 3)} == finished
+    assert json.loads((run_dir / "metrics.json").read_text())["aggregate"] == expected

@@ -302,7 +302,8 @@ def _evaluate_command(
     experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None
 ) -> dict[str, float]:
     started = time.perf_counter()
-    claim_run_dir(output_dir, resuming=False)
+    # resume=<its folder> (or auto): continue an interrupted evaluation there, from its shards
+    claim_run_dir(output_dir, resuming=experiment.resume is not None)
     device = resolve_device(experiment.device)
     test = experiment.dataset.test.load()
     test.check_measurable()

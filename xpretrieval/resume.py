@@ -83,9 +83,19 @@ RESUMABLE_KEYS = (
 
 def run_in_resumed_directory(command: str, overrides: list[str]) -> list[str]:
     """`overrides` with `hydra.run.dir` set to the resumed run's folder, so that a resumed run
-    logs into its own train.log instead of a new folder under outputs/."""
+    logs into its own log instead of a new folder under outputs/ (an evaluation continues
+    there from its finished shards)."""
     resume = [item.split("=", 1)[1] for item in overrides if _key(item) == "resume"]
-    if command != "train" or not resume or resume[-1] in ("", "null", AUTO):
+    if (
+        command not in ("train", "evaluate", "mine")
+        or not resume
+        or resume[-1]
+        in (
+            "",
+            "null",
+            AUTO,
+        )
+    ):
         return overrides
     folder = resume[-1]
     run_dirs = [item.split("=", 1)[1] for item in overrides if _key(item) == "hydra.run.dir"]

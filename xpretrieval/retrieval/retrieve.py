@@ -66,7 +66,8 @@ def retrieve(
         documents = collection.document_texts()
         if sharding is not None:
             provenance = index_provenance(model, collection.documents)
-            batches = sharding.batches(model, documents, batch_size, precision, provenance)
+            sharding.encode(model, documents, batch_size, precision, provenance)
+            batches = sharding.read(len(documents))
         else:
             batches = encode_batches(
                 model.forward_documents, documents, desc="encode documents", **settings

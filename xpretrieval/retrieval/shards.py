@@ -70,17 +70,9 @@ class Sharding:
         else:
             mp.spawn(_encode_on_device, args=(model, *settings), nprocs=len(self.devices))
 
-    def batches(
-        self,
-        model: BiEncoder,
-        texts: Sequence[str],
-        batch_size: int,
-        precision: Precision,
-        fingerprint: dict,
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Encode the shards not yet in `folder`, then read them all, in order."""
-        self.encode(model, texts, batch_size, precision, fingerprint)
-        return read_shards(self.folder, len(texts), self.shard_size)
+    def read(self, n_texts: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Every shard's `(rows, reps)`, in order (after `encode`)."""
+        return read_shards(self.folder, n_texts, self.shard_size)
 
 
 def _encode_on_device(
