@@ -58,3 +58,15 @@ def test_evaluate_on_disk_measures_what_in_memory_measures(tiny_model_dir, tmp_p
         assert result.returncode == 0, result.stderr[-3000:]
         metrics[name] = json.loads((run_dir / "metrics.json").read_text())["aggregate"]
     assert metrics["disk"] == metrics["memory"]
+
+
+def test_ids_of_every_length_survive_chunking(tmp_path, monkeypatch):
+    """Ids are kept as NumPy bytes in chunks of different widths: none may be cut."""
+    monkeypatch.setattr(OnDiskDocuments, "CHUNK", 2)
+    corpus = tmp_path / "corpus.jsonl"
+    ids = ["a", "bbbbbbbbbb", "c", "dd", "ééé", "f"]
+    corpus.write_text("".join(json.dumps({"_id": i, "text": f"text {i}"}) + "\n" for i in ids))
+    documents = OnDiskDocuments(corpus)
+    assert (
+        list(documents) == ids and documents["ééé"] == "text ééé" and "bbbbbbbbb" not in documents
+    )

@@ -32,6 +32,13 @@ def parse_text_line(line: str, where: str, with_title: bool) -> tuple[str, str]:
     return item_id, f"{title} {text}".strip() if isinstance(title, str) and title else text
 
 
+def document_ids(documents: Mapping[str, str]) -> Sequence[str]:
+    """The ids of `documents` in its order: decoded as they are used when on disk."""
+    if isinstance(documents, OnDiskDocuments):
+        return documents.ids()
+    return list(documents)
+
+
 def document_texts(documents: Mapping[str, str]) -> Sequence[str]:
     """The texts of `documents` in its order: read as they are used when on disk."""
     if isinstance(documents, OnDiskDocuments):
@@ -40,14 +47,18 @@ def document_texts(documents: Mapping[str, str]) -> Sequence[str]:
 
 
 class OnDiskDocuments(Mapping[str, str]):
-    """id -> text of a corpus.jsonl, in file order, holding ids and offsets only (about 100
-    bytes a document, against the texts themselves in memory)."""
+    """id -> text of a corpus.jsonl, in file order, holding in memory only each document's
+    byte offset and id, as NumPy arrays (about 2 x the id's length + 12 bytes a document),
+    never its text."""
+
+    CHUNK = 100_000  # ids gathered as Python strings at most this many at a time
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._offsets: list[int] = []
-        self._rows: dict[str, int] = {}
         self.empty: list[str] = []  # ids of documents without text
+        starts, ids = [], []
+        pending_starts: list[int] = []
+        pending_ids: list[bytes] = []
         with self.path.open("rb") as handle:
             offset = 0
             for line_no, raw in enumerate(handle, start=1):
@@ -56,27 +67,67 @@ class OnDiskDocuments(Mapping[str, str]):
                 if not line:
                     continue
                 doc_id, text = parse_text_line(line, f"{self.path}:{line_no}", with_title=True)
-                if doc_id in self._rows:
-                    raise DataError(f"{self.path}:{line_no}: duplicate id {doc_id!r}")
                 if not text.strip():
                     self.empty.append(doc_id)
-                self._rows[doc_id] = len(self._offsets)
-                self._offsets.append(start)
-        self._starts = np.asarray(self._offsets, dtype=np.int64)
-        del self._offsets
+                pending_starts.append(start)
+                pending_ids.append(doc_id.encode("utf-8"))
+                if len(pending_ids) == self.CHUNK:
+                    starts.append(np.asarray(pending_starts, dtype=np.int64))
+                    ids.append(np.asarray(pending_ids))
+                    pending_starts, pending_ids = [], []
+        starts.append(np.asarray(pending_starts, dtype=np.int64))
+        ids.append(np.asarray(pending_ids) if pending_ids else np.empty(0, dtype="S1"))
+        self._starts = np.concatenate(starts)
+        self._ids = np.concatenate(ids)  # by file row
+        self._order = np.argsort(self._ids, kind="stable").astype(np.int64)
+        self._sorted = self._ids[self._order]
+        repeated = np.flatnonzero(self._sorted[1:] == self._sorted[:-1])
+        if len(repeated):
+            row = int(self._order[repeated[0] + 1])
+            doc_id = self.id_at(row)
+            raise DataError(f"{self.path}:{self._line_of(row)}: duplicate id {doc_id!r}")
         self._handle: IO[bytes] | None = None
 
+    def _row(self, doc_id: object) -> int | None:
+        if not isinstance(doc_id, str):
+            return None
+        key = doc_id.encode("utf-8")
+        at = int(np.searchsorted(self._sorted, key))
+        if at < len(self._sorted) and self._sorted[at] == key:
+            return int(self._order[at])
+        return None
+
+    def _line_of(self, row: int) -> int:
+        """The line number of the row-th document (blank lines counted), for error messages."""
+        remaining, newlines = int(self._starts[row]), 0
+        with self.path.open("rb") as handle:
+            while remaining:
+                block = handle.read(min(remaining, 2**20))
+                newlines += block.count(b"\n")
+                remaining -= len(block)
+        return newlines + 1
+
     def __getitem__(self, doc_id: str) -> str:
-        return self.text_at(self._rows[doc_id])
+        row = self._row(doc_id)
+        if row is None:
+            raise KeyError(doc_id)
+        return self.text_at(row)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._rows)
+        return (self.id_at(row) for row in range(len(self)))
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._ids)
 
     def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self._rows
+        return self._row(doc_id) is not None
+
+    def id_at(self, row: int) -> str:
+        return self._ids[row].decode("utf-8")
+
+    def ids(self) -> Sequence[str]:
+        """Every id, by position (file order), decoded when asked for."""
+        return _Ids(self)
 
     def text_at(self, row: int) -> str:
         """The text of the row-th document (file order)."""
@@ -92,6 +143,19 @@ class OnDiskDocuments(Mapping[str, str]):
 
     def __getstate__(self) -> dict[str, Any]:  # worker processes open their own handle
         return {**self.__dict__, "_handle": None}
+
+
+class _Ids(Sequence[str]):
+    def __init__(self, documents: OnDiskDocuments) -> None:
+        self.documents = documents
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self.documents.id_at(i) for i in range(*index.indices(len(self)))]
+        return self.documents.id_at(index if index >= 0 else index + len(self))
 
 
 class _Texts(Sequence[str]):

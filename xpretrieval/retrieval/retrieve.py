@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.documents import document_ids
 from xpretrieval.data.run import Run
 from xpretrieval.device import Precision
 from xpretrieval.models.base import BiEncoder, Ranker, TermWeighted
@@ -51,7 +52,7 @@ def retrieve(
         start = time.perf_counter()
         run, statistics = model.rank(collection, k)
         return Retrieval(run, {**statistics, "search_seconds": time.perf_counter() - start})
-    doc_ids, query_ids = list(collection.documents), list(collection.queries)
+    doc_ids, query_ids = document_ids(collection.documents), list(collection.queries)
     settings = {"batch_size": batch_size, "device": device, "precision": precision}
     term_weights = model.term_weights if isinstance(model, TermWeighted) else None
     doc_active: list[int] = []
