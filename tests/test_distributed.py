@@ -185,3 +185,20 @@ def test_a_two_process_run_stopped_by_sigterm_resumes_to_the_same_losses(tiny_mo
     assert (stopped / "metrics.json").read_text() != ""
     ours = json.loads((stopped / "metrics.json").read_text())["aggregate"]
     assert ours == json.loads((reference / "metrics.json").read_text())["aggregate"]
+
+
+def test_two_processes_validate_and_stop_early_together(tiny_model_dir, tmp_path):
+    """The main process validates; when it stops early, every process stops at that step."""
+    run_dir = tmp_path / "run"
+    validating = ["validation.every=2", "validation.held_out_queries=2", "validation.patience=1"]
+    train = [*TORCHRUN, "-m", "xpretrieval", "train", *tiny_overrides(tiny_model_dir)]
+    result = subprocess.run(
+        [*train, "trainer.max_steps=40", *validating, f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    validated = (run_dir / "validation.csv").read_text().strip().splitlines()
+    assert 2 <= len(validated) - 1 < 20  # stopped early, after a validation without a gain
+    assert json.loads((run_dir / "metrics.json").read_text())["aggregate"]["nDCG@10"] > 0
