@@ -70,3 +70,17 @@ def test_ids_of_every_length_survive_chunking(tmp_path, monkeypatch):
     assert (
         list(documents) == ids and documents["ééé"] == "text ééé" and "bbbbbbbbb" not in documents
     )
+
+
+def test_samplers_draw_the_same_records_from_documents_on_disk():
+    """Random negatives are drawn by position from the ids, which stay NumPy bytes on disk."""
+    import itertools
+
+    from xpretrieval.samplers import BatchwiseSampler
+
+    memory = Collection.from_beir(TINY_BEIR, "train")
+    disk = Collection.from_beir(TINY_BEIR, "train", on_disk=True)
+    draws = [
+        list(itertools.islice(BatchwiseSampler().records(c, seed=3), 30)) for c in (memory, disk)
+    ]
+    assert draws[0] == draws[1]

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.documents import document_ids
 from xpretrieval.device import Precision
 from xpretrieval.io import atomic_directory, atomic_file
 from xpretrieval.models.base import BiEncoder, DenseBiEncoder, SparseBiEncoder
@@ -68,7 +69,7 @@ def _export_sparse(
 ) -> dict[str, object]:
     vocabulary = model.tokenizer.convert_ids_to_tokens(list(range(len(model.tokenizer))))
     (folder / "corpus").mkdir()
-    doc_ids = list(collection.documents)
+    doc_ids = document_ids(collection.documents)
     with atomic_file(folder / "corpus" / "docs.jsonl") as handle:
         for rows, reps in _batches(model.forward_documents, collection.document_texts(), encoding):
             for row, vector in zip(rows.tolist(), _impacts(model, reps, scale), strict=True):

@@ -15,6 +15,7 @@ import torch
 
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.documents import document_ids
 from xpretrieval.data.run import Run
 from xpretrieval.models.base import ModelConfig, Ranker
 
@@ -35,7 +36,7 @@ class Bm25Retriever(Ranker):
     def rank(self, collection: Collection, k: int) -> tuple[Run, dict[str, float]]:
         """The top-k documents of every query, and the index's size."""
         config = self.config
-        doc_ids = list(collection.documents)
+        doc_ids = document_ids(collection.documents)
         start = time.perf_counter()
         index = bm25s.BM25(k1=config.k1, b=config.b, method=config.method)
         index.index(self._tokenize(list(collection.document_texts())), show_progress=_bars())

@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import ClassVar
 
 from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.documents import document_ids
 from xpretrieval.data.records import PairwiseRecord, Text
 from xpretrieval.errors import DataError
 from xpretrieval.samplers.base import Sampler, shuffled_epochs
@@ -133,7 +134,7 @@ class PairwiseSampler(Sampler):
     ) -> Iterator[tuple[str, str, list[str]]]:
         """Endless (query id, positive id, negative ids), epoch after epoch in a fresh order."""
         candidates = self.candidates(collection)
-        doc_ids = list(collection.documents)
+        doc_ids = document_ids(collection.documents)
         rng = random.Random(seed)
         for query_id, positive_id, pool in shuffled_epochs(candidates, rng):
             negatives = [
@@ -145,7 +146,7 @@ class PairwiseSampler(Sampler):
             yield query_id, positive_id, negatives
 
 
-def _random_unjudged(rng: random.Random, doc_ids: list[str], judged: dict[str, int]) -> str:
+def _random_unjudged(rng: random.Random, doc_ids: Sequence[str], judged: dict[str, int]) -> str:
     """A uniformly drawn document that the query has no judgement for (`candidates` made sure
     there is one)."""
     while True:
