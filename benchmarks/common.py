@@ -27,11 +27,6 @@ def precisions() -> list[Precision]:
     return [Precision.fp32] + ([Precision.bf16] if native or cpu_has_native_bf16() else [])
 
 
-def autocast(precision: Precision):  # noqa: ANN201 (a context manager)
-    """The peers' precision: bf16 autocast on the CPU, as xpretrieval's own precision=bf16."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision is Precision.bf16)
-
-
 def median_seconds(step: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """Median wall-clock seconds of `step` over `repeats` calls after `warmup` calls."""
     for _ in range(warmup):
@@ -44,23 +39,28 @@ def median_seconds(step: Callable[[], object], repeats: int, warmup: int = 1) ->
     return statistics.median(seconds)
 
 
-def peak_rss_gb() -> float:
-    """This process's peak resident memory so far, or since `reset_peak_rss` (Linux reports
-    KiB, macOS bytes)."""
+def _status_gb(field: str) -> float | None:
+    """A memory field of /proc/self/status (Linux), in GB; None elsewhere."""
     status = Path("/proc/self/status")
-    if status.is_file():  # VmHWM, which clear_refs resets (ru_maxrss cannot be reset)
-        line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
-        return int(line.split()[1]) / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (2**30 if sys.platform == "darwin" else 2**20)
+    if not status.is_file():
+        return None
+    line = next(x for x in status.read_text().splitlines() if x.startswith(f"{field}:"))
+    return int(line.split()[1]) / 2**20
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far, or since `reset_peak_rss` (VmHWM, which
+    can be reset, unlike ru_maxrss: Linux reports that in KiB, macOS in bytes)."""
+    peak = _status_gb("VmHWM")
+    if peak is not None:
+        return peak
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / (2**30 if sys.platform == "darwin" else 2**20)
 
 
 def current_rss_gb() -> float:
-    status = Path("/proc/self/status")
-    if not status.is_file():
-        return peak_rss_gb()
-    line = next(x for x in status.read_text().splitlines() if x.startswith("VmRSS:"))
-    return int(line.split()[1]) / 2**20
+    current = _status_gb("VmRSS")
+    return peak_rss_gb() if current is None else current
 
 
 def reset_peak_rss() -> None:

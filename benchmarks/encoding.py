@@ -18,7 +18,6 @@ from transformers import AutoConfig, AutoTokenizer
 
 from benchmarks.common import (
     MODEL,
-    autocast,
     matmul_gflops,
     precisions,
     row,
@@ -26,7 +25,7 @@ from benchmarks.common import (
     write_result,
 )
 from xpretrieval.data import Split
-from xpretrieval.device import Precision
+from xpretrieval.device import Precision, autocast
 from xpretrieval.models import Dense, Splade
 from xpretrieval.models.encoding import encode_texts
 
@@ -66,7 +65,7 @@ def encoding(
             return encode_texts(ours.forward_documents, batch, batch_size, CPU, precision)
 
         def peer(batch: list[str]) -> torch.Tensor:
-            with autocast(precision):
+            with autocast(CPU, precision):
                 out = theirs.encode(batch, batch_size=batch_size, convert_to_tensor=True)
             return out.to_dense().float() if kind == "splade" else out.float()
 

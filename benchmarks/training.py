@@ -29,7 +29,6 @@ from transformers import AutoConfig, AutoTokenizer
 
 from benchmarks.common import (
     MODEL,
-    autocast,
     matmul_gflops,
     peak_rss_gb,
     precisions,
@@ -40,13 +39,14 @@ from benchmarks.common import (
 from xpretrieval.batchers import FixedBatcher
 from xpretrieval.data import Split
 from xpretrieval.data.collection import Collection
-from xpretrieval.device import Precision
+from xpretrieval.device import Precision, autocast
 from xpretrieval.losses import Flops, InfoNCE
 from xpretrieval.models import Dense, Splade
 from xpretrieval.samplers import PairwiseSampler
 from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
 from xpretrieval.training.hooks import StepTimer
 
+CPU = torch.device("cpu")  # the peers run on the CPU
 QUERY_WEIGHT, DOC_WEIGHT = 5e-4, 3e-4  # FLOPS weights of +experiment=splade
 SCALE = {"dense": 20.0, "splade": 1.0}  # InfoNCE scale: cosine for dense, raw dot for SPLADE
 # (model kind, framework) -> the peer it is compared with; "fp32 only" runs are ablations
@@ -151,7 +151,7 @@ def st_loop(kind: str, setting: Setting) -> list[float]:
     timings = []
     for records in triplets(setting):
         start = time.perf_counter()
-        with autocast(setting.precision):
+        with autocast(CPU, setting.precision):
             features = [dict(encoder.tokenize(texts)) for texts in columns(records)]
             value = loss(features, None)
             total = sum(value.values()) if isinstance(value, dict) else value

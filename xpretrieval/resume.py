@@ -19,18 +19,19 @@ SAVED_OVERRIDES = Path(".hydra") / "overrides.yaml"  # where Hydra keeps a run's
 AUTO = "auto"  # resume=auto: continue the run directory's own checkpoint if it has one
 
 
-def has_checkpoint(run_dir: Path) -> bool:
+def _complete_checkpoints(run_dir: Path) -> list[Path]:
+    """A run's checkpoints that hold a training state, oldest first."""
     checkpoints = list_checkpoints(Path(run_dir) / "checkpoints")
-    return any((path / TRAINING_STATE_FILE).is_file() for path in checkpoints)
+    return [path for path in checkpoints if (path / TRAINING_STATE_FILE).is_file()]
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return bool(_complete_checkpoints(run_dir))
 
 
 def last_checkpoint(run_dir: Path) -> Path:
     """The most recent complete checkpoint of a run (written atomically: never a partial one)."""
-    checkpoints = [
-        path
-        for path in list_checkpoints(Path(run_dir) / "checkpoints")
-        if (path / TRAINING_STATE_FILE).is_file()
-    ]
+    checkpoints = _complete_checkpoints(run_dir)
     if not checkpoints:
         raise ConfigError(
             f"resume={run_dir}: no checkpoint under {Path(run_dir) / 'checkpoints'}; "
@@ -86,16 +87,8 @@ def run_in_resumed_directory(command: str, overrides: list[str]) -> list[str]:
     logs into its own log instead of a new folder under outputs/ (an evaluation continues
     there from its finished shards)."""
     resume = [item.split("=", 1)[1] for item in overrides if _key(item) == "resume"]
-    if (
-        command not in ("train", "evaluate", "mine")
-        or not resume
-        or resume[-1]
-        in (
-            "",
-            "null",
-            AUTO,
-        )
-    ):
+    continuing = command in ("train", "evaluate", "mine") and resume
+    if not continuing or resume[-1] in ("", "null", AUTO):
         return overrides
     folder = resume[-1]
     run_dirs = [item.split("=", 1)[1] for item in overrides if _key(item) == "hydra.run.dir"]

@@ -5,7 +5,7 @@ a text is read when it is asked for, and encoding streams them."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -127,7 +127,7 @@ class OnDiskDocuments(Mapping[str, str]):
 
     def ids(self) -> Sequence[str]:
         """Every id, by position (file order), decoded when asked for."""
-        return _Ids(self)
+        return _ByRow(self, OnDiskDocuments.id_at)
 
     def text_at(self, row: int) -> str:
         """The text of the row-th document (file order)."""
@@ -145,30 +145,26 @@ class OnDiskDocuments(Mapping[str, str]):
         return {**self.__dict__, "_handle": None}
 
 
-class _Ids(Sequence[str]):
-    def __init__(self, documents: OnDiskDocuments) -> None:
-        self.documents = documents
+class _ByRow(Sequence[str]):
+    """A Sequence view of `documents`: item i is `read(documents, i)`, read when asked for."""
+
+    def __init__(self, documents: OnDiskDocuments, read: Callable[[OnDiskDocuments, int], str]):
+        self.documents, self.read = documents, read
 
     def __len__(self) -> int:
         return len(self.documents)
 
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
-            return [self.documents.id_at(i) for i in range(*index.indices(len(self)))]
-        return self.documents.id_at(index if index >= 0 else index + len(self))
+            return [self.read(self.documents, i) for i in range(*index.indices(len(self)))]
+        return self.read(self.documents, index if index >= 0 else index + len(self))
 
 
-class _Texts(Sequence[str]):
+class _Texts(_ByRow):
+    """The texts by row; iterating reads the file sequentially rather than seeking."""
+
     def __init__(self, documents: OnDiskDocuments) -> None:
-        self.documents = documents
-
-    def __len__(self) -> int:
-        return len(self.documents)
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self.documents.text_at(i) for i in range(*index.indices(len(self)))]
-        return self.documents.text_at(index if index >= 0 else index + len(self))
+        super().__init__(documents, OnDiskDocuments.text_at)
 
     def __iter__(self) -> Iterator[str]:
         with self.documents.path.open("rb") as handle:  # sequential: no seek per document

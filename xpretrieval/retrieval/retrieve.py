@@ -59,14 +59,15 @@ def retrieve(
     query_texts = list(collection.queries.values())
     queries = encode_texts(model.forward_queries, query_texts, desc="encode queries", **settings)
     exact: RunningTopK | None = None
+    # what the index depends on (every weight and text hashed): computed once, when needed
+    needs_provenance = index.load is not None or sharding is not None or save_to is not None
+    provenance = index_provenance(model, collection.documents) if needs_provenance else {}
     if index.load is not None:
         logger.info("Searching the saved index %s", index.load)
-        provenance = index_provenance(model, collection.documents)
         searcher = open_index(index, Path(index.load), provenance, model.score)
     else:
         documents = collection.document_texts()
         if sharding is not None:
-            provenance = index_provenance(model, collection.documents)
             sharding.encode(model, documents, batch_size, precision, provenance)
             batches = sharding.read(len(documents))
         else:
@@ -81,7 +82,7 @@ def retrieve(
             batches = _tracking_exact(batches, sample, model.score, exact)
         searcher = index.build(batches, len(doc_ids), model.score)
         if save_to is not None:
-            save_index(index, searcher, save_to, index_provenance(model, collection.documents))
+            save_index(index, searcher, save_to, provenance)
     start = time.perf_counter()
     with torch.inference_mode():
         scores, rows = searcher.search(queries, k)
