@@ -28,13 +28,13 @@ TRIPLES = [
 ]
 
 
-def register(name: str, component) -> str:
+def register(name: str, *components) -> str:
     """Register a local dataset with ir-datasets under a fresh id and return the id."""
     import ir_datasets
     from ir_datasets.datasets.base import Dataset
 
     dataset_id = f"xpretrieval-test/{name}-{uuid.uuid4().hex[:8]}"
-    ir_datasets.registry.register(dataset_id, Dataset(component))
+    ir_datasets.registry.register(dataset_id, Dataset(*components))
     return dataset_id
 
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from xpretrieval.data.documents import OnDiskDocuments, parse_text_line
+from xpretrieval.data.documents import JsonlDocuments, parse_text_line
 from xpretrieval.data.records import Qrels, check_id
 from xpretrieval.errors import DataError
 from xpretrieval.io import numbered_lines
@@ -32,7 +32,7 @@ def read_beir_folder(
             "(expected corpus.jsonl, queries.jsonl and qrels/<split>.tsv)"
         )
     if on_disk:
-        documents: Mapping[str, str] = OnDiskDocuments(paths["corpus"])
+        documents: Mapping[str, str] = JsonlDocuments(paths["corpus"])
         empty = documents.empty
     else:
         documents = _read_texts(paths["corpus"], with_title=True)

@@ -44,9 +44,10 @@ class Collection:
             raise DataError(f"{error} (in {folder}, with qrels/{split}.tsv)") from None
 
     @classmethod
-    def from_ir_datasets(cls, dataset_id: str) -> Collection:
-        """An ir-datasets id with documents, queries and qrels, e.g. beir/scifact/test."""
-        return cls.checked(dataset_id, *read_ir_dataset(dataset_id))
+    def from_ir_datasets(cls, dataset_id: str, on_disk: bool = False) -> Collection:
+        """An ir-datasets id with documents, queries and qrels, e.g. beir/scifact/test;
+        `on_disk`: documents read through its docstore when needed."""
+        return cls.checked(dataset_id, *read_ir_dataset(dataset_id, on_disk))
 
     @classmethod
     def checked(

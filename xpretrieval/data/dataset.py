@@ -20,8 +20,8 @@ class Split:
     # keep every judged document and only this many in all (others drawn at random, always
     # the same ones): a smaller, still realistic collection for quick runs; null: all
     max_documents: int | None = None
-    # with beir_folder: read documents from corpus.jsonl when needed (an offset index) instead
-    # of holding every text in memory, for collections larger than memory
+    # read documents when needed, for collections larger than memory: from corpus.jsonl through
+    # an offset index (beir_folder) or through ir-datasets' docstore, holding only their ids
     on_disk: bool = False
 
     def __post_init__(self) -> None:
@@ -34,17 +34,11 @@ class Split:
             raise ValueError(f"split must name the qrels file of beir_folder={self.beir_folder!r}")
         if self.max_documents is not None and self.max_documents < 1:
             raise ValueError(f"max_documents must be >= 1 or null, got {self.max_documents}")
-        if self.on_disk and self.beir_folder is None:
-            raise ValueError(
-                "on_disk reads a BEIR folder's corpus.jsonl through an offset index; "
-                "ir-datasets collections are held in memory (convert one to a BEIR folder to "
-                "keep its documents on disk)"
-            )
 
     def load(self) -> Collection:
         """Read the split's documents, queries and qrels."""
         if self.ir_datasets is not None:
-            collection = Collection.from_ir_datasets(self.ir_datasets)
+            collection = Collection.from_ir_datasets(self.ir_datasets, self.on_disk)
         else:
             collection = Collection.from_beir(self.beir_folder, self.split, self.on_disk)
         if self.max_documents is None:

@@ -1,11 +1,14 @@
-"""Documents read from disk on demand, for collections larger than memory: one pass over a
-BEIR corpus.jsonl keeps each document's id and byte offset (an offset index), never its text;
-a text is read when it is asked for, and encoding streams them."""
+"""Documents kept out of memory, for collections larger than it: each document's id is held
+in a NumPy array (an id index), never its text; a text is read when it is asked for, and
+encoding streams them. Two sources: an offset index over a BEIR corpus.jsonl
+(`JsonlDocuments`, here) and ir-datasets' docstore (`DocstoreDocuments`, in `irds`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from abc import abstractmethod
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,46 +50,37 @@ def document_texts(documents: Mapping[str, str]) -> Sequence[str]:
 
 
 class OnDiskDocuments(Mapping[str, str]):
-    """id -> text of a corpus.jsonl, in file order, holding in memory only each document's
-    byte offset and id, as NumPy arrays (about 2 x the id's length + 12 bytes a document),
-    never its text."""
+    """id -> text, in the source's order, holding in memory only the ids (a NumPy array of
+    bytes, about 2 x the id's length a document): subclasses read a text by row, and every
+    text in order."""
 
-    CHUNK = 100_000  # ids gathered as Python strings at most this many at a time
+    CHUNK = 100_000  # ids gathered as Python bytes at most this many at a time
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.empty: list[str] = []  # ids of documents without text
-        starts, ids = [], []
-        pending_starts: list[int] = []
-        pending_ids: list[bytes] = []
-        with self.path.open("rb") as handle:
-            offset = 0
-            for line_no, raw in enumerate(handle, start=1):
-                start, offset = offset, offset + len(raw)
-                line = raw.decode("utf-8").strip()
-                if not line:
-                    continue
-                doc_id, text = parse_text_line(line, f"{self.path}:{line_no}", with_title=True)
-                if not text.strip():
-                    self.empty.append(doc_id)
-                pending_starts.append(start)
-                pending_ids.append(doc_id.encode("utf-8"))
-                if len(pending_ids) == self.CHUNK:
-                    starts.append(np.asarray(pending_starts, dtype=np.int64))
-                    ids.append(np.asarray(pending_ids))
-                    pending_starts, pending_ids = [], []
-        starts.append(np.asarray(pending_starts, dtype=np.int64))
-        ids.append(np.asarray(pending_ids) if pending_ids else np.empty(0, dtype="S1"))
-        self._starts = np.concatenate(starts)
-        self._ids = np.concatenate(ids)  # by file row
+    def __init__(self, ids: Iterable[str], where: Callable[[int], str]) -> None:
+        """Index `ids` (in source order); a repeated id is refused at `where(row)`."""
+        self.empty: list[str] = []  # ids of documents without text, noted by subclasses
+        chunks, pending = [], []
+        for doc_id in ids:
+            pending.append(doc_id.encode("utf-8"))
+            if len(pending) == self.CHUNK:
+                chunks.append(np.asarray(pending))
+                pending = []
+        chunks.append(np.asarray(pending) if pending else np.empty(0, dtype="S1"))
+        self._ids = np.concatenate(chunks)  # by row
         self._order = np.argsort(self._ids, kind="stable").astype(np.int64)
         self._sorted = self._ids[self._order]
         repeated = np.flatnonzero(self._sorted[1:] == self._sorted[:-1])
         if len(repeated):
             row = int(self._order[repeated[0] + 1])
-            doc_id = self.id_at(row)
-            raise DataError(f"{self.path}:{self._line_of(row)}: duplicate id {doc_id!r}")
-        self._handle: IO[bytes] | None = None
+            raise DataError(f"{where(row)}: duplicate id {self.id_at(row)!r}")
+
+    @abstractmethod
+    def text_at(self, row: int) -> str:
+        """The text of the row-th document."""
+
+    @abstractmethod
+    def iter_texts(self) -> Iterator[str]:
+        """Every text in order, read sequentially (what encoding consumes)."""
 
     def _row(self, doc_id: object) -> int | None:
         if not isinstance(doc_id, str):
@@ -96,16 +90,6 @@ class OnDiskDocuments(Mapping[str, str]):
         if at < len(self._sorted) and self._sorted[at] == key:
             return int(self._order[at])
         return None
-
-    def _line_of(self, row: int) -> int:
-        """The line number of the row-th document (blank lines counted), for error messages."""
-        remaining, newlines = int(self._starts[row]), 0
-        with self.path.open("rb") as handle:
-            while remaining:
-                block = handle.read(min(remaining, 2**20))
-                newlines += block.count(b"\n")
-                remaining -= len(block)
-        return newlines + 1
 
     def __getitem__(self, doc_id: str) -> str:
         row = self._row(doc_id)
@@ -126,29 +110,71 @@ class OnDiskDocuments(Mapping[str, str]):
         return self._ids[row].decode("utf-8")
 
     def ids(self) -> Sequence[str]:
-        """Every id, by position (file order), decoded when asked for."""
-        return _ByRow(self, OnDiskDocuments.id_at)
+        """Every id, by position, decoded when asked for."""
+        return _ByRow(self, self.id_at)
+
+    def texts(self) -> Sequence[str]:
+        """Every text, by position, read on demand; iterating reads them in order."""
+        return _Texts(self)
+
+
+class JsonlDocuments(OnDiskDocuments):
+    """The documents of a BEIR corpus.jsonl through an offset index: each document's byte
+    offset (8 bytes) beside its id."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._starts = array("q")
+        super().__init__(self._scan(), lambda row: f"{self.path}:{self._line_of(row)}")
+        self._handle: IO[bytes] | None = None
+
+    def _scan(self) -> Iterator[str]:
+        """Every id in file order, noting each line's offset and the documents without text."""
+        with self.path.open("rb") as handle:
+            offset = 0
+            for line_no, raw in enumerate(handle, start=1):
+                start, offset = offset, offset + len(raw)
+                line = raw.decode("utf-8").strip()
+                if not line:
+                    continue
+                doc_id, text = parse_text_line(line, f"{self.path}:{line_no}", with_title=True)
+                if not text.strip():
+                    self.empty.append(doc_id)
+                self._starts.append(start)
+                yield doc_id
+
+    def _line_of(self, row: int) -> int:
+        """The line number of the row-th document (blank lines counted), for error messages."""
+        remaining, newlines = self._starts[row], 0
+        with self.path.open("rb") as handle:
+            while remaining:
+                block = handle.read(min(remaining, 2**20))
+                newlines += block.count(b"\n")
+                remaining -= len(block)
+        return newlines + 1
 
     def text_at(self, row: int) -> str:
-        """The text of the row-th document (file order)."""
         if self._handle is None:
             self._handle = self.path.open("rb")
-        self._handle.seek(int(self._starts[row]))
+        self._handle.seek(self._starts[row])
         line = self._handle.readline().decode("utf-8")
         return parse_text_line(line, f"{self.path}, document {row + 1}", with_title=True)[1]
 
-    def texts(self) -> Sequence[str]:
-        """Every text, by position, read on demand (what encoding consumes)."""
-        return _Texts(self)
+    def iter_texts(self) -> Iterator[str]:
+        with self.path.open("rb") as handle:  # sequential: no seek per document
+            for line_no, raw in enumerate(handle, start=1):
+                line = raw.decode("utf-8").strip()
+                if line:
+                    yield parse_text_line(line, f"{self.path}:{line_no}", True)[1]
 
     def __getstate__(self) -> dict[str, Any]:  # worker processes open their own handle
         return {**self.__dict__, "_handle": None}
 
 
 class _ByRow(Sequence[str]):
-    """A Sequence view of `documents`: item i is `read(documents, i)`, read when asked for."""
+    """A Sequence view of `documents`: item i is `read(i)`, read when asked for."""
 
-    def __init__(self, documents: OnDiskDocuments, read: Callable[[OnDiskDocuments, int], str]):
+    def __init__(self, documents: OnDiskDocuments, read: Callable[[int], str]):
         self.documents, self.read = documents, read
 
     def __len__(self) -> int:
@@ -156,19 +182,15 @@ class _ByRow(Sequence[str]):
 
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
-            return [self.read(self.documents, i) for i in range(*index.indices(len(self)))]
-        return self.read(self.documents, index if index >= 0 else index + len(self))
+            return [self.read(i) for i in range(*index.indices(len(self)))]
+        return self.read(index if index >= 0 else index + len(self))
 
 
 class _Texts(_ByRow):
-    """The texts by row; iterating reads the file sequentially rather than seeking."""
+    """The texts by row; iterating reads the source sequentially rather than row by row."""
 
     def __init__(self, documents: OnDiskDocuments) -> None:
-        super().__init__(documents, OnDiskDocuments.text_at)
+        super().__init__(documents, documents.text_at)
 
     def __iter__(self) -> Iterator[str]:
-        with self.documents.path.open("rb") as handle:  # sequential: no seek per document
-            for line_no, raw in enumerate(handle, start=1):
-                line = raw.decode("utf-8").strip()
-                if line:
-                    yield parse_text_line(line, f"{self.documents.path}:{line_no}", True)[1]
+        return self.documents.iter_texts()

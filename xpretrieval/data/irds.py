@@ -1,12 +1,14 @@
 """Read collections, first-stage rankings (`scoreddocs`) and preference triples (`docpairs`)
-through ir-datasets (`ir_datasets.load`), which caches and downloads them."""
+through ir-datasets (`ir_datasets.load`), which caches and downloads them; documents held in
+memory or read through its docstore."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from xpretrieval.data.documents import OnDiskDocuments
 from xpretrieval.data.records import Qrels, check_id
 from xpretrieval.data.run import Run
 from xpretrieval.errors import DataError
@@ -26,9 +28,12 @@ def _load(dataset_id: str) -> Any:
         ) from None
 
 
-def read_ir_dataset(dataset_id: str) -> tuple[dict[str, str], dict[str, str], Qrels]:
+def read_ir_dataset(
+    dataset_id: str, on_disk: bool = False
+) -> tuple[Mapping[str, str], dict[str, str], Qrels]:
     """The documents, queries and qrels of an ir-datasets id such as `beir/scifact/test`;
-    `Collection.from_ir_datasets` checks them into a collection."""
+    `Collection.from_ir_datasets` checks them into a collection. `on_disk`: documents are read
+    through the dataset's docstore when needed, not held in memory."""
     dataset = _load(dataset_id)
     lacking = [
         part
@@ -46,7 +51,11 @@ def read_ir_dataset(dataset_id: str) -> tuple[dict[str, str], dict[str, str], Qr
         )
     logger.info("Loading %s through ir-datasets", dataset_id)
     where = f"ir-datasets {dataset_id}"
-    documents = {check_id(d.doc_id, where): d.default_text() for d in dataset.docs_iter()}
+    documents: Mapping[str, str]
+    if on_disk:
+        documents = DocstoreDocuments(dataset_id)
+    else:
+        documents = _documents_in_memory(dataset, where)
     queries = {check_id(q.query_id, where): q.default_text() for q in dataset.queries_iter()}
     qrels: Qrels = {}
     for qrel in dataset.qrels_iter():
@@ -59,6 +68,53 @@ def read_ir_dataset(dataset_id: str) -> tuple[dict[str, str], dict[str, str], Qr
             )
         judged[qrel.doc_id] = qrel.relevance
     return documents, queries, qrels
+
+
+def _documents_in_memory(dataset: Any, where: str) -> dict[str, str]:
+    documents: dict[str, str] = {}
+    for row, doc in enumerate(dataset.docs_iter(), start=1):
+        doc_id = check_id(doc.doc_id, where)
+        if doc_id in documents:
+            raise DataError(f"{where}, document {row}: duplicate id {doc_id!r}")
+        documents[doc_id] = doc.default_text()
+    return documents
+
+
+class DocstoreDocuments(OnDiskDocuments):
+    """The documents of an ir-datasets id read through its docstore (random access by id) and
+    `docs_iter` (in order), holding only the ids in memory."""
+
+    def __init__(self, dataset_id: str) -> None:
+        self.dataset_id = dataset_id
+        where = f"ir-datasets {dataset_id}"
+        self._store = _docstore(dataset_id)
+        super().__init__(self._scan(where), lambda row: f"{where}, document {row + 1}")
+
+    def _scan(self, where: str) -> Iterator[str]:
+        for doc in progress(_load(self.dataset_id).docs_iter(), desc="document ids", unit="docs"):
+            yield check_id(doc.doc_id, where)
+
+    def text_at(self, row: int) -> str:
+        if self._store is None:
+            self._store = _docstore(self.dataset_id)
+        return self._store.get(self.id_at(row)).default_text()
+
+    def iter_texts(self) -> Iterator[str]:
+        return (doc.default_text() for doc in _load(self.dataset_id).docs_iter())
+
+    def __getstate__(self) -> dict[str, Any]:  # worker processes open their own docstore
+        return {**self.__dict__, "_store": None}
+
+
+def _docstore(dataset_id: str) -> Any:
+    dataset = _load(dataset_id)
+    try:
+        return dataset.docs_store()
+    except (AttributeError, NotImplementedError):
+        raise DataError(
+            f"ir-datasets id {dataset_id!r} has no docstore (documents by id), which on_disk "
+            "reads documents through; set on_disk=false to hold them in memory"
+        ) from None
 
 
 def load_scoreddocs(dataset_id: str) -> Run:
