@@ -1,6 +1,6 @@
-"""SPLADE pooled by chunks of positions (no [batch, length, vocabulary] logits): the values and
-the gradients of the plain computation, for max and sum pooling, in a model, and with
-GradCache micro-batches."""
+"""SPLADE pooled by chunks of positions (no [batch, length, vocabulary] logits), and screened by
+a bf16 product: the values and the gradients of the plain computation, for max and sum
+pooling, in a model, and with GradCache micro-batches."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from tests.test_grad_cache import NO_DROPOUT, gradients_of
 from xpretrieval.batchers import FixedBatcher, MicroBatcher
 from xpretrieval.losses import Flops, InfoNCE
-from xpretrieval.models import SparsePooling, Splade, SpladeEncoder
-from xpretrieval.models.splade_pooling import pooled_term_weights
+from xpretrieval.models import SparsePooling, Splade, SpladeEncoder, splade
+from xpretrieval.models.splade_pooling import SCREEN_MARGIN, _logits, pooled_term_weights
 
 
 def plain(states, mask, weight, bias, max_pooling: bool):
@@ -31,12 +31,13 @@ def leaves(seed: int):
     return states, mask, weight, bias
 
 
+@pytest.mark.parametrize("screen", [False, True], ids=["exact", "screened"])
 @pytest.mark.parametrize("max_pooling", [True, False], ids=["max", "sum"])
 @pytest.mark.parametrize("chunk", [1, 3, 7])
-def test_chunked_values_and_gradients_equal_the_plain_computation(max_pooling, chunk):
+def test_chunked_values_and_gradients_equal_the_plain_computation(max_pooling, chunk, screen):
     upstream = torch.randn(3, 11, generator=torch.Generator().manual_seed(9))
     results = []
-    for compute in (plain, lambda *a: pooled_term_weights(*a, chunk=chunk)):
+    for compute in (plain, lambda *a: pooled_term_weights(*a, chunk=chunk, screen=screen)):
         states, mask, weight, bias = leaves(0)
         values = compute(states, mask, weight, bias, max_pooling)
         (values * upstream).sum().backward()
@@ -61,14 +62,57 @@ def test_encoding_without_gradients_equals_the_plain_computation(max_pooling):
         assert torch.allclose(got, expected, atol=2e-2, rtol=2e-2)
 
 
+def test_bf16_logits_stay_within_the_screening_bound():
+    """Screening trusts |bf16 logit - fp32 logit| <= SCREEN_MARGIN |w| |h|: checked on states
+    and decoder rows of very different scales, at a realistic width."""
+    generator = torch.Generator().manual_seed(0)
+    scales = torch.logspace(-2, 2, 16)
+    states = torch.randn(16, 32, 384, generator=generator) * scales[:, None, None]
+    states[:, :4] = torch.rand(16, 4, 384, generator=generator) * 5  # one-signed: no cancelling
+    weight = torch.randn(2000, 384, generator=generator) * torch.logspace(-2, 1, 2000)[:, None]
+    exact = torch.einsum("blh,vh->blv", states.double(), weight.double())
+    rough = _logits(states.bfloat16(), weight.bfloat16()).double()
+    bound = SCREEN_MARGIN * states.norm(dim=-1)[..., None] * weight.norm(dim=1)
+    assert ((rough - exact).abs() <= bound).all()
+    assert ((rough - exact).abs() / bound).max() > 0.05  # the bound is not vacuous
+
+
+def test_screening_keeps_every_weight_that_is_barely_positive():
+    """Max logits within 1e-4 of zero, on either side: the screened weights are the plain
+    ones, the same terms non-zero, the gradients the same."""
+    generator = torch.Generator().manual_seed(3)
+    states = torch.randn(4, 9, 64, generator=generator, requires_grad=True)
+    weight = torch.randn(500, 64, generator=generator, requires_grad=True)
+    mask = torch.ones(4, 9)
+    mask[1, 6:] = 0
+    with torch.no_grad():
+        peak = F.linear(states, weight).masked_fill(~mask.bool()[..., None], -1e9).amax(1)
+        offsets = (torch.rand(500, generator=generator) - 0.5) * 2e-4
+        bias = (offsets - peak[0]).requires_grad_()  # text 0's max logits: +-1e-4 around 0
+    results = []
+    for screen in (False, True):
+        values = pooled_term_weights(states, mask, weight, bias, True, chunk=4, screen=screen)
+        values.sum().backward()
+        results.append((values.detach(), states.grad.clone(), weight.grad.clone()))
+        for leaf in (states, weight, bias):
+            leaf.grad = None
+    (exact, *exact_grads), (screened, *screened_grads) = results
+    assert 100 < int((exact[0] > 0).sum()) < 400  # both sides of zero are exercised
+    assert torch.equal(exact > 0, screened > 0) and torch.allclose(exact, screened, atol=1e-6)
+    for got, expected in zip(screened_grads, exact_grads, strict=True):
+        assert torch.allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("screen", [False, True], ids=["exact", "screened"])
 @pytest.mark.parametrize("pooling", ["max", "sum"])
 def test_a_splade_model_encodes_and_learns_alike_chunked_or_not(
-    masked_lm_dir, monkeypatch, pooling
+    masked_lm_dir, monkeypatch, pooling, screen
 ):
     texts = ["honey bees pollinate flowering plants", "lava", "a bee colony has one queen"]
     config = Splade(
         name_or_path=str(masked_lm_dir), pooling=SparsePooling[pooling], config_overrides=NO_DROPOUT
     )
+    monkeypatch.setattr(splade, "_screens_fast", lambda device: screen)  # whatever this CPU
     results = []
     for chunk in (2, None):
         monkeypatch.setattr(SpladeEncoder, "pooling_chunk", chunk)

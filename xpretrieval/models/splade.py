@@ -16,6 +16,7 @@ from torch import Tensor
 from transformers import AutoModelForMaskedLM, PreTrainedModel
 
 from xpretrieval.config import register
+from xpretrieval.device import cpu_has_native_bf16
 from xpretrieval.models.base import SparseBiEncoder, TermWeighted
 from xpretrieval.models.sentence_transformers_layout import write_splade_layout
 from xpretrieval.models.splade_pooling import pooled_term_weights
@@ -74,6 +75,10 @@ class SpladeEncoder(MaskedLMEncoder, SparseBiEncoder):
     # positions whose vocabulary logits are computed at once (see splade_pooling.py); None:
     # the plain computation over all positions. The values and gradients are the same.
     pooling_chunk: ClassVar[int | None] = 32
+    # fp32 max pooling on a CPU with native bf16: find the terms that can get a weight with a
+    # bf16 vocabulary product, then compute only those exactly (same values, see
+    # splade_pooling.py); GPUs may reduce bf16 products in bf16, which the bound does not cover
+    bf16_screening: ClassVar[bool] = True
 
     def run_encoder(self, encoder: PreTrainedModel, batch: Any) -> Any:
         """With a BERT-style head, the head's transformed states and its decoder, pooled by
@@ -98,6 +103,7 @@ class SpladeEncoder(MaskedLMEncoder, SparseBiEncoder):
                 decoder.bias,
                 pooling is SparsePooling.max,
                 self.pooling_chunk,
+                screen=self.bf16_screening and _screens_fast(output.states.device),
             )
         else:
             weights = splade_weights(output.logits, positions, pooling)
@@ -174,6 +180,11 @@ class HeadInputs:
 
     states: Tensor
     decoder: torch.nn.Linear
+
+
+def _screens_fast(device: torch.device) -> bool:
+    """Whether bf16 screening pays off (and its error bound holds) on `device`."""
+    return device.type == "cpu" and cpu_has_native_bf16()
 
 
 def _bert_head(encoder: PreTrainedModel) -> Any:
