@@ -76,26 +76,34 @@ def attention_forward(
     return output.transpose(1, 2).contiguous(), None
 
 
-def _probabilities(query: Tensor, key: Tensor, mask: Tensor | None, scale: float) -> Tensor:
-    """softmax(q k^T scale + mask) for one chunk of texts, in fp32 at least."""
-    scores = torch.matmul(query, key.transpose(-1, -2))
+def _probabilities(
+    query: Tensor, key: Tensor, mask: Tensor | None, scale: float, heads: int
+) -> Tensor:
+    """softmax(q k^T scale + mask) of one chunk, q [texts x heads, L, d], in fp32 at least."""
+    scores = torch.bmm(query, key.transpose(1, 2))
     scores = scores.to(torch.promote_types(scores.dtype, torch.float32)).mul_(scale)
-    if mask is None:
-        pass
-    elif mask.dtype == torch.bool:
-        scores.masked_fill_(~mask, float("-inf"))
-    else:
-        scores.add_(mask)
+    if mask is not None:  # [texts or 1, heads or 1, L or 1, L'] broadcast over each text's
+        by_text = scores.view(-1, heads, *scores.shape[1:])
+        if mask.dtype == torch.bool:
+            by_text.masked_fill_(~mask, float("-inf"))
+        else:
+            by_text.add_(mask)
     return scores.softmax(dim=-1)
 
 
-def _chunks(query: Tensor, key: Tensor, mask: Tensor | None):  # noqa: ANN202
-    """(text slice, that slice of the mask) covering the batch, SCORES_PER_CHUNK at a time."""
-    batch, heads, length = query.shape[:3]
-    texts = max(1, SCORES_PER_CHUNK // (heads * length * key.shape[2]))
+def _chunks(batch: int, heads: int, scores_per_text: int, mask: Tensor | None):  # noqa: ANN202
+    """(rows of the [batch x heads, ...] tensors, the mask of their texts) covering the batch,
+    SCORES_PER_CHUNK at a time."""
+    texts = max(1, SCORES_PER_CHUNK // (heads * scores_per_text))
     for start in range(0, batch, texts):
-        rows = slice(start, start + texts)
-        yield rows, mask if mask is None or mask.shape[0] == 1 else mask[rows]
+        rows = slice(start * heads, (start + texts) * heads)
+        yield rows, mask if mask is None or mask.shape[0] == 1 else mask[start : start + texts]
+
+
+def _by_head(tensor: Tensor) -> Tensor:
+    """[B, heads, L, d] -> contiguous [B x heads, L, d]: one bulk copy of a transposed view,
+    rather than a strided copy inside every product."""
+    return tensor.reshape(-1, *tensor.shape[2:]).contiguous()
 
 
 class _DropoutAttention(torch.autograd.Function):
@@ -103,39 +111,56 @@ class _DropoutAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, query, key, value, mask, dropout: float, scale: float):  # noqa: ANN001, ANN205
+        batch, heads, length, _ = query.shape
+        q, k, v = (_by_head(t) for t in (query, key, value))
         with torch.autocast(query.device.type, enabled=False):
-            output = torch.empty_like(query)
-            keep = query.new_empty(*query.shape[:3], key.shape[2], dtype=torch.bool)
-            for rows, chunk_mask in _chunks(query, key, mask):
-                probabilities = _probabilities(query[rows], key[rows], chunk_mask, scale)
-                probabilities.mul_(keep[rows].bernoulli_(1 - dropout))
-                torch.matmul(probabilities.to(value.dtype), value[rows], out=output[rows])
+            output = torch.empty_like(q)
+            dropped = q.new_empty(*q.shape[:2], k.shape[1], dtype=torch.bool)
+            noise = None
+            for rows, chunk_mask in _chunks(batch, heads, length * k.shape[1], mask):
+                probabilities = _probabilities(q[rows], k[rows], chunk_mask, scale, heads)
+                if noise is None:  # uniform noise below the rate: faster than bernoulli_
+                    noise = torch.empty_like(probabilities)
+                chunk_noise = noise[: probabilities.shape[0]].uniform_()
+                probabilities.masked_fill_(torch.lt(chunk_noise, dropout, out=dropped[rows]), 0)
+                torch.bmm(probabilities.to(v.dtype), v[rows], out=output[rows])
             output.mul_(1 / (1 - dropout))
-        ctx.save_for_backward(query, key, value, mask, keep, output)
-        ctx.dropout, ctx.scale = dropout, scale
-        return output
+        ctx.save_for_backward(q, k, v, mask, dropped, output)
+        ctx.dropout, ctx.scale, ctx.batch = dropout, scale, batch
+        return output.view(query.shape)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor):  # noqa: ANN205
-        query, key, value, mask, keep, output = ctx.saved_tensors
-        with torch.autocast(query.device.type, enabled=False):
+        q, k, v, mask, dropped, output = ctx.saved_tensors
+        batch, heads = ctx.batch, q.shape[0] // ctx.batch
+        grad = _by_head(grad)
+        with torch.autocast(q.device.type, enabled=False):
             # d softmax: the row sums of dP * P equal grad . output (no [L, L] pass needed)
             wide = torch.promote_types(grad.dtype, torch.float32)
             row_sums = (grad.to(wide) * output.to(wide)).sum(dim=-1, keepdim=True)
             grad = grad * (1 / (1 - ctx.dropout))
-            grads = [torch.empty_like(t) for t in (query, key, value)]
-            for rows, chunk_mask in _chunks(query, key, mask):
-                probabilities = _probabilities(query[rows], key[rows], chunk_mask, ctx.scale)
-                kept = (probabilities * keep[rows]).to(value.dtype)
-                torch.matmul(kept.transpose(-1, -2), grad[rows], out=grads[2][rows])
-                scores = torch.matmul(grad[rows], value[rows].transpose(-1, -2)).to(wide)
-                scores.mul_(keep[rows]).sub_(row_sums[rows]).mul_(probabilities)
-                scores = scores.to(query.dtype)
-                torch.matmul(scores, key[rows], out=grads[0][rows])
-                torch.matmul(scores.transpose(-1, -2), query[rows], out=grads[1][rows])
-        grads[0].mul_(ctx.scale)
-        grads[1].mul_(ctx.scale)
-        return *grads, None, None, None
+            grad_q, grad_k, grad_v = (torch.empty_like(t) for t in (q, k, v))
+            for rows, chunk_mask in _chunks(batch, heads, q.shape[1] * k.shape[1], mask):
+                probabilities = _probabilities(q[rows], k[rows], chunk_mask, ctx.scale, heads)
+                kept = probabilities.masked_fill(dropped[rows], 0)
+                torch.bmm(kept.to(v.dtype).transpose(1, 2), grad[rows], out=grad_v[rows])
+                # d scores = (dP - row sums) * P, where dP * P = (grad v^T) * kept
+                scores = torch.bmm(grad[rows], v[rows].transpose(1, 2)).to(wide).mul_(kept)
+                scores.addcmul_(probabilities, row_sums[rows], value=-1)
+                scores = scores.to(q.dtype)
+                torch.bmm(scores, k[rows], out=grad_q[rows])
+                torch.bmm(scores.transpose(1, 2), q[rows], out=grad_k[rows])
+        grad_q.mul_(ctx.scale)
+        grad_k.mul_(ctx.scale)
+        shape = (batch, heads, *q.shape[1:])
+        return (
+            grad_q.view(shape),
+            grad_k.view(batch, heads, *k.shape[1:]),
+            grad_v.view(batch, heads, *v.shape[1:]),
+            None,
+            None,
+            None,
+        )
 
 
 REGISTERED = _register()
