@@ -6,8 +6,9 @@ Dense peers: `SentenceTransformerTrainer` + `MultipleNegativesRankingLoss` (what
 the median interval between its step ends, so its collation counts as ours does) and the same
 model and loss stepped in a plain loop (the floor: model compute only). SPLADE peer:
 `SparseEncoder` + `SpladeLoss(SparseMultipleNegativesRankingLoss)` with the FLOPS weights of
-`+experiment=splade`; xpretrieval's SPLADE also runs with the plain [batch, length, vocabulary]
-pooling (fp32) to show what the chunked pooling buys. Each run is its own process, so that
+`+experiment=splade`; xpretrieval also runs with the plain [batch, length, vocabulary] SPLADE
+pooling and with PyTorch's SDPA attention (fp32) to show what the chunked pooling and the
+attention of models/attention.py buy. Each run is its own process, so that
 its peak resident memory is its own; each reports the median of `--steps` timed steps after
 one warm-up step, and the fraction of the machine's matmul rate its FLOPs reach.
 """
@@ -54,6 +55,7 @@ RUNS = {
     ("dense", "xpretrieval"): None,
     ("dense", "st-trainer"): "sentence-transformers Trainer",
     ("dense", "st-loop"): "sentence-transformers plain loop",
+    ("dense", "xpretrieval-sdpa-attention"): "xpretrieval, SDPA attention (fp32 only)",
     ("splade", "xpretrieval"): None,
     ("splade", "xpretrieval-plain-pooling"): "xpretrieval, plain pooling (fp32 only)",
     ("splade", "st-sparse"): "sentence-transformers SparseEncoder",
@@ -87,12 +89,17 @@ def columns(records: list) -> list[list[str]]:
     ]
 
 
-def ours(kind: str, setting: Setting, plain_pooling: bool = False) -> list[float]:
-    """Seconds of each step of xpretrieval's Learner (InfoNCE, + FLOPS for SPLADE)."""
+def ours(
+    kind: str, setting: Setting, plain_pooling: bool = False, sdpa_attention: bool = False
+) -> list[float]:
+    """Seconds of each step of xpretrieval's Learner (InfoNCE, + FLOPS for SPLADE); the
+    ablations: the plain SPLADE pooling, PyTorch's SDPA instead of models/attention.py."""
     losses: dict = {"rank": InfoNCE(scale=SCALE[kind])}
     lengths = {"query_max_length": setting.length, "doc_max_length": setting.length}
     if kind == "dense":
         encoder = Dense(name_or_path=setting.model, normalize=True, **lengths).build()
+        if sdpa_attention:
+            encoder.query_encoder.set_attn_implementation("sdpa")  # shared by the documents
     else:
         encoder = Splade(name_or_path=setting.model, **lengths).build()
         if plain_pooling:
@@ -217,7 +224,9 @@ def measure(kind: str, framework: str, setting: Setting) -> dict:
     elif framework in ("st-loop", "st-sparse"):
         timings = st_loop(kind, setting)
     else:
-        timings = ours(kind, setting, plain_pooling=framework.endswith("plain-pooling"))
+        ablations = {"plain_pooling": "plain-pooling", "sdpa_attention": "sdpa-attention"}
+        chosen = {name: framework.endswith(suffix) for name, suffix in ablations.items()}
+        timings = ours(kind, setting, **chosen)
     median = statistics.median(timings[1:])
     return {
         "seconds_per_step": median,
@@ -328,6 +337,7 @@ def named_ratios(figures: dict) -> dict:
         "dense_training_vs_plain_loop": ("dense", "st-loop"),
         "splade_training": ("splade", "st-sparse"),
         "splade_training_vs_plain_pooling": ("splade", "xpretrieval-plain-pooling"),
+        "dense_training_vs_sdpa_attention": ("dense", "xpretrieval-sdpa-attention"),
     }
     for key, figure in figures.items():
         kind, precision = key.split("_")
