@@ -28,6 +28,7 @@ from transformers import (
 from xpretrieval.errors import ConfigError
 from xpretrieval.models.attention import save_attention_memory
 from xpretrieval.models.base import BiEncoder, ModelConfig
+from xpretrieval.models.dropout import use_fast_dropout
 from xpretrieval.models.lora import ADAPTER_FILE, is_adapter, load_adapter, merged, with_lora
 from xpretrieval.models.sentence_transformers_layout import MODULES_FILE, model_layout
 
@@ -194,8 +195,8 @@ class TransformerModel(nn.Module):
     @classmethod
     def load_base(cls, path: str | Path, config: TransformerConfig) -> PreTrainedModel:
         """`auto_class.from_pretrained`, with the Hugging Face config fields that
-        `config.config_overrides` names replaced, and the attention that keeps less for
-        backward where the model allows (models/attention.py)."""
+        `config.config_overrides` names replaced, the attention that keeps less for backward
+        where the model allows (models/attention.py) and the faster CPU dropout."""
         hf_config = AutoConfig.from_pretrained(path)
         for key, value in config.config_overrides.items():
             if not hasattr(hf_config, key):
@@ -206,6 +207,7 @@ class TransformerModel(nn.Module):
             setattr(hf_config, key, value)
         model = cls.from_pretrained(path, hf_config, config)
         save_attention_memory(model)
+        use_fast_dropout(model)
         return model
 
     @classmethod
