@@ -70,7 +70,7 @@ def saved_bytes(attend) -> tuple[int, list[torch.Tensor]]:
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         attend()
     return sum(t.numel() * t.element_size() for t in saved), [
-        t for t in saved if t.is_floating_point() is False
+        t for t in saved if t.dtype == torch.bool
     ]
 
 

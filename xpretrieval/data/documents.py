@@ -58,7 +58,6 @@ class OnDiskDocuments(Mapping[str, str]):
 
     def __init__(self, ids: Iterable[str], where: Callable[[int], str]) -> None:
         """Index `ids` (in source order); a repeated id is refused at `where(row)`."""
-        self.empty: list[str] = []  # ids of documents without text, noted by subclasses
         chunks, pending = [], []
         for doc_id in ids:
             pending.append(doc_id.encode("utf-8"))
@@ -125,6 +124,7 @@ class JsonlDocuments(OnDiskDocuments):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._starts = array("q")
+        self.empty: list[str] = []  # ids of documents without text, noted while scanning
         super().__init__(self._scan(), lambda row: f"{self.path}:{self._line_of(row)}")
         self._handle: IO[bytes] | None = None
 

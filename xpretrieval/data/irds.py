@@ -86,35 +86,41 @@ class DocstoreDocuments(OnDiskDocuments):
 
     def __init__(self, dataset_id: str) -> None:
         self.dataset_id = dataset_id
+        self._dataset: Any = None
+        self._store: Any = None
+        self._docstore()  # no docstore: refused before the pass over the ids
         where = f"ir-datasets {dataset_id}"
-        self._store = _docstore(dataset_id)
-        super().__init__(self._scan(where), lambda row: f"{where}, document {row + 1}")
+        ids = progress(self._source().docs_iter(), desc="document ids", unit="docs")
+        super().__init__(
+            (check_id(doc.doc_id, where) for doc in ids), lambda row: f"{where}, document {row + 1}"
+        )
 
-    def _scan(self, where: str) -> Iterator[str]:
-        for doc in progress(_load(self.dataset_id).docs_iter(), desc="document ids", unit="docs"):
-            yield check_id(doc.doc_id, where)
+    def _source(self) -> Any:
+        """The ir-datasets dataset, loaded once per process."""
+        if self._dataset is None:
+            self._dataset = _load(self.dataset_id)
+        return self._dataset
+
+    def _docstore(self) -> Any:
+        if self._store is None:
+            try:
+                self._store = self._source().docs_store()
+            except (AttributeError, NotImplementedError):
+                raise DataError(
+                    f"ir-datasets id {self.dataset_id!r} has no docstore (documents by id), "
+                    "which on_disk reads documents through; set on_disk=false to hold them in "
+                    "memory"
+                ) from None
+        return self._store
 
     def text_at(self, row: int) -> str:
-        if self._store is None:
-            self._store = _docstore(self.dataset_id)
-        return self._store.get(self.id_at(row)).default_text()
+        return self._docstore().get(self.id_at(row)).default_text()
 
     def iter_texts(self) -> Iterator[str]:
-        return (doc.default_text() for doc in _load(self.dataset_id).docs_iter())
+        return (doc.default_text() for doc in self._source().docs_iter())
 
-    def __getstate__(self) -> dict[str, Any]:  # worker processes open their own docstore
-        return {**self.__dict__, "_store": None}
-
-
-def _docstore(dataset_id: str) -> Any:
-    dataset = _load(dataset_id)
-    try:
-        return dataset.docs_store()
-    except (AttributeError, NotImplementedError):
-        raise DataError(
-            f"ir-datasets id {dataset_id!r} has no docstore (documents by id), which on_disk "
-            "reads documents through; set on_disk=false to hold them in memory"
-        ) from None
+    def __getstate__(self) -> dict[str, Any]:  # worker processes load their own
+        return {**self.__dict__, "_dataset": None, "_store": None}
 
 
 def load_scoreddocs(dataset_id: str) -> Run:

@@ -37,7 +37,9 @@ def _max_logits(
     `mask`, as fp32 [B, V] (-inf where none is kept), and its position if `with_positions`."""
     batch, length, _ = states.shape
     best = torch.full((batch, weight.shape[0]), float("-inf"), device=states.device)
-    winner = torch.zeros(best.shape, dtype=torch.long, device=states.device)
+    winner = (
+        torch.zeros(best.shape, dtype=torch.long, device=states.device) if with_positions else None
+    )
     for start in range(0, length, chunk):
         # the maximum is exact in the logits' own precision: compare there, convert [B, V]
         logits = _logits(states[:, start : start + chunk], weight)
@@ -51,9 +53,9 @@ def _max_logits(
         values = values.float()
         better = values > best
         best = torch.where(better, values, best)
-        if positions is not None:
+        if winner is not None:
             winner = torch.where(better, positions + start, winner)
-    return best, winner if with_positions else None
+    return best, winner
 
 
 def _screened_max_logits(
