@@ -5,9 +5,10 @@ measured in one run on the same vectors, k and threads.
 Sparse vectors: the BM25 weights bm25s computes for SciFact's documents (its own index,
 unchanged), and queries as bm25s sees them (a count per query token), so all four engines
 compute the same scores and bm25s runs on its own data; `--model` takes SPLADE vectors from a
-checkpoint instead (bm25s left out). Queries/s on one thread, recall@10 against the exact top
-10 and index build time. Dense: unit vectors of
-all-MiniLM-L6-v2's size (384), top-k agreement with faiss.
+checkpoint instead (bm25s left out). Every engine receives the vectors' non-zeros, as retrieval
+hands an encoder's output to sparse indexes. Queries/s on one thread, recall@10 against the
+exact top 10 and index build time. Dense: unit vectors of all-MiniLM-L6-v2's size (384),
+top-k agreement with faiss.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from benchmarks.common import (
 )
 from xpretrieval import load
 from xpretrieval.data import Split
-from xpretrieval.models.encoding import encode_batches
+from xpretrieval.models.encoding import encode_texts
 from xpretrieval.retrieval import InvertedIndex, Seismic
 from xpretrieval.retrieval.index import ExactIndex
 
@@ -76,32 +77,27 @@ def bm25_vectors(collection) -> tuple[scipy.sparse.csr_matrix, scipy.sparse.csr_
 def splade_vectors(model: str, collection) -> tuple[scipy.sparse.csr_matrix, ...]:  # noqa: ANN001
     """Documents and queries encoded by a SPLADE checkpoint, as sparse matrices."""
     encoder = load(model).eval()
-    matrices = []
-    for encode, texts in (
-        (encoder.forward_documents, list(collection.documents.values())),
-        (encoder.forward_queries, list(collection.queries.values())),
-    ):
-        rows, parts = [], []
-        for batch_rows, reps in encode_batches(encode, texts, 32, torch.device("cpu")):
-            rows.append(batch_rows.numpy())
-            parts.append(scipy.sparse.csr_matrix(reps.numpy()))
-        order = np.argsort(np.concatenate(rows))
-        matrices.append(scipy.sparse.vstack(parts).tocsr()[order])
-    return matrices[0], matrices[1]
+    cpu = torch.device("cpu")
+    documents = list(collection.documents.values())
+    queries = list(collection.queries.values())
+    return (
+        encode_texts(encoder.forward_documents, documents, 32, cpu, sparse=True),
+        encode_texts(encoder.forward_queries, queries, 32, cpu, sparse=True),
+    )
 
 
 def batches(matrix: scipy.sparse.csr_matrix, size: int = 256) -> Iterator[tuple]:
-    """`(rows, dense reps)` batches, as the indexes receive them from the encoder."""
+    """`(rows, sparse rows)` batches, as retrieval hands the encoder's output to sparse indexes."""
     for start in range(0, matrix.shape[0], size):
         block = matrix[start : start + size]
-        yield torch.arange(start, start + block.shape[0]), torch.from_numpy(block.toarray())
+        yield torch.arange(start, start + block.shape[0]), block
 
 
 BUILDS = {  # each sparse engine's index, from the documents' vectors as an encoder yields them
     "xpretrieval inverted": lambda docs: InvertedIndex.from_batches(batches(docs), docs.shape[0]),
     "scipy CSR product": lambda docs: scipy.sparse.vstack(
-        [scipy.sparse.csr_matrix(reps.numpy()) for _, reps in batches(docs)]
-    ).tocsr(),
+        [reps for _, reps in batches(docs)], format="csr"
+    ),
     "seismic (approximate)": lambda docs: Seismic(threads=1).build(
         batches(docs), docs.shape[0], None
     ),
@@ -114,10 +110,10 @@ def timed(function: Callable):  # noqa: ANN201
     return result, time.perf_counter() - start
 
 
-def scipy_top_k(docs: scipy.sparse.csr_matrix, queries: np.ndarray) -> np.ndarray:
-    """The peer: the encoder's dense query rows as a CSR matrix, a sparse product with the
-    documents, then the K best of each row."""
-    scores = (scipy.sparse.csr_matrix(queries) @ docs.T).toarray()
+def scipy_top_k(docs: scipy.sparse.csr_matrix, queries: scipy.sparse.csr_matrix) -> np.ndarray:
+    """The peer: a sparse product of the query rows with the documents, then the K best of
+    each row."""
+    scores = (queries @ docs.T).toarray()
     top = np.argpartition(-scores, K - 1, axis=1)[:, :K]
     order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
     return np.take_along_axis(top, order, axis=1)
@@ -133,17 +129,13 @@ def recall(found: np.ndarray, scores: np.ndarray) -> float:
 def sparse(docs, queries, repeats: int, bm25s_search: Callable | None = None) -> dict:  # noqa: ANN001
     """Build and search every engine on the same vectors (one thread each); per engine:
     build seconds, queries/s, recall@10 against the exact top 10."""
-    dense_queries = torch.from_numpy(queries.toarray())  # as the encoder gives them
     exact_scores = (queries @ docs.T).toarray()
     ours, ours_build = timed(lambda: BUILDS["xpretrieval inverted"](docs))
     seismic, seismic_build = timed(lambda: BUILDS["seismic (approximate)"](docs))
     engines = {
-        "xpretrieval inverted": (ours_build, lambda: ours.search(dense_queries, K)[1].numpy()),
-        "scipy CSR product": (0.0, lambda: scipy_top_k(docs, dense_queries.numpy())),
-        "seismic (approximate)": (
-            seismic_build,
-            lambda: seismic.search(dense_queries, K)[1].numpy(),
-        ),
+        "xpretrieval inverted": (ours_build, lambda: ours.search(queries, K)[1].numpy()),
+        "scipy CSR product": (0.0, lambda: scipy_top_k(docs, queries)),
+        "seismic (approximate)": (seismic_build, lambda: seismic.search(queries, K)[1].numpy()),
     }
     if bm25s_search is not None:
         engines["bm25s"] = (0.0, bm25s_search)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xpretrieval.errors import ConfigError
+from xpretrieval.models.encoding import sparse_rows
 from xpretrieval.retrieval import ExactIndex, Inverted, InvertedIndex, Seismic
 from xpretrieval.retrieval.saved import index_provenance, open_index, save_index
 
@@ -40,14 +41,20 @@ def shuffled_batches(documents: torch.Tensor, batch_size: int, seed: int):
     k=st.integers(1, 70),
     batch_size=st.integers(1, 17),
     seed=st.integers(0, 10_000),
+    as_sparse_rows=st.booleans(),
 )
-def test_inverted_top_k_equals_brute_force(n_docs, n_queries, vocab, density, k, batch_size, seed):
+def test_inverted_top_k_equals_brute_force(
+    n_docs, n_queries, vocab, density, k, batch_size, seed, as_sparse_rows
+):
     generator = torch.Generator().manual_seed(seed)
     documents = random_sparse(generator, n_docs, vocab, density)
     queries = random_sparse(generator, n_queries, vocab, density)
-    index = InvertedIndex.from_batches(shuffled_batches(documents, batch_size, seed), n_docs)
+    batches = shuffled_batches(documents, batch_size, seed)
+    if as_sparse_rows:  # as retrieval hands them over: the non-zeros only
+        batches = ((rows, sparse_rows(reps)) for rows, reps in batches)
+    index = InvertedIndex.from_batches(batches, n_docs)
     assert index.n_postings == int((documents != 0).sum())
-    scores, rows = index.search(queries, k)
+    scores, rows = index.search(sparse_rows(queries) if as_sparse_rows else queries, k)
     exact = (queries.double() @ documents.double().T).numpy()
     assert scores.shape == rows.shape == (n_queries, min(k, n_docs))
     for i in range(n_queries):
@@ -85,7 +92,8 @@ def test_seismic_with_generous_settings_finds_the_exact_top_k():
         n_postings=10_000, centroid_fraction=1.0, summary_energy=1.0, query_cut=200, heap_factor=1.0
     )
     dot = lambda q, d: q @ d.T  # noqa: E731
-    approximate = seismic.build(shuffled_batches(documents, 64, 0), 300, dot).search(queries, 10)
+    batches = ((rows, sparse_rows(reps)) for rows, reps in shuffled_batches(documents, 64, 0))
+    approximate = seismic.build(batches, 300, dot).search(sparse_rows(queries), 10)
     exact = (queries @ documents.T).topk(10, dim=1)
     assert torch.allclose(approximate[0], exact.values, atol=1e-3)  # Seismic stores half floats
     found = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -42,6 +43,22 @@ def test_encode_texts_restores_input_order():
         lambda batch: torch.tensor([[float(len(t))] for t in batch]), texts, 2, torch.device("cpu")
     )
     assert reps.squeeze(1).tolist() == [1.0, 3.0, 2.0, 4.0, 0.0]
+
+
+def test_sparse_encoding_keeps_the_non_zeros_in_input_order():
+    texts = ["a", "ccc", "bb", "dddd", "", "ee"]
+
+    def one_hot_length(batch):  # a weight 1 + len at term len: one non-zero, none for ""
+        weights = torch.zeros(len(batch), 5)
+        for i, text in enumerate(batch):
+            if text:
+                weights[i, len(text)] = 1.0 + len(text)
+        return weights
+
+    dense = encode_texts(one_hot_length, texts, 4, torch.device("cpu"))
+    sparse = encode_texts(one_hot_length, texts, 4, torch.device("cpu"), sparse=True)
+    assert sparse.dtype == np.float32 and sparse.nnz == 5
+    np.testing.assert_array_equal(sparse.toarray(), dense.numpy())
 
 
 def test_trec_run_round_trip(tmp_path):

@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import scipy.sparse
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from xpretrieval.evaluation import compute_metrics
 from xpretrieval.io import atomic_directory, write_json
 from xpretrieval.models import Dense, Splade
 from xpretrieval.retrieval.index import ExactIndex, Inverted
+from xpretrieval.retrieval.inverted import InvertedIndex
 from xpretrieval.retrieval.rerank import FirstStage
 from xpretrieval.retrieval.retrieve import retrieve
 
@@ -96,6 +98,29 @@ def test_encoding_settings_and_model_kind_are_checked(dense, tiny_model_dir, tmp
     retrieve(splade, collection, sparse_index, 5, 4, CPU, save_to=tmp_path / "sparse")
     with pytest.raises(ConfigError, match="encoded by a SpladeEncoder but this run's model is a"):
         retrieve(dense, collection, Inverted(load=str(tmp_path / "sparse")), 5, 4, CPU)
+
+
+def test_sparse_indexes_receive_the_non_zeros_and_rank_as_exact_search(tiny_model_dir, monkeypatch):
+    """Queries reach the inverted index as sparse rows, never a dense [queries, vocab] matrix,
+    and it ranks (and counts active terms) as exact search over the dense weights does."""
+    collection = random_collection(5, 12, 4)
+    config = Splade(name_or_path=str(tiny_model_dir), doc_max_length=32, new_head_bias=0.0)
+    splade = config.build().eval()
+    received = []
+    search = InvertedIndex.search
+    monkeypatch.setattr(
+        InvertedIndex, "search", lambda self, q, k: received.append(q) or search(self, q, k)
+    )
+    inverted = retrieve(splade, collection, Inverted(), 5, 4, CPU)
+    exact = retrieve(splade, collection, ExactIndex(), 5, 4, CPU)
+    assert len(received) == 1 and scipy.sparse.issparse(received[0])
+    for query, ranked in exact.run.items():
+        found = inverted.run[query]
+        assert [doc for doc, _ in found] == [doc for doc, _ in ranked]
+        assert [s for _, s in found] == pytest.approx([s for _, s in ranked], rel=1e-5)
+    for side in ("query", "doc"):
+        name = f"{side}_active_dims"
+        assert inverted.statistics[name] == exact.statistics[name] > 0
 
 
 def write_run(path: Path, query_ids: list[str]) -> str:

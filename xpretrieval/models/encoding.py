@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
+import scipy.sparse
 import torch
 from torch import Tensor
 
 from xpretrieval.device import Precision, autocast
 from xpretrieval.progress import progress
+
+Reps = Tensor | scipy.sparse.csr_matrix  # representations: a tensor, or sparse rows' non-zeros
 
 
 def encode_batches(
@@ -43,8 +46,32 @@ def encode_texts(
     device: torch.device,
     precision: Precision = Precision.auto,
     desc: str = "encode",
-) -> Tensor:
-    """`encode` applied batch by batch; all rows, in the order of `texts`, as float32."""
-    batches = list(encode_batches(encode, texts, batch_size, device, precision, desc))
-    rows = torch.cat([batch_rows for batch_rows, _ in batches])
-    return torch.cat([reps for _, reps in batches])[torch.argsort(rows)]
+    sparse: bool = False,
+) -> Reps:
+    """`encode` applied batch by batch; all rows, in the order of `texts`, as float32.
+
+    With `sparse`, term-weight representations (SPLADE) are kept as each batch's non-zeros
+    once encoded (SciPy CSR rows), so `[n_texts, vocab]` is never dense (MS MARCO's 6,980 dev
+    queries would take 0.85 GB) and inverted indexes search the rows as they are.
+    """
+    rows, reps = [], []
+    for batch_rows, batch in encode_batches(encode, texts, batch_size, device, precision, desc):
+        rows.append(batch_rows)
+        reps.append(sparse_rows(batch) if sparse else batch)
+    order = torch.argsort(torch.cat(rows))
+    return (
+        scipy.sparse.vstack(reps, format="csr")[order.numpy()] if sparse else torch.cat(reps)[order]
+    )
+
+
+def sparse_rows(reps: Reps) -> scipy.sparse.csr_matrix:
+    """Representations `[n, vocab]` as float32 CSR rows of their non-zeros; a dense tensor is
+    scanned through torch's non-zero search, about 3x faster than SciPy's own conversion."""
+    if scipy.sparse.issparse(reps):
+        return scipy.sparse.csr_matrix(reps, dtype=np.float32)
+    dense = reps.detach().float().cpu()
+    rows, terms = dense.nonzero(as_tuple=True)
+    pointers = np.zeros(dense.shape[0] + 1, dtype=np.int64)
+    np.cumsum(torch.bincount(rows, minlength=dense.shape[0]).numpy(), out=pointers[1:])
+    values = dense[rows, terms].numpy()
+    return scipy.sparse.csr_matrix((values, terms.numpy(), pointers), shape=tuple(dense.shape))

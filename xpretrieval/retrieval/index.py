@@ -13,6 +13,7 @@ from torch import Tensor
 
 from xpretrieval.config import register
 from xpretrieval.models.base import BiEncoder, SparseBiEncoder
+from xpretrieval.models.encoding import Reps
 from xpretrieval.retrieval.exact import exact_top_k
 from xpretrieval.retrieval.inverted import InvertedIndex
 
@@ -23,7 +24,7 @@ DOCUMENTS_FILE = "documents.pt"
 class SearchIndex(Protocol):
     """A built index: the k best documents of each query, as (scores, rows), `[n_queries, k]`."""
 
-    def search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]: ...
+    def search(self, queries: Reps, k: int) -> tuple[Tensor, Tensor]: ...
 
     def statistics(self) -> dict[str, float]:
         """Size of the index: documents and megabytes (sparse indexes: active terms too)."""
@@ -37,6 +38,9 @@ class IndexConfig(ABC):
     """Builds a search index from document representations streamed batch by batch."""
 
     serves: ClassVar[type[BiEncoder]] = BiEncoder  # the model kind it can index
+    # reads representations as sparse rows (their non-zeros): queries and documents are
+    # handed over that way, never as dense [n, vocab] weights
+    reads_sparse_rows: ClassVar[bool] = False
 
     save: bool = False  # also write the built index to <run dir>/index/
     load: str | None = None  # a saved index folder to search instead of encoding documents
@@ -55,9 +59,10 @@ class IndexConfig(ABC):
 
     @abstractmethod
     def build(
-        self, batches: Iterable[tuple[Tensor, Tensor]], n_documents: int, score: ScoreFn
+        self, batches: Iterable[tuple[Tensor, Reps]], n_documents: int, score: ScoreFn
     ) -> SearchIndex:
-        """Index `(rows, reps)` batches covering rows 0..n_documents-1 in any order."""
+        """Index `(rows, reps)` batches covering rows 0..n_documents-1 in any order (sparse
+        rows when `reads_sparse_rows`)."""
 
     @abstractmethod
     def open(self, folder: Path, score: ScoreFn) -> SearchIndex:
@@ -121,9 +126,10 @@ class Inverted(IndexConfig):
     dot-product scores without a [n_docs, vocab] matrix."""
 
     serves: ClassVar[type[BiEncoder]] = SparseBiEncoder
+    reads_sparse_rows: ClassVar[bool] = True
 
     def build(
-        self, batches: Iterable[tuple[Tensor, Tensor]], n_documents: int, score: ScoreFn
+        self, batches: Iterable[tuple[Tensor, Reps]], n_documents: int, score: ScoreFn
     ) -> SearchIndex:
         return InvertedIndex.from_batches(batches, n_documents)
 

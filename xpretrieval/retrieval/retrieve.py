@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import scipy.sparse
 import torch
 from torch import Tensor
 
@@ -16,7 +18,12 @@ from xpretrieval.data.documents import document_ids
 from xpretrieval.data.run import Run
 from xpretrieval.device import Precision
 from xpretrieval.models.base import BiEncoder, Ranker, TermWeighted
-from xpretrieval.models.encoding import encode_batches, encode_texts
+from xpretrieval.models.encoding import (
+    Reps,
+    encode_batches,
+    encode_texts,
+    sparse_rows,
+)
 from xpretrieval.retrieval.exact import RunningTopK
 from xpretrieval.retrieval.index import IndexConfig
 from xpretrieval.retrieval.saved import index_provenance, open_index, save_index
@@ -57,7 +64,10 @@ def retrieve(
     term_weights = model.term_weights if isinstance(model, TermWeighted) else None
     doc_active: list[int] = []
     query_texts = list(collection.queries.values())
-    queries = encode_texts(model.forward_queries, query_texts, desc="encode queries", **settings)
+    sparse = index.reads_sparse_rows
+    queries = encode_texts(
+        model.forward_queries, query_texts, desc="encode queries", sparse=sparse, **settings
+    )
     exact: RunningTopK | None = None
     # what the index depends on (every weight and text hashed): computed once, when needed
     needs_provenance = index.load is not None or sharding is not None or save_to is not None
@@ -74,12 +84,14 @@ def retrieve(
             batches = encode_batches(
                 model.forward_documents, documents, desc="encode documents", **settings
             )
-        if term_weights is not None:
-            batches = _counting_active(batches, term_weights, doc_active)
         if index.approximate and index.recall_queries:  # its recall, measured on the way
-            sample = queries[: index.recall_queries]
+            sample = _dense(queries[: index.recall_queries], device)
             exact = RunningTopK(len(sample), min(k, len(doc_ids)), sample)
             batches = _tracking_exact(batches, sample, model.score, exact)
+        if sparse:
+            batches = ((rows, sparse_rows(reps)) for rows, reps in batches)
+        if term_weights is not None:
+            batches = _counting_active(batches, term_weights, doc_active)
         searcher = index.build(batches, len(doc_ids), model.score)
         if save_to is not None:
             save_index(index, searcher, save_to, provenance)
@@ -96,7 +108,7 @@ def retrieve(
         statistics[f"recall@{k}_vs_exact"] = _overlap(rows[: len(exact.rows)], exact.rows)
         statistics["recall_queries"] = len(exact.rows)
     if term_weights is not None:  # sparse models: active terms and sparsity ratio, per side
-        vocabulary = term_weights(queries[:1]).shape[1]
+        vocabulary = queries.shape[1] if sparse else term_weights(queries[:1]).shape[1]
         sides = {"query": _active_terms(term_weights, queries), "doc": doc_active}
         for side, counts in sides.items():
             if counts:
@@ -112,16 +124,24 @@ def retrieve(
     return Retrieval(run, statistics)
 
 
-def _active_terms(term_weights: Callable[[Tensor], Tensor], reps: Tensor) -> list[int]:
-    """The number of non-zero vocabulary terms of each representation."""
+def _active_terms(term_weights: Callable[[Tensor], Tensor], reps: Reps) -> list[int]:
+    """The number of non-zero vocabulary terms of each representation (sparse rows hold the
+    term weights' non-zeros only)."""
+    if scipy.sparse.issparse(reps):
+        return np.diff(reps.indptr).tolist()
     return (term_weights(reps) != 0).sum(dim=1).tolist()
 
 
+def _dense(reps: Reps, device: torch.device) -> Tensor:
+    """Representations as a dense tensor on `device` (to score them with the model)."""
+    return torch.from_numpy(reps.toarray()).to(device) if scipy.sparse.issparse(reps) else reps
+
+
 def _counting_active(
-    batches: Iterator[tuple[Tensor, Tensor]],
+    batches: Iterator[tuple[Tensor, Reps]],
     term_weights: Callable[[Tensor], Tensor],
     counts: list[int],
-) -> Iterator[tuple[Tensor, Tensor]]:
+) -> Iterator[tuple[Tensor, Reps]]:
     """The same batches, appending each document's active terms to `counts` on the way."""
     for rows, reps in batches:
         counts.extend(_active_terms(term_weights, reps))

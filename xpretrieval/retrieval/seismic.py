@@ -4,19 +4,20 @@ through its Python package `pyseismic-lsr`: for collections where exact search i
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse
 import torch
 from torch import Tensor
 
 from xpretrieval.config import register
 from xpretrieval.errors import ConfigError
 from xpretrieval.models.base import BiEncoder, SparseBiEncoder
+from xpretrieval.models.encoding import Reps, sparse_rows
 from xpretrieval.retrieval.index import IndexConfig, ScoreFn, SearchIndex
 
 
@@ -27,6 +28,7 @@ class Seismic(IndexConfig):
     skips blocks whose summary cannot beat the current top-k. Scores are dot products."""
 
     serves: ClassVar[type[BiEncoder]] = SparseBiEncoder
+    reads_sparse_rows: ClassVar[bool] = True
 
     n_postings: int = 3500  # postings kept per term on average (static pruning)
     centroid_fraction: float = 0.1  # blocks per posting list, as a fraction of its length
@@ -50,14 +52,14 @@ class Seismic(IndexConfig):
         return True
 
     def build(
-        self, batches: Iterable[tuple[Tensor, Tensor]], n_documents: int, score: ScoreFn
+        self, batches: Iterable[tuple[Tensor, Reps]], n_documents: int, score: ScoreFn
     ) -> SearchIndex:
         seismic = _import_seismic()
         dataset, postings = None, 0
         for rows, reps in batches:
-            csr = scipy.sparse.csr_matrix(reps.detach().float().cpu().numpy())
+            csr = sparse_rows(reps)
             if dataset is None:
-                dataset = seismic.SeismicDataset(dim=reps.shape[1])
+                dataset = seismic.SeismicDataset(dim=csr.shape[1])
             postings += csr.nnz
             dataset.add_documents_by_id(
                 [str(row) for row in rows.tolist()],
@@ -95,17 +97,17 @@ class SeismicSearch:
         self.n_documents = n_documents
         self.postings = postings
 
-    def search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    def search(self, queries: Reps, k: int) -> tuple[Tensor, Tensor]:
         seismic = _import_seismic()
         text = seismic.get_seismic_string()
-        weights = queries.detach().float().cpu()
+        weights = sparse_rows(queries)
+        n_queries = weights.shape[0]
         components, values = [], []
-        for query in weights:
-            terms = torch.nonzero(query).flatten()
-            components.append(terms.numpy().astype(str).astype(text))
-            values.append(query[terms].numpy().astype(np.float32))
+        for start, stop in itertools.pairwise(weights.indptr):
+            components.append(weights.indices[start:stop].astype(str).astype(text))
+            values.append(weights.data[start:stop])
         results = self.index.batch_search(
-            np.array([str(i) for i in range(len(weights))], dtype=text),
+            np.array([str(i) for i in range(n_queries)], dtype=text),
             components,
             values,
             k=k,
@@ -114,8 +116,8 @@ class SeismicSearch:
             num_threads=self.config.threads,
         )
         k = min(k, self.n_documents)
-        scores = torch.full((len(weights), k), float("-inf"))
-        rows = torch.full((len(weights), k), -1, dtype=torch.long)
+        scores = torch.full((n_queries, k), float("-inf"))
+        rows = torch.full((n_queries, k), -1, dtype=torch.long)
         for hits in results:  # in no particular order when searched by several threads
             for j, (query, score, doc) in enumerate(hits[:k]):
                 scores[int(query), j], rows[int(query), j] = score, int(doc)
