@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import scipy.sparse
 import torch
 
 from tests.conftest import TINY_BEIR, tiny_overrides
@@ -17,8 +18,10 @@ from xpretrieval.distributed import World
 from xpretrieval.errors import ConfigError
 from xpretrieval.models import Dense, Splade
 from xpretrieval.models.encoding import encode_texts
+from xpretrieval.retrieval.index import ExactIndex, Inverted
+from xpretrieval.retrieval.retrieve import retrieve
 from xpretrieval.retrieval.saved import index_provenance
-from xpretrieval.retrieval.shards import encode_shards, read_shards, shard_path
+from xpretrieval.retrieval.shards import Sharding, encode_shards, read_shards, shard_path
 
 CPU = torch.device("cpu")
 
@@ -29,14 +32,14 @@ def texts() -> list[str]:
 
 def encode(model, folder, world: World, fingerprint: dict | None = None) -> None:
     fingerprint = fingerprint or {"model": "m"}
-    encode_shards(
-        model.forward_documents, texts(), folder, 6, world, 4, CPU, Precision.fp32, fingerprint
-    )
+    encode_shards(model, texts(), folder, 6, world, 4, CPU, Precision.fp32, fingerprint)
 
 
 def read(folder) -> torch.Tensor:
+    """The shards' vectors in text order, dense (sparse models' shards hold sparse rows)."""
     rows, reps = zip(*read_shards(folder, len(texts()), 6), strict=True)
-    return torch.cat(reps)[torch.argsort(torch.cat(rows))]
+    dense = [torch.from_numpy(r.toarray()) if scipy.sparse.issparse(r) else r for r in reps]
+    return torch.cat(dense)[torch.argsort(torch.cat(rows))]
 
 
 @pytest.mark.parametrize("kind", ["dense", "splade"])
@@ -54,6 +57,8 @@ def test_shards_of_two_processes_read_back_as_one_process(
     whole = encode_texts(model.forward_documents, texts(), 4, CPU, Precision.fp32)
     torch.testing.assert_close(read(tmp_path / "one"), whole, atol=1e-5, rtol=0)
     assert len(list((tmp_path / "one").glob("shard-*.pt"))) == 4  # 20 documents, 6 a shard
+    _, first = next(read_shards(tmp_path / "one", len(texts()), 6))
+    assert scipy.sparse.issparse(first) == (kind == "splade")  # stored and read as non-zeros
 
 
 def test_an_interrupted_encoding_resumes_from_its_finished_shards(tiny_model_dir, tmp_path):
@@ -74,6 +79,21 @@ def test_shards_of_another_model_are_refused(tiny_model_dir, tmp_path):
     torch.nn.init.zeros_(next(model.parameters()))
     with pytest.raises(ConfigError, match="encoded by another model"):
         encode(model, tmp_path, World(), index_provenance(model, documents))
+
+
+@pytest.mark.parametrize("index", [Inverted(), ExactIndex()], ids=type)
+def test_a_splade_model_searches_its_sparse_shards_as_its_encoding(index, masked_lm_dir, tmp_path):
+    """Shards of term weights, read back as sparse rows, rank as the unsharded encoding does,
+    for the inverted index and for exact search (which takes them dense)."""
+    model = Splade(name_or_path=str(masked_lm_dir)).build().eval()
+    collection = Collection.from_beir(TINY_BEIR, "test")
+    sharding = Sharding(tmp_path, 6, (CPU,))
+    sharded = retrieve(model, collection, index, 5, 4, CPU, sharding=sharding)
+    plain = retrieve(model, collection, index, 5, 4, CPU)
+    assert sharded.run.keys() == plain.run.keys()
+    for query, ranked in plain.run.items():
+        assert [d for d, _ in sharded.run[query]] == [d for d, _ in ranked]
+        assert [s for _, s in sharded.run[query]] == pytest.approx([s for _, s in ranked], 1e-5)
 
 
 def test_evaluate_on_two_cpu_processes_measures_what_one_measures(tiny_model_dir, tmp_path):

@@ -88,8 +88,10 @@ def retrieve(
             sample = _dense(queries[: index.recall_queries], device)
             exact = RunningTopK(len(sample), min(k, len(doc_ids)), sample)
             batches = _tracking_exact(batches, sample, model.score, exact)
-        if sparse:
-            batches = ((rows, sparse_rows(reps)) for rows, reps in batches)
+        # as the index reads them: sparse rows, or tensors (shards hold sparse models' rows)
+        batches = (
+            (rows, sparse_rows(reps) if sparse else _dense(reps, device)) for rows, reps in batches
+        )
         if term_weights is not None:
             batches = _counting_active(batches, term_weights, doc_active)
         searcher = index.build(batches, len(doc_ids), model.score)
@@ -149,15 +151,15 @@ def _counting_active(
 
 
 def _tracking_exact(
-    batches: Iterator[tuple[Tensor, Tensor]],
+    batches: Iterator[tuple[Tensor, Reps]],
     queries: Tensor,
     score: Callable[[Tensor, Tensor], Tensor],
     exact: RunningTopK,
-) -> Iterator[tuple[Tensor, Tensor]]:
+) -> Iterator[tuple[Tensor, Reps]]:
     """The same batches, merging the exact scores of `queries` against each into `exact`."""
     for rows, reps in batches:
         with torch.inference_mode():
-            exact.add(score(queries, reps), rows)
+            exact.add(score(queries, _dense(reps, queries.device)), rows)
         yield rows, reps
 
 

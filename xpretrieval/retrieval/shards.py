@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import scipy.sparse
 import torch
 import torch.multiprocessing as mp
 from torch import Tensor
@@ -22,13 +24,13 @@ from xpretrieval.device import Precision
 from xpretrieval.distributed import ALONE, World
 from xpretrieval.errors import ConfigError
 from xpretrieval.io import atomic_file, write_json
-from xpretrieval.models.base import BiEncoder
-from xpretrieval.models.encoding import encode_batches
+from xpretrieval.models.base import BiEncoder, SparseBiEncoder
+from xpretrieval.models.encoding import Reps, encode_texts
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "shards.json"
-READ_BATCH = 256  # rows handed to the index at a time (sparse shards are densified per batch)
+READ_BATCH = 256  # rows handed to the index at a time
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class Sharding:
         settings = (texts, self, batch_size, precision, fingerprint)
         if self.world.parallel:
             encode_shards(
-                model.forward_documents,
+                model,
                 texts,
                 self.folder,
                 self.shard_size,
@@ -70,7 +72,7 @@ class Sharding:
         else:
             mp.spawn(_encode_on_device, args=(model, *settings), nprocs=len(self.devices))
 
-    def read(self, n_texts: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def read(self, n_texts: int) -> Iterator[tuple[Tensor, Reps]]:
         """Every shard's `(rows, reps)`, in order (after `encode`)."""
         return read_shards(self.folder, n_texts, self.shard_size)
 
@@ -91,7 +93,7 @@ def _encode_on_device(
     model = model.to(device)
     world = World(rank, processes)
     encode_shards(
-        model.forward_documents,
+        model,
         texts,
         sharding.folder,
         sharding.shard_size,
@@ -112,7 +114,7 @@ def shard_count(n_texts: int, shard_size: int) -> int:
 
 
 def encode_shards(
-    encode: Callable[[Sequence[str]], Tensor],
+    model: BiEncoder,
     texts: Sequence[str],
     folder: Path,
     shard_size: int,
@@ -122,9 +124,11 @@ def encode_shards(
     precision: Precision,
     fingerprint: dict,
 ) -> None:
-    """Encode this process's shards of `texts` into `folder`, skipping those already there.
-    `fingerprint` (the model and documents, as saved indexes record them) must match the
-    folder's: shards of another model or collection are never mixed in."""
+    """Encode this process's shards of `texts` into `folder` with `model` as documents,
+    skipping those already there. `fingerprint` (the model and documents, as saved indexes
+    record them) must match the folder's: shards of another model or collection are never
+    mixed in. Sparse models' term weights are kept and stored as their non-zeros."""
+    sparse = isinstance(model, SparseBiEncoder)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = {"shard_size": shard_size, "documents": len(texts), **fingerprint}
     _check_manifest(folder, manifest, world)
@@ -139,20 +143,18 @@ def encode_shards(
             continue
         start = index * shard_size
         shard = texts[start : start + shard_size]
-        rows, reps = [], []
         desc = f"encode shard {index + 1}/{n_shards}"
-        for batch_rows, batch in encode_batches(encode, shard, batch_size, device, precision, desc):
-            rows.append(batch_rows + start)
-            reps.append(batch.cpu())
-        order = torch.argsort(torch.cat(rows))
-        vectors = torch.cat(reps)[order]
-        stored = _packed(vectors) if _mostly_zero(vectors) else {"dense": vectors}
+        settings = {"desc": desc, "sparse": sparse}
+        encode = model.forward_documents
+        vectors = encode_texts(encode, shard, batch_size, device, precision, **settings)
+        stored = _packed(vectors) if sparse else {"dense": vectors.cpu()}
         with atomic_file(path, "wb") as handle:
-            torch.save({"rows": torch.cat(rows)[order], **stored}, handle)
+            torch.save({"rows": torch.arange(start, start + len(shard)), **stored}, handle)
 
 
-def read_shards(folder: Path, n_texts: int, shard_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """Every shard's `(rows, reps)`, in batches of READ_BATCH rows, as indexes consume them."""
+def read_shards(folder: Path, n_texts: int, shard_size: int) -> Iterator[tuple[Tensor, Reps]]:
+    """Every shard's `(rows, reps)`, in batches of READ_BATCH rows, as indexes consume them
+    (sparse shards as sparse rows)."""
     for index in range(shard_count(n_texts, shard_size)):
         path = shard_path(folder, index)
         if not path.is_file():
@@ -162,36 +164,35 @@ def read_shards(folder: Path, n_texts: int, shard_size: int) -> Iterator[tuple[T
         for start in range(0, len(rows), READ_BATCH):
             stop = min(start + READ_BATCH, len(rows))
             batch = (
-                shard["dense"][start:stop] if "dense" in shard else _unpacked(shard, start, stop)
+                shard["dense"][start:stop]
+                if "dense" in shard
+                else _sparse_slice(shard, start, stop)
             )
             yield rows[start:stop], batch
 
 
-def _mostly_zero(vectors: Tensor) -> bool:
-    """Sparse representations (SPLADE): stored by their non-zeros, as a dense [n, vocab]
-    shard would be huge."""
-    return vectors.dim() == 2 and (vectors != 0).float().mean().item() < 0.1
-
-
-def _packed(vectors: Tensor) -> dict[str, Tensor]:
+def _packed(vectors: scipy.sparse.csr_matrix) -> dict[str, Tensor]:
     """Row pointers, columns and values of the non-zeros (CSR), and the width."""
-    csr = vectors.to_sparse_csr()
     return {
-        "pointers": csr.crow_indices(),
-        "columns": csr.col_indices(),
-        "values": csr.values(),
+        "pointers": torch.from_numpy(vectors.indptr.astype(np.int64)),
+        "columns": torch.from_numpy(vectors.indices.astype(np.int64)),
+        "values": torch.from_numpy(vectors.data),
         "width": torch.tensor(vectors.shape[1]),
     }
 
 
-def _unpacked(shard: dict[str, Tensor], start: int, stop: int) -> Tensor:
-    """Dense rows [start, stop) of a packed shard."""
-    pointers = shard["pointers"][start : stop + 1]
-    first, last = int(pointers[0]), int(pointers[-1])
-    rows = torch.repeat_interleave(torch.arange(stop - start), pointers.diff())
-    dense = torch.zeros(stop - start, int(shard["width"]))
-    dense[rows, shard["columns"][first:last]] = shard["values"][first:last]
-    return dense
+def _sparse_slice(shard: dict[str, Tensor], start: int, stop: int) -> scipy.sparse.csr_matrix:
+    """Rows [start, stop) of a packed shard, as sparse rows."""
+    pointers = shard["pointers"][start : stop + 1].numpy()
+    first, last = pointers[0], pointers[-1]
+    return scipy.sparse.csr_matrix(
+        (
+            shard["values"][first:last].numpy(),
+            shard["columns"][first:last].numpy(),
+            pointers - first,
+        ),
+        shape=(stop - start, int(shard["width"])),
+    )
 
 
 def _check_manifest(folder: Path, manifest: dict, world: World) -> None:
