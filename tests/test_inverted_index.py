@@ -83,6 +83,15 @@ def test_empty_input_is_refused():
         InvertedIndex.from_batches([], 0)
 
 
+@pytest.mark.parametrize("rows", [[0, 2], [0, 1, 1], [0, 1, 3]], ids=["missing", "twice", "beyond"])
+def test_batches_must_hold_every_document_once(rows):
+    """A document left out would silently score 0 for every query; one given twice would
+    have its weights summed."""
+    reps = random_sparse(torch.Generator().manual_seed(0), len(rows), 8, 0.5)
+    with pytest.raises(ValueError, match="not each of the 3 documents once"):
+        InvertedIndex.from_batches([(torch.tensor(rows), reps)], 3)
+
+
 def test_seismic_with_generous_settings_finds_the_exact_top_k():
     pytest.importorskip("seismic", reason="pyseismic-lsr is the optional [seismic] extra")
     generator = torch.Generator().manual_seed(3)

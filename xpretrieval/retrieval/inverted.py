@@ -31,19 +31,21 @@ class InvertedIndex:
         cls, batches: Iterable[tuple[Tensor, Reps]], n_documents: int
     ) -> InvertedIndex:
         """Index `(rows, reps)` batches of `[batch, vocab]` weights (sparse rows, or dense
-        tensors whose non-zeros are kept)."""
+        tensors whose non-zeros are kept), covering document rows 0..n_documents-1."""
         rows, parts = [], []
         for batch_rows, reps in batches:
             rows.append(batch_rows.cpu().numpy())
             parts.append(sparse_rows(reps))
         if not rows:
             raise ValueError("cannot build an inverted index from no documents")
+        order = np.concatenate(rows)
+        if len(order) != n_documents or np.any(np.bincount(order, minlength=n_documents) != 1):
+            raise ValueError(f"the batches' rows are not each of the {n_documents} documents once")
         stacked = scipy.sparse.vstack(parts, format="csr")
-        documents = np.repeat(np.concatenate(rows), np.diff(stacked.indptr))  # each non-zero's
-        coo = scipy.sparse.coo_matrix(
-            (stacked.data, (documents, stacked.indices)), shape=(n_documents, stacked.shape[1])
-        )
-        return cls(coo.tocsc())
+        del parts  # each step below holds two copies of the postings at most
+        in_order = stacked[np.argsort(order)]
+        del stacked
+        return cls(in_order.tocsc())
 
     FILE = "postings.npz"
 
