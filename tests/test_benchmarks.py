@@ -10,6 +10,7 @@ from benchmarks.common import transformer_flops
 from tests.conftest import TINY_BEIR
 from xpretrieval.data.collection import Collection
 from xpretrieval.device import Precision
+from xpretrieval.models import Splade
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,15 @@ def test_sparse_engines_agree_on_bm25_weights(train):
     assert figures["xpretrieval inverted"]["recall_at_10"] == 1.0
     assert figures["bm25s"]["recall_at_10"] == 1.0  # the same scores (ties count as hits)
     assert figures["scipy CSR product"]["recall_at_10"] == 1.0
+
+
+def test_sparse_engines_take_a_splade_checkpoints_vectors(train, masked_lm_dir, tmp_path):
+    pytest.importorskip("seismic", reason="pyseismic-lsr is in the [bench] extra")
+    Splade(name_or_path=str(masked_lm_dir), new_head_bias=0.0).build().save(tmp_path)
+    docs, queries = retrieval.splade_vectors(str(tmp_path), train)
+    assert docs.shape == (len(train.documents), queries.shape[1]) and docs.nnz > 0
+    figures = retrieval.sparse(docs, queries, repeats=1)
+    assert figures["xpretrieval inverted"]["recall_at_10"] == 1.0
 
 
 def test_dense_search_agrees_with_faiss():
