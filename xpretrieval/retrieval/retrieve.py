@@ -135,7 +135,8 @@ def _active_terms(term_weights: Callable[[Tensor], Tensor], reps: Reps) -> list[
 
 
 def _dense(reps: Reps, device: torch.device) -> Tensor:
-    """Representations as a dense tensor on `device` (to score them with the model)."""
+    """Representations as a dense tensor, to score them with the model: sparse rows are
+    expanded onto `device`; tensors, already on the model's device, are returned as they are."""
     return torch.from_numpy(reps.toarray()).to(device) if scipy.sparse.issparse(reps) else reps
 
 
