@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from xpretrieval.errors import ConfigError
 from xpretrieval.models.encoding import sparse_rows
 from xpretrieval.retrieval import ExactIndex, Inverted, InvertedIndex, Seismic
+from xpretrieval.retrieval.faiss_index import Faiss
 from xpretrieval.retrieval.saved import index_provenance, open_index, save_index
 
 
@@ -83,13 +84,34 @@ def test_empty_input_is_refused():
         InvertedIndex.from_batches([], 0)
 
 
-@pytest.mark.parametrize("rows", [[0, 2], [0, 1, 1], [0, 1, 3]], ids=["missing", "twice", "beyond"])
-def test_batches_must_hold_every_document_once(rows):
-    """A document left out would silently score 0 for every query; one given twice would
-    have its weights summed."""
-    reps = random_sparse(torch.Generator().manual_seed(0), len(rows), 8, 0.5)
-    with pytest.raises(ValueError, match="not each of the 3 documents once"):
-        InvertedIndex.from_batches([(torch.tensor(rows), reps)], 3)
+INDEXES = [
+    ExactIndex(),
+    Inverted(),
+    pytest.param(Seismic(), id="seismic"),
+    pytest.param(Faiss(), id="faiss"),
+]
+
+
+@pytest.mark.parametrize("config", INDEXES, ids=type)
+@pytest.mark.parametrize(
+    ("batches", "error"),
+    [
+        ([[0, 2]], r"1 of the 3 documents were never given \(row 1 first\)"),
+        ([[0, 1, 1], [2]], "document row 1 is given twice"),
+        ([[0, 1], [2, 1]], "document row 1 is given twice"),
+        ([[0, 1, 3]], r"document row 3 is outside 0\.\.2"),
+    ],
+    ids=["missing", "twice-in-a-batch", "twice-across-batches", "beyond"],
+)
+def test_batches_must_hold_every_document_once(config, batches, error):
+    """A document left out would never be found, or score 0 for every query (exact search:
+    whatever its unwritten row held); one given twice would be counted twice."""
+    if isinstance(config, Seismic | Faiss):
+        pytest.importorskip("seismic" if isinstance(config, Seismic) else "faiss")
+    generator = torch.Generator().manual_seed(0)
+    given = [(torch.tensor(rows), random_sparse(generator, len(rows), 8, 0.5)) for rows in batches]
+    with pytest.raises(ValueError, match=error):
+        config.build(given, 3, lambda q, d: q @ d.T)
 
 
 def test_seismic_with_generous_settings_finds_the_exact_top_k():

@@ -16,6 +16,7 @@ from torch import Tensor
 from xpretrieval.config import register
 from xpretrieval.errors import ConfigError
 from xpretrieval.models.base import BiEncoder, DenseBiEncoder
+from xpretrieval.retrieval.coverage import RowCoverage
 from xpretrieval.retrieval.index import IndexConfig, ScoreFn, SearchIndex
 
 INDEX_FILE = "faiss.index"
@@ -67,12 +68,12 @@ class Faiss(IndexConfig):
     ) -> SearchIndex:
         faiss = _import_faiss()
         self._set_threads(faiss)
-        index, pending, waiting = None, [], 0
+        index, pending, waiting, coverage = None, [], 0, RowCoverage(n_documents)
         for rows, reps in batches:
             vectors = reps.detach().float().cpu().numpy()
             if index is None:
                 index = self._make(faiss, vectors.shape[1])
-            pending.append((rows.cpu().numpy().astype(np.int64), vectors))
+            pending.append((coverage.add(rows).astype(np.int64), vectors))
             waiting += len(rows)
             if index.is_trained:
                 self._add(index, pending)
@@ -83,6 +84,7 @@ class Faiss(IndexConfig):
                 pending, waiting = [], 0
         if index is None:
             raise ValueError("cannot build a faiss index from no documents")
+        coverage.check_complete()
         if pending:  # fewer documents than train_size
             if not index.is_trained:
                 index.train(np.concatenate([v for _, v in pending]))

@@ -14,6 +14,7 @@ from torch import Tensor
 from xpretrieval.config import register
 from xpretrieval.models.base import BiEncoder, SparseBiEncoder
 from xpretrieval.models.encoding import Reps
+from xpretrieval.retrieval.coverage import RowCoverage
 from xpretrieval.retrieval.exact import exact_top_k
 from xpretrieval.retrieval.inverted import InvertedIndex
 
@@ -91,10 +92,13 @@ class ExactIndex(IndexConfig):
         self, batches: Iterable[tuple[Tensor, Tensor]], n_documents: int, score: ScoreFn
     ) -> SearchIndex:
         documents: Tensor | None = None
+        coverage = RowCoverage(n_documents)
         for rows, reps in batches:
+            coverage.add(rows)
             if documents is None:
                 documents = torch.empty(n_documents, *reps.shape[1:], device=reps.device)
             documents[rows.to(reps.device)] = reps
+        coverage.check_complete()  # a row never written would hold whatever memory held
         return _ExactSearch(self, documents, score)
 
 

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from xpretrieval.models.encoding import Reps, sparse_rows
 from xpretrieval.progress import progress
+from xpretrieval.retrieval.coverage import RowCoverage
 
 
 class InvertedIndex:
@@ -32,18 +33,16 @@ class InvertedIndex:
     ) -> InvertedIndex:
         """Index `(rows, reps)` batches of `[batch, vocab]` weights (sparse rows, or dense
         tensors whose non-zeros are kept), covering document rows 0..n_documents-1."""
-        rows, parts = [], []
+        rows, parts, coverage = [], [], RowCoverage(n_documents)
         for batch_rows, reps in batches:
-            rows.append(batch_rows.cpu().numpy())
+            rows.append(coverage.add(batch_rows))
             parts.append(sparse_rows(reps))
         if not rows:
             raise ValueError("cannot build an inverted index from no documents")
-        order = np.concatenate(rows)
-        if len(order) != n_documents or np.any(np.bincount(order, minlength=n_documents) != 1):
-            raise ValueError(f"the batches' rows are not each of the {n_documents} documents once")
+        coverage.check_complete()
         stacked = scipy.sparse.vstack(parts, format="csr")
         del parts  # each step below holds two copies of the postings at most
-        in_order = stacked[np.argsort(order)]
+        in_order = stacked[np.argsort(np.concatenate(rows))]
         del stacked
         return cls(in_order.tocsc())
 

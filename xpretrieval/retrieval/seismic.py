@@ -18,6 +18,7 @@ from xpretrieval.config import register
 from xpretrieval.errors import ConfigError
 from xpretrieval.models.base import BiEncoder, SparseBiEncoder
 from xpretrieval.models.encoding import Reps, sparse_rows
+from xpretrieval.retrieval.coverage import RowCoverage
 from xpretrieval.retrieval.index import IndexConfig, ScoreFn, SearchIndex
 
 
@@ -55,8 +56,9 @@ class Seismic(IndexConfig):
         self, batches: Iterable[tuple[Tensor, Reps]], n_documents: int, score: ScoreFn
     ) -> SearchIndex:
         seismic = _import_seismic()
-        dataset, postings = None, 0
+        dataset, postings, coverage = None, 0, RowCoverage(n_documents)
         for rows, reps in batches:
+            coverage.add(rows)
             csr = sparse_rows(reps)
             if dataset is None:
                 dataset = seismic.SeismicDataset(dim=csr.shape[1])
@@ -69,6 +71,7 @@ class Seismic(IndexConfig):
             )
         if dataset is None:
             raise ValueError("cannot build a Seismic index from no documents")
+        coverage.check_complete()
         index = seismic.SeismicIndex.build_from_dataset(
             dataset,
             n_postings=self.n_postings,
