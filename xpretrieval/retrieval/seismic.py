@@ -57,8 +57,8 @@ class Seismic(IndexConfig):
     ) -> SearchIndex:
         seismic = _import_seismic()
         dataset, postings, coverage = None, 0, RowCoverage(n_documents)
-        for rows, reps in batches:
-            coverage.add(rows)
+        for batch_rows, reps in batches:
+            rows = coverage.add(batch_rows)
             csr = sparse_rows(reps)
             if dataset is None:
                 dataset = seismic.SeismicDataset(dim=csr.shape[1])

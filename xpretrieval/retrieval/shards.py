@@ -144,9 +144,8 @@ def encode_shards(
         start = index * shard_size
         shard = texts[start : start + shard_size]
         desc = f"encode shard {index + 1}/{n_shards}"
-        settings = {"desc": desc, "sparse": sparse}
         encode = model.forward_documents
-        vectors = encode_texts(encode, shard, batch_size, device, precision, **settings)
+        vectors = encode_texts(encode, shard, batch_size, device, precision, desc, sparse)
         stored = _packed(vectors) if sparse else {"dense": vectors.cpu()}
         with atomic_file(path, "wb") as handle:
             torch.save({"rows": torch.arange(start, start + len(shard)), **stored}, handle)
@@ -161,14 +160,9 @@ def read_shards(folder: Path, n_texts: int, shard_size: int) -> Iterator[tuple[T
             raise ConfigError(f"{path}: shard {index} was never written; encode again")
         shard = torch.load(path, weights_only=True)
         rows = shard["rows"]
+        vectors = shard["dense"] if "dense" in shard else _unpacked(shard)
         for start in range(0, len(rows), READ_BATCH):
-            stop = min(start + READ_BATCH, len(rows))
-            batch = (
-                shard["dense"][start:stop]
-                if "dense" in shard
-                else _sparse_slice(shard, start, stop)
-            )
-            yield rows[start:stop], batch
+            yield rows[start : start + READ_BATCH], vectors[start : start + READ_BATCH]
 
 
 def _packed(vectors: scipy.sparse.csr_matrix) -> dict[str, Tensor]:
@@ -181,18 +175,10 @@ def _packed(vectors: scipy.sparse.csr_matrix) -> dict[str, Tensor]:
     }
 
 
-def _sparse_slice(shard: dict[str, Tensor], start: int, stop: int) -> scipy.sparse.csr_matrix:
-    """Rows [start, stop) of a packed shard, as sparse rows."""
-    pointers = shard["pointers"][start : stop + 1].numpy()
-    first, last = pointers[0], pointers[-1]
-    return scipy.sparse.csr_matrix(
-        (
-            shard["values"][first:last].numpy(),
-            shard["columns"][first:last].numpy(),
-            pointers - first,
-        ),
-        shape=(stop - start, int(shard["width"])),
-    )
+def _unpacked(shard: dict[str, Tensor]) -> scipy.sparse.csr_matrix:
+    """A packed shard's rows as sparse rows (sharing the loaded arrays)."""
+    arrays = (shard[name].numpy() for name in ("values", "columns", "pointers"))
+    return scipy.sparse.csr_matrix(tuple(arrays), shape=(len(shard["rows"]), int(shard["width"])))
 
 
 def _check_manifest(folder: Path, manifest: dict, world: World) -> None:
