@@ -27,7 +27,7 @@ from benchmarks.common import (
 from xpretrieval.data import Split
 from xpretrieval.device import Precision, autocast
 from xpretrieval.models import Dense, Splade
-from xpretrieval.models.encoding import encode_texts
+from xpretrieval.models.encoding import Batching, encode_texts
 
 CPU = torch.device("cpu")
 PEERS = {"dense": "SentenceTransformer.encode", "splade": "SparseEncoder.encode"}
@@ -62,7 +62,8 @@ def encoding(
         warmup = texts[:batch_size]
 
         def mine(batch: list[str]) -> torch.Tensor:
-            return encode_texts(ours.forward_documents, batch, batch_size, CPU, precision)
+            encoder = ours.text_encoder(is_query=False)
+            return encode_texts(encoder, batch, Batching(batch_size), CPU, precision)
 
         def peer(batch: list[str]) -> torch.Tensor:
             with autocast(CPU, precision):

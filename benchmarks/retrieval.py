@@ -36,7 +36,7 @@ from benchmarks.common import (
 )
 from xpretrieval import load
 from xpretrieval.data import Split
-from xpretrieval.models.encoding import encode_texts
+from xpretrieval.models.encoding import Batching, encode_texts
 from xpretrieval.retrieval import InvertedIndex, Seismic
 from xpretrieval.retrieval.index import ExactIndex
 
@@ -81,8 +81,8 @@ def splade_vectors(model: str, collection) -> tuple[scipy.sparse.csr_matrix, ...
     documents = list(collection.documents.values())
     queries = list(collection.queries.values())
     return (
-        encode_texts(encoder.forward_documents, documents, 32, cpu, sparse=True),
-        encode_texts(encoder.forward_queries, queries, 32, cpu, sparse=True),
+        encode_texts(encoder.text_encoder(False), documents, Batching(32), cpu, sparse=True),
+        encode_texts(encoder.text_encoder(True), queries, Batching(32), cpu, sparse=True),
     )
 
 

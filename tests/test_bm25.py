@@ -9,6 +9,7 @@ from xpretrieval.data.collection import Collection
 from xpretrieval.errors import ConfigError
 from xpretrieval.experiment import load_experiment, run_train
 from xpretrieval.models import Bm25
+from xpretrieval.models.encoding import Batching
 
 
 def test_stemmed_words_match_and_rank_their_documents_first():
@@ -30,7 +31,7 @@ def test_bm25_evaluates_the_fixture_through_the_retrieval_path():
     from xpretrieval.retrieval.retrieve import retrieve
 
     test = Collection.from_beir(TINY_BEIR, "test")
-    retrieval = retrieve(Bm25().build(), test, None, 10, 8, None)
+    retrieval = retrieve(Bm25().build(), test, None, 10, Batching(8), None)
     metrics = compute_metrics(retrieval.run, test.qrels, ["nDCG@10"]).aggregate
     assert metrics["nDCG@10"] > 0.5 and retrieval.statistics["search_seconds"] >= 0
 

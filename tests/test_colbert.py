@@ -13,6 +13,7 @@ from xpretrieval.data.collection import Collection
 from xpretrieval.models import ColBERT, ColBERTEncoder
 from xpretrieval.models import colbert as module
 from xpretrieval.models.colbert import maxsim
+from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.rerank import FirstStage, rerank_candidates
 
 
@@ -74,7 +75,7 @@ def test_rerank_orders_bm25_candidates_by_the_model(model):
     test = Collection.from_beir(TINY_BEIR, "test")
     first_stage = FirstStage(top_k=3)
     candidates = first_stage.run(test, "evaluation.rerank")
-    retrieval = rerank_candidates(model, test, candidates, batch_size=4, device=torch.device("cpu"))
+    retrieval = rerank_candidates(model, test, candidates, Batching(4), device=torch.device("cpu"))
     for query_id, ranking in retrieval.run.items():
         assert {d for d, _ in ranking} == {d for d, _ in candidates[query_id]}
         scores = [s for _, s in ranking]

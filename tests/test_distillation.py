@@ -22,6 +22,7 @@ from xpretrieval.data.run import read_trec_run, write_trec_run
 from xpretrieval.device import Precision
 from xpretrieval.losses import BatchScores, KLDistillation, MarginMSE
 from xpretrieval.models import CrossEncoder, Dense
+from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.rerank import FirstStage
 from xpretrieval.samplers import DistillationSampler
 from xpretrieval.training.teacher import TeacherConfig
@@ -118,7 +119,7 @@ def test_teacher_model_scores_bm25_candidates_and_every_judged_document(tiny_mod
     teacher = TeacherConfig(CrossEncoder(name_or_path=str(tiny_model_dir)), FirstStage(top_k=1))
     cpu = torch.device("cpu")
     torch.manual_seed(0)
-    path = teacher.write_run(train, tmp_path / "teacher.trec", 4, cpu, Precision.fp32)
+    path = teacher.write_run(train, tmp_path / "teacher.trec", Batching(4), cpu, Precision.fp32)
     run = read_trec_run(path)
     bm25 = FirstStage(top_k=1).run(train, "teacher.candidates")
     assert set(run) == set(train.qrels)
@@ -136,7 +137,7 @@ def test_teacher_model_scores_bm25_candidates_and_every_judged_document(tiny_mod
     # a resumed run reuses the file: this teacher could not even be built
     (tmp_path / "not-a-model").mkdir()
     missing = TeacherConfig(CrossEncoder(name_or_path=str(tmp_path / "not-a-model")))
-    assert missing.write_run(train, path, 4, cpu, Precision.fp32) == path
+    assert missing.write_run(train, path, Batching(4), cpu, Precision.fp32) == path
 
 
 def test_distillation_experiment_with_a_teacher_model_end_to_end(tiny_model_dir, tmp_path):

@@ -19,6 +19,7 @@ from xpretrieval.device import Precision
 from xpretrieval.errors import ConfigError
 from xpretrieval.export import ExportConfig, export_collection
 from xpretrieval.models import ColBERT, Dense, SparseEmbed, Splade
+from xpretrieval.models.encoding import Batching
 
 CPU = torch.device("cpu")
 SCALE = 100.0
@@ -27,7 +28,8 @@ SCALE = 100.0
 def export(model, tmp_path):
     test = Collection.from_beir(TINY_BEIR, "test")
     folder = tmp_path / "export"
-    export_collection(model, test, folder, ExportConfig(scale=SCALE), 4, CPU, Precision.fp32)
+    settings = ExportConfig(scale=SCALE)
+    export_collection(model, test, folder, settings, Batching(4), CPU, Precision.fp32)
     return test, folder
 
 

@@ -20,7 +20,7 @@ def decoder(model_dir, **fields) -> Dense:
 
 def test_eos_closes_each_text_and_left_padding_leaves_it_last(tiny_decoder_dir):
     model = decoder(tiny_decoder_dir, doc_max_length=4).build()
-    batch = model.tokenize(TEXTS, max_length=4)
+    batch = model.pad(model.tokenize(TEXTS, is_query=False))
     eos = model.tokenizer.eos_token_id
     assert batch["input_ids"][:, -1].tolist() == [eos, eos]  # truncated to 3 words + EOS
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [0, 0, 1, 1]]  # padded left
@@ -32,7 +32,9 @@ def test_last_token_pooling_reads_the_eos_whatever_the_padding(tiny_decoder_dir)
     with torch.no_grad():
         together = model.forward_documents(TEXTS)
         alone = model.forward_documents(TEXTS[1:])
-        hidden = model.query_encoder(**model.tokenize(TEXTS[1:], 256)).last_hidden_state
+        batch = model.pad(model.tokenize(TEXTS[1:], is_query=False))
+        del batch["special_tokens_mask"]
+        hidden = model.query_encoder(**batch).last_hidden_state
     # rotary positions are relative: left padding does not change the short text's vector
     assert torch.allclose(together[1], alone[0], atol=1e-5)
     expected = torch.nn.functional.normalize(hidden[0, -1], dim=-1)  # the EOS position

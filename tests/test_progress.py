@@ -13,6 +13,7 @@ from xpretrieval import progress as progress_module
 from xpretrieval.data.collection import Collection
 from xpretrieval.experiment import load_experiment
 from xpretrieval.models import Bm25, Dense
+from xpretrieval.models.encoding import Batching
 from xpretrieval.progress import progress
 from xpretrieval.retrieval.index import ExactIndex
 from xpretrieval.retrieval.rerank import FirstStage, rerank_candidates
@@ -39,9 +40,9 @@ def test_encoding_search_reranking_and_bm25_report_progress(every_item, tiny_mod
     model = Dense(name_or_path=str(tiny_model_dir)).build()
     cpu = torch.device("cpu")
     with caplog.at_level(logging.INFO):
-        retrieve(model, test, ExactIndex(), 5, 4, cpu)
+        retrieve(model, test, ExactIndex(), 5, Batching(4), cpu)
         candidates = FirstStage(top_k=3).run(test, "evaluation.rerank")
-        rerank_candidates(model, test, candidates, 4, cpu)
+        rerank_candidates(model, test, candidates, Batching(4), cpu)
         Bm25().build().rank(test, 5)
     text = caplog.text
     for desc in ("encode documents: ", "encode queries: ", "search: ", "encode candidates: "):
@@ -52,3 +53,12 @@ def test_encoding_search_reranking_and_bm25_report_progress(every_item, tiny_mod
 def test_experiment_presets_tag_their_runs():
     assert load_experiment(compose_config("+experiment=splade")).evaluation.run_tag == "splade"
     assert load_experiment(compose_config()).evaluation.run_tag == "xpretrieval"
+
+
+def test_progress_counts_units_of_sized_items(every_item, caplog):
+    batches = [["a", "b"], ["c"]]
+    with caplog.at_level(logging.INFO, logger="xpretrieval.progress"):
+        assert list(progress(batches, "encode queries", total=3, unit="text", size=len)) == batches
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("encode queries: 2/3 text in ")
+    assert lines[-1].startswith("encode queries: 3/3 text") and lines[-1].endswith("(done)")

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from xpretrieval.data.run import read_trec_run, write_trec_run
 from xpretrieval.errors import DataError
-from xpretrieval.models.encoding import encode_texts
+from xpretrieval.models.encoding import Batching, TextEncoder, encode_texts
 from xpretrieval.retrieval import exact_top_k
 
 
@@ -39,9 +39,8 @@ def test_chunked_top_k_equals_brute_force(n_queries, n_docs, k, query_chunk, doc
 
 def test_encode_texts_restores_input_order():
     texts = ["a", "ccc", "bb", "dddd", ""]
-    reps = encode_texts(
-        lambda batch: torch.tensor([[float(len(t))] for t in batch]), texts, 2, torch.device("cpu")
-    )
+    lengths = TextEncoder(list, lambda batch: torch.tensor([[float(len(t))] for t in batch]))
+    reps = encode_texts(lengths, texts, Batching(2), torch.device("cpu"))
     assert reps.squeeze(1).tolist() == [1.0, 3.0, 2.0, 4.0, 0.0]
 
 
@@ -55,8 +54,9 @@ def test_sparse_encoding_keeps_the_non_zeros_in_input_order():
                 weights[i, len(text)] = 1.0 + len(text)
         return weights
 
-    dense = encode_texts(one_hot_length, texts, 4, torch.device("cpu"))
-    sparse = encode_texts(one_hot_length, texts, 4, torch.device("cpu"), sparse=True)
+    encoder, cpu = TextEncoder(list, one_hot_length), torch.device("cpu")
+    dense = encode_texts(encoder, texts, Batching(4), cpu)
+    sparse = encode_texts(encoder, texts, Batching(4), cpu, sparse=True)
     assert sparse.dtype == np.float32 and sparse.nnz == 5
     np.testing.assert_array_equal(sparse.toarray(), dense.numpy())
 

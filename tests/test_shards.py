@@ -17,7 +17,7 @@ from xpretrieval.device import Precision
 from xpretrieval.distributed import World
 from xpretrieval.errors import ConfigError
 from xpretrieval.models import Dense, Splade
-from xpretrieval.models.encoding import encode_texts
+from xpretrieval.models.encoding import Batching, encode_texts
 from xpretrieval.retrieval.index import ExactIndex, Inverted
 from xpretrieval.retrieval.retrieve import retrieve
 from xpretrieval.retrieval.saved import index_provenance
@@ -32,7 +32,7 @@ def texts() -> list[str]:
 
 def encode(model, folder, world: World, fingerprint: dict | None = None) -> None:
     fingerprint = fingerprint or {"model": "m"}
-    encode_shards(model, texts(), folder, 6, world, 4, CPU, Precision.fp32, fingerprint)
+    encode_shards(model, texts(), folder, 6, world, Batching(4), CPU, Precision.fp32, fingerprint)
 
 
 def read(folder) -> torch.Tensor:
@@ -54,7 +54,7 @@ def test_shards_of_two_processes_read_back_as_one_process(
     for rank in range(2):  # the two processes' shares, as they would run side by side
         encode(model, tmp_path / "two", World(rank, 2))
     assert torch.equal(read(tmp_path / "two"), read(tmp_path / "one"))
-    whole = encode_texts(model.forward_documents, texts(), 4, CPU, Precision.fp32)
+    whole = encode_texts(model.text_encoder(False), texts(), Batching(4), CPU, Precision.fp32)
     torch.testing.assert_close(read(tmp_path / "one"), whole, atol=1e-5, rtol=0)
     assert len(list((tmp_path / "one").glob("shard-*.pt"))) == 4  # 20 documents, 6 a shard
     _, first = next(read_shards(tmp_path / "one", len(texts()), 6))
@@ -88,8 +88,8 @@ def test_a_splade_model_searches_its_sparse_shards_as_its_encoding(index, masked
     model = Splade(name_or_path=str(masked_lm_dir)).build().eval()
     collection = Collection.from_beir(TINY_BEIR, "test")
     sharding = Sharding(tmp_path, 6, (CPU,))
-    sharded = retrieve(model, collection, index, 5, 4, CPU, sharding=sharding)
-    plain = retrieve(model, collection, index, 5, 4, CPU)
+    sharded = retrieve(model, collection, index, 5, Batching(4), CPU, sharding=sharding)
+    plain = retrieve(model, collection, index, 5, Batching(4), CPU)
     assert sharded.run.keys() == plain.run.keys()
     for query, ranked in plain.run.items():
         assert [d for d, _ in sharded.run[query]] == [d for d, _ in ranked]

@@ -22,6 +22,7 @@ from xpretrieval.errors import ConfigError, DataError
 from xpretrieval.evaluation import compute_metrics
 from xpretrieval.io import atomic_directory, write_json
 from xpretrieval.models import Dense, Splade
+from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.index import ExactIndex, Inverted
 from xpretrieval.retrieval.inverted import InvertedIndex
 from xpretrieval.retrieval.rerank import FirstStage
@@ -57,7 +58,7 @@ def random_collection(seed: int, n_documents: int, n_queries: int) -> Collection
 
 def search(model, collection, folder: Path, load: bool):
     index = ExactIndex(load=str(folder) if load else None)
-    return retrieve(model, collection, index, 5, 4, CPU, save_to=None if load else folder)
+    return retrieve(model, collection, index, 5, Batching(4), CPU, save_to=None if load else folder)
 
 
 @settings(
@@ -95,9 +96,9 @@ def test_encoding_settings_and_model_kind_are_checked(dense, tiny_model_dir, tmp
     with pytest.raises(ConfigError, match="encoded by a DenseEncoder but this run's model is a"):
         search(splade, collection, tmp_path / "index", load=True)
     sparse_index = Inverted(save=True)
-    retrieve(splade, collection, sparse_index, 5, 4, CPU, save_to=tmp_path / "sparse")
+    retrieve(splade, collection, sparse_index, 5, Batching(4), CPU, save_to=tmp_path / "sparse")
     with pytest.raises(ConfigError, match="encoded by a SpladeEncoder but this run's model is a"):
-        retrieve(dense, collection, Inverted(load=str(tmp_path / "sparse")), 5, 4, CPU)
+        retrieve(dense, collection, Inverted(load=str(tmp_path / "sparse")), 5, Batching(4), CPU)
 
 
 def test_sparse_indexes_receive_the_non_zeros_and_rank_as_exact_search(tiny_model_dir, monkeypatch):
@@ -111,8 +112,8 @@ def test_sparse_indexes_receive_the_non_zeros_and_rank_as_exact_search(tiny_mode
     monkeypatch.setattr(
         InvertedIndex, "search", lambda self, q, k: received.append(q) or search(self, q, k)
     )
-    inverted = retrieve(splade, collection, Inverted(), 5, 4, CPU)
-    exact = retrieve(splade, collection, ExactIndex(), 5, 4, CPU)
+    inverted = retrieve(splade, collection, Inverted(), 5, Batching(4), CPU)
+    exact = retrieve(splade, collection, ExactIndex(), 5, Batching(4), CPU)
     assert len(received) == 1 and scipy.sparse.issparse(received[0])
     for query, ranked in exact.run.items():
         found = inverted.run[query]

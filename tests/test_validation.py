@@ -14,6 +14,7 @@ from xpretrieval.data.collection import Collection
 from xpretrieval.errors import ConfigError, DataError
 from xpretrieval.experiment import load_experiment
 from xpretrieval.hooks import TrainState
+from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.index import ExactIndex
 from xpretrieval.training.loggers import CSVLogger
 from xpretrieval.training.validation import BestModel, ValidationConfig, Validator
@@ -75,7 +76,7 @@ def test_learner_validates_when_due_and_stops_when_asked(tiny_model_dir, train_s
     hooks = [CSVLogger(tmp_path, every=1), best]
     cpu = torch.device("cpu")
     validator = Validator(
-        learner.model, config, held, ExactIndex(), 8, cpu, learner.precision, hooks
+        learner.model, config, held, ExactIndex(), Batching(8), cpu, learner.precision, hooks
     )
     final = learner.fit([validator, *hooks])
     rows = list(csv.DictReader((tmp_path / "validation.csv").open()))

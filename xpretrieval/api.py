@@ -27,6 +27,7 @@ from xpretrieval.experiment import (
     without_unset_train_split,
 )
 from xpretrieval.models.base import BiEncoder, Ranker, SparseBiEncoder
+from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.index import ExactIndex, IndexConfig, Inverted
 from xpretrieval.retrieval.retrieve import retrieve
 from xpretrieval.rounds import run_train_rounds
@@ -74,15 +75,18 @@ def search(
     index: IndexConfig | None = None,
     batch_size: int = 32,
     precision: Precision = Precision.auto,
+    max_batch_tokens: int | None = None,
 ) -> Run:
     """The k best documents of every query of `collection`: `{query id: [(doc id, score)]}`.
-    The default index is an inverted index for sparse models and exact search otherwise."""
+    The default index is an inverted index for sparse models and exact search otherwise;
+    texts are encoded `batch_size` at a time, at most `max_batch_tokens` padded tokens."""
     if index is None:
         index = Inverted() if isinstance(model, SparseBiEncoder) else ExactIndex()
     if isinstance(model, BiEncoder):
         check_index_serves(index, type(model), type(model).__name__)
     device = model.device if isinstance(model, BiEncoder) else torch.device("cpu")
-    return retrieve(model, collection, index, k, batch_size, device, precision).run
+    batching = Batching(batch_size, max_batch_tokens)
+    return retrieve(model, collection, index, k, batching, device, precision).run
 
 
 def evaluate(run: Run, qrels: Qrels, metrics: Sequence[str] = DEFAULT_METRICS) -> Metrics:

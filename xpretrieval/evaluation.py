@@ -9,6 +9,7 @@ import ir_measures
 from xpretrieval.data.records import Qrels
 from xpretrieval.data.run import Run
 from xpretrieval.errors import ConfigError
+from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.rerank import FirstStage
 
 DEFAULT_METRICS = ["nDCG@10", "RR@10", "R@100", "AP"]
@@ -20,7 +21,10 @@ class EvaluationConfig:
 
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))  # ir-measures names
     top_k: int = 1000  # documents retrieved per query
-    batch_size: int = 64  # texts encoded at once
+    batch_size: int = 64  # texts encoded at once (bi-encoders), pairs scored at once (re-rankers)
+    # bi-encoders: at most this many padded tokens a batch (texts × the longest one's tokens),
+    # so short texts (queries) go in larger batches and long ones in smaller; null: no limit
+    max_batch_tokens: int | None = None
     # re-rank a first stage's candidates instead of searching the collection when
     # rerank.top_k > 0: those of rerank.run_file (a TREC run), or BM25's when it is null
     rerank: FirstStage = field(default_factory=FirstStage)
@@ -44,6 +48,8 @@ class EvaluationConfig:
         for name in ("top_k", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be >= 1 or null, got {self.max_batch_tokens}")
         if self.shard_size is not None and self.shard_size < 1:
             raise ValueError(f"shard_size must be >= 1 or null, got {self.shard_size}")
         if self.devices is not None and (not self.devices or self.shard_size is None):
@@ -51,6 +57,11 @@ class EvaluationConfig:
                 "devices: encoding on several devices writes shards; set shard_size too (e.g. "
                 "evaluation.shard_size=10000) and name at least one device"
             )
+
+    @property
+    def batching(self) -> Batching:
+        """How bi-encoders group texts to encode them."""
+        return Batching(self.batch_size, self.max_batch_tokens)
 
 
 def parse_measure(name: str, field: str = "metrics") -> ir_measures.Measure:

@@ -151,7 +151,7 @@ def run_train(
             teacher_run = experiment.teacher.write_run(
                 train,
                 output_dir / "teacher_run.trec",
-                experiment.evaluation.batch_size,
+                experiment.evaluation.batching,
                 device,
                 experiment.precision,
             )
@@ -181,7 +181,7 @@ def run_train(
             sharding = _sharding(experiment.evaluation, device, output_dir / "encoded", world)
             documents = test.document_texts()
             provenance = index_provenance(model, test.documents)
-            settings = (experiment.evaluation.batch_size, experiment.precision, provenance)
+            settings = (experiment.evaluation.batching, experiment.precision, provenance)
             sharding.encode(model, documents, *settings)
         return {}
     checkpoints = Checkpointer(
@@ -210,7 +210,7 @@ def run_train(
             settings,
             validation,
             index,
-            experiment.evaluation.batch_size,
+            experiment.evaluation.batching,
             device,
             experiment.precision,
             listeners=hooks,
@@ -290,9 +290,9 @@ def run_export(
     _record_config(experiment, output_dir, overrides)
     model = experiment.model.build().to(device)
     folder = output_dir / "export"
-    batch_size = experiment.evaluation.batch_size
+    batching = experiment.evaluation.batching
     manifest = export_collection(
-        model, collection, folder, experiment.export, batch_size, device, experiment.precision
+        model, collection, folder, experiment.export, batching, device, experiment.precision
     )
     print(f"Exported {collection.name} ({manifest['kind']}) to {folder}")
     return {"documents": float(len(collection.documents)), "queries": len(collection.queries)}
@@ -341,7 +341,7 @@ def _evaluate(
     logger.info("Evaluating on %s", collection)
     if candidates is not None:
         retrieval = rerank_candidates(
-            model, collection, candidates, settings.batch_size, device, experiment.precision
+            model, collection, candidates, settings.batching, device, experiment.precision
         )
     else:
         retrieval = retrieve(
@@ -349,7 +349,7 @@ def _evaluate(
             collection,
             experiment.index,
             settings.top_k,
-            settings.batch_size,
+            settings.batching,
             device,
             experiment.precision,
             save_to=output_dir / f"{prefix}index" if experiment.index.save else None,

@@ -24,7 +24,7 @@ from xpretrieval.data.documents import document_ids
 from xpretrieval.device import Precision
 from xpretrieval.io import atomic_directory, atomic_file
 from xpretrieval.models.base import BiEncoder, DenseBiEncoder, SparseBiEncoder
-from xpretrieval.models.encoding import encode_batches
+from xpretrieval.models.encoding import Batching, encode_batches
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +47,13 @@ def export_collection(
     collection: Collection,
     folder: Path,
     settings: ExportConfig,
-    batch_size: int,
+    batching: Batching,
     device: torch.device,
     precision: Precision,
 ) -> dict[str, object]:
     """Write `collection`'s documents and queries encoded by `model` into `folder` (complete or
     absent); returns the manifest written beside them."""
-    encoding = {"batch_size": batch_size, "device": device, "precision": precision}
+    encoding = {"batching": batching, "device": device, "precision": precision}
     with atomic_directory(folder) as tmp:
         if isinstance(model, SparseBiEncoder):
             manifest = _export_sparse(model, collection, tmp, settings.scale, encoding)
@@ -71,14 +71,14 @@ def _export_sparse(
     (folder / "corpus").mkdir()
     doc_ids = document_ids(collection.documents)
     with atomic_file(folder / "corpus" / "docs.jsonl") as handle:
-        for rows, reps in _batches(model.forward_documents, collection.document_texts(), encoding):
+        for rows, reps in _batches(model, False, collection.document_texts(), encoding):
             for row, vector in zip(rows.tolist(), _impacts(model, reps, scale), strict=True):
                 terms = {vocabulary[term]: impact for term, impact in vector}
                 record = {"id": doc_ids[row], "contents": "", "vector": terms}
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     queries = list(collection.queries.items())
     lines: dict[int, str] = {}
-    for rows, reps in _batches(model.forward_queries, [t for _, t in queries], encoding):
+    for rows, reps in _batches(model, True, [t for _, t in queries], encoding):
         for row, vector in zip(rows.tolist(), _impacts(model, reps, scale), strict=True):
             words = " ".join(" ".join([vocabulary[term]] * impact) for term, impact in vector)
             lines[row] = f"{queries[row][0]}\t{words}\n"
@@ -105,13 +105,13 @@ def _impacts(model: SparseBiEncoder, reps: Tensor, scale: float) -> Iterator[lis
 def _export_dense(
     model: DenseBiEncoder, collection: Collection, folder: Path, encoding: dict
 ) -> dict[str, object]:
-    for name, encode, texts in (
-        ("documents", model.forward_documents, collection.documents),
-        ("queries", model.forward_queries, collection.queries),
+    for name, is_query, texts in (
+        ("documents", False, collection.documents),
+        ("queries", True, collection.queries),
     ):
         ids = list(texts)
         vectors: np.ndarray | None = None
-        for rows, reps in _batches(encode, list(texts.values()), encoding):
+        for rows, reps in _batches(model, is_query, list(texts.values()), encoding):
             if vectors is None:
                 vectors = np.zeros((len(ids), reps.shape[1]), dtype=np.float32)
             vectors[rows.numpy()] = reps.numpy()
@@ -126,5 +126,7 @@ def _export_dense(
     }
 
 
-def _batches(encode, texts: list[str], encoding: dict) -> Iterator[tuple[Tensor, Tensor]]:
-    yield from encode_batches(encode, texts, desc="export", **encoding)
+def _batches(
+    model: BiEncoder, is_query: bool, texts: list[str], encoding: dict
+) -> Iterator[tuple[Tensor, Tensor]]:
+    yield from encode_batches(model.text_encoder(is_query), texts, desc="export", **encoding)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -20,20 +20,28 @@ QUIET_SECONDS = 2.0  # work done faster than this gets no closing line
 
 
 def progress(
-    items: Iterable[T], desc: str, total: int | None = None, unit: str = "it"
+    items: Iterable[T],
+    desc: str,
+    total: int | None = None,
+    unit: str = "it",
+    size: Callable[[T], int] | None = None,
 ) -> Iterator[T]:
-    """`items`, one by one, showing how many are done out of `total` (len(items) if known)."""
+    """`items`, one by one, showing how many units are done out of `total` (len(items) if
+    known): each item is one unit, or `size(item)` of them (a batch of texts)."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
-    bar = tqdm(items, desc=desc, total=total, unit=unit, leave=False, disable=None)
+    bar = tqdm(desc=desc, total=total, unit=unit, leave=False, disable=None)
     if not bar.disable:
-        yield from bar
+        with bar:
+            for item in items:
+                yield item
+                bar.update(1 if size is None else size(item))
         return
     start = last = time.monotonic()
     done = 0
     for item in items:
         yield item
-        done += 1
+        done += 1 if size is None else size(item)
         now = time.monotonic()
         if now - last >= INTERVAL_SECONDS:
             logger.info("%s", _line(desc, done, total, unit, now - start))

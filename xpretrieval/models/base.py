@@ -14,16 +14,17 @@ through a config's `encoder` class before any weights load.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from xpretrieval.device import Precision
-from xpretrieval.models.encoding import encode_texts
+from xpretrieval.models.encoding import Batching, TextEncoder, encode_texts
 
 if TYPE_CHECKING:
     from xpretrieval.data.collection import Collection
@@ -74,51 +75,74 @@ class PairScorer(TrainableModel):
 class BiEncoder(TrainableModel):
     """Represents queries and documents separately and scores all pairs of representations.
 
-    `forward_queries` / `forward_documents` are the differentiable forward passes on one
-    batch (training); `encode_queries` / `encode_documents` encode any number of texts for
-    use: batched by length, without gradients, on the model's device, with a progress bar.
+    Each side tokenises texts (`tokenize`) and represents a batch of tokenised texts
+    (`forward_tokens`, differentiable: training); `forward_queries` / `forward_documents` do
+    both for one batch. `encode_queries` / `encode_documents` encode any number of texts for
+    use: tokenised once, batched by length, without gradients, on the model's device, with a
+    progress bar.
     """
 
     max_query_length: int
     max_document_length: int
 
     @abstractmethod
-    def forward_queries(self, texts: Sequence[str]) -> Tensor:
-        """Representations `[n, ...]` of one batch of queries, with gradients when enabled."""
+    def tokenize(self, texts: Sequence[str], is_query: bool) -> list[Sized]:
+        """Each text's token sequence as this side reads it; its `len` is what a batch pads to."""
 
     @abstractmethod
+    def forward_tokens(self, tokens: Sequence[Any], is_query: bool) -> Tensor:
+        """Representations `[n, ...]` of one batch of `tokenize`'s sequences, with gradients
+        when enabled."""
+
+    def forward_queries(self, texts: Sequence[str]) -> Tensor:
+        """Representations `[n, ...]` of one batch of queries, with gradients when enabled."""
+        return self.forward_tokens(self.tokenize(texts, is_query=True), is_query=True)
+
     def forward_documents(self, texts: Sequence[str]) -> Tensor:
         """Representations `[n, ...]` of one batch of documents, with gradients when enabled."""
+        return self.forward_tokens(self.tokenize(texts, is_query=False), is_query=False)
+
+    def text_encoder(self, is_query: bool) -> TextEncoder:
+        """The query or document side, as encoding runs it (tokenising before batching)."""
+        return TextEncoder(
+            partial(self.tokenize, is_query=is_query),
+            partial(self.forward_tokens, is_query=is_query),
+        )
 
     @abstractmethod
     def score(self, queries: Tensor, documents: Tensor) -> Tensor:
         """All-pairs scores, `[n_queries, n_documents]` (training and exact search share it)."""
 
     def encode_queries(
-        self, texts: Sequence[str], batch_size: int = 32, precision: Precision = Precision.auto
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        precision: Precision = Precision.auto,
+        max_batch_tokens: int | None = None,
     ) -> Tensor:
-        """Representations of `texts` as queries, float32, in the order given."""
-        return self._encode(self.forward_queries, texts, batch_size, precision, "queries")
+        """Representations of `texts` as queries, float32, in the order given; batches of at
+        most `batch_size` texts and `max_batch_tokens` padded tokens (None: no token limit)."""
+        return self._encode(True, texts, Batching(batch_size, max_batch_tokens), precision)
 
     def encode_documents(
-        self, texts: Sequence[str], batch_size: int = 32, precision: Precision = Precision.auto
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        precision: Precision = Precision.auto,
+        max_batch_tokens: int | None = None,
     ) -> Tensor:
-        """Representations of `texts` as documents, float32, in the order given."""
-        return self._encode(self.forward_documents, texts, batch_size, precision, "documents")
+        """Representations of `texts` as documents, float32, in the order given; batches as
+        `encode_queries` makes them."""
+        return self._encode(False, texts, Batching(batch_size, max_batch_tokens), precision)
 
     def _encode(
-        self,
-        forward: Callable[[Sequence[str]], Tensor],
-        texts: Sequence[str],
-        batch_size: int,
-        precision: Precision,
-        what: str,
+        self, is_query: bool, texts: Sequence[str], batching: Batching, precision: Precision
     ) -> Tensor:
+        what = "queries" if is_query else "documents"
         if isinstance(texts, str):
             raise TypeError(f"encode_{what} takes a list of texts, got one string")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        return encode_texts(forward, texts, batch_size, self.device, precision, f"encode {what}")
+        encoder = self.text_encoder(is_query)
+        return encode_texts(encoder, texts, batching, self.device, precision, f"encode {what}")
 
     def similarity(self, queries: Tensor, documents: Tensor) -> Tensor:
         """The model's scores of every query against every document, without gradients."""

@@ -22,7 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from xpretrieval.config import register
 from xpretrieval.models.base import MultiVectorBiEncoder
-from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConfig
+from xpretrieval.models.transformer import TokenizedText, TransformerBiEncoder, TransformerConfig
 
 # bounds the [queries, documents, query tokens, document tokens] similarities held at once
 SCORE_BLOCK_ELEMENTS = 2**24
@@ -48,16 +48,12 @@ class ColBERTEncoder(TransformerBiEncoder, MultiVectorBiEncoder):
                 "augmentation; set model.query_augmentation=false"
             )
 
-    def forward_queries(self, texts: Sequence[str]) -> Tensor:
-        if not self.config.query_augmentation:
-            return super().forward_queries(texts)
-        batch = self.tokenizer(
-            self.prompted(texts, is_query=True),
-            padding="max_length",
-            truncation=True,
-            max_length=self.max_query_length,
-            return_tensors="pt",
-        ).to(self.device)
+    def forward_tokens(self, tokens: Sequence[TokenizedText], is_query: bool) -> Tensor:
+        if not (is_query and self.config.query_augmentation):
+            return super().forward_tokens(tokens, is_query)
+        batch = self.pad(tokens, padding="max_length", max_length=self.max_query_length)
+        batch = batch.to(self.device)
+        del batch["special_tokens_mask"]
         padding = batch["attention_mask"] == 0
         batch["input_ids"] = batch["input_ids"].masked_fill(padding, self.tokenizer.mask_token_id)
         output = self.query_encoder(**batch)

@@ -28,6 +28,7 @@ from xpretrieval.config import register
 from xpretrieval.data.collection import Collection
 from xpretrieval.models.sentence_transformers_layout import write_inference_free_layout
 from xpretrieval.models.splade import Splade, SpladeEncoder
+from xpretrieval.models.transformer import TokenizedText
 
 
 class QueryWeightsInit(Enum):
@@ -61,17 +62,24 @@ class InferenceFreeSpladeEncoder(SpladeEncoder):
         vocabulary = query_encoder.get_output_embeddings().out_features
         self.query_weights = StaticWeights(vocabulary)
 
-    def forward_queries(self, texts: Sequence[str]) -> Tensor:
-        batch = self.tokenizer(
+    def tokenize(self, texts: Sequence[str], is_query: bool) -> list[TokenizedText]:
+        """Queries are their words' own tokens, without CLS and SEP."""
+        if not is_query:
+            return super().tokenize(texts, is_query)
+        encoded = self.tokenizer(
             self.prompted(texts, is_query=True),
-            padding=True,
             truncation=True,
             max_length=self.max_query_length,
             add_special_tokens=False,
-            return_tensors="pt",
-        ).to(self.device)
+        )
+        return [TokenizedText(ids, [0] * len(ids)) for ids in encoded["input_ids"]]
+
+    def forward_tokens(self, tokens: Sequence[TokenizedText], is_query: bool) -> Tensor:
+        if not is_query:
+            return super().forward_tokens(tokens, is_query)
+        batch = self.pad(tokens).to(self.device)
         weights = self.query_weights.weight
-        present = torch.zeros(len(texts), len(weights), device=self.device)
+        present = torch.zeros(len(tokens), len(weights), device=self.device)
         present.scatter_(1, batch["input_ids"], batch["attention_mask"].to(present.dtype))
         return present * weights
 

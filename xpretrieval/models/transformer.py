@@ -283,44 +283,68 @@ class TransformerModel(nn.Module):
         del collection
 
 
+@dataclass(frozen=True, slots=True)
+class TokenizedText:
+    """One text's token ids, unpadded, and which of them the tokenizer added (CLS, SEP, EOS)."""
+
+    ids: list[int]
+    special: list[int]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
 class TransformerBiEncoder(TransformerModel, BiEncoder):
     """Tokenises texts and runs the query or document encoder; subclasses turn the encoder's
     output into representations (`represent`) and score them (`score`)."""
 
-    def forward_queries(self, texts: Sequence[str]) -> Tensor:
-        return self._forward(self.query_encoder, texts, self.max_query_length, is_query=True)
+    def side_encoder(self, is_query: bool) -> PreTrainedModel:
+        """The Hugging Face encoder of queries or documents."""
+        if is_query or self.document_encoder is None:
+            return self.query_encoder
+        return self.document_encoder
 
-    def forward_documents(self, texts: Sequence[str]) -> Tensor:
-        encoder = self.document_encoder if self.document_encoder is not None else self.query_encoder
-        return self._forward(encoder, texts, self.max_document_length, is_query=False)
+    def max_length(self, is_query: bool) -> int:
+        return self.max_query_length if is_query else self.max_document_length
 
-    def _forward(
-        self, encoder: PreTrainedModel, texts: Sequence[str], max_length: int, is_query: bool
-    ) -> Tensor:
-        batch = self.tokenize(self.prompted(texts, is_query), max_length).to(self.device)
+    def tokenize(self, texts: Sequence[str], is_query: bool) -> list[TokenizedText]:
+        """The prompted texts' tokens, at most the side's maximum length, the EOS token last
+        when `append_eos` (truncation keeps room for it)."""
+        eos = self.config.append_eos
+        encoded = self.tokenizer(
+            self.prompted(texts, is_query),
+            truncation=True,
+            max_length=self.max_length(is_query) - eos,
+            return_special_tokens_mask=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        tokenized = [
+            TokenizedText(ids, special)
+            for ids, special in zip(
+                encoded["input_ids"], encoded["special_tokens_mask"], strict=True
+            )
+        ]
+        if eos:
+            for text in tokenized:
+                text.ids.append(self.tokenizer.eos_token_id)
+                text.special.append(1)
+        return tokenized
+
+    def forward_tokens(self, tokens: Sequence[TokenizedText], is_query: bool) -> Tensor:
+        batch = self.pad(tokens).to(self.device)
         special = batch.pop("special_tokens_mask")
-        output = self.run_encoder(encoder, batch)
+        output = self.run_encoder(self.side_encoder(is_query), batch)
         return self.represent(output, batch["attention_mask"], special, is_query)
 
-    def tokenize(self, texts: list[str], max_length: int) -> Any:
-        """A padded batch of at most `max_length` tokens per text, the EOS token last when
-        `append_eos` (truncation keeps room for it), with its special-tokens mask."""
-        settings = {"truncation": True, "return_special_tokens_mask": True}
-        if not self.config.append_eos:
-            return self.tokenizer(
-                texts, padding=True, max_length=max_length, return_tensors="pt", **settings
-            )
-        encoded = self.tokenizer(texts, max_length=max_length - 1, **settings)
-        for ids, special, mask in zip(
-            encoded["input_ids"],
-            encoded["special_tokens_mask"],
-            encoded["attention_mask"],
-            strict=True,
-        ):
-            ids.append(self.tokenizer.eos_token_id)
-            special.append(1)
-            mask.append(1)
-        return self.tokenizer.pad(encoded, return_tensors="pt")
+    def pad(self, tokens: Sequence[TokenizedText], **padding: Any) -> Any:
+        """A padded batch of tensors (ids, attention mask, special-tokens mask); `padding`:
+        the tokenizer's `pad` settings (by default, to the longest text)."""
+        features = {
+            "input_ids": [text.ids for text in tokens],
+            "special_tokens_mask": [text.special for text in tokens],
+        }
+        return self.tokenizer.pad(features, return_tensors="pt", **padding)
 
     def run_encoder(self, encoder: PreTrainedModel, batch: Any) -> Any:
         """The encoder's output for a tokenised batch, which `represent` reads."""

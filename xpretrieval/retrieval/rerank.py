@@ -15,7 +15,7 @@ from xpretrieval.data.run import Run, read_trec_run
 from xpretrieval.device import Precision, autocast
 from xpretrieval.errors import DataError
 from xpretrieval.models.base import BiEncoder, PairScorer
-from xpretrieval.models.encoding import encode_texts
+from xpretrieval.models.encoding import Batching, encode_texts
 from xpretrieval.progress import progress
 from xpretrieval.retrieval.retrieve import Retrieval
 
@@ -109,18 +109,18 @@ def rerank_candidates(
     model: BiEncoder | PairScorer,
     collection: Collection,
     candidates: Run,
-    batch_size: int,
+    batching: Batching,
     device: torch.device,
     precision: Precision = Precision.auto,
 ) -> Retrieval:
     """Each query's `candidates`, ordered by the model's scores."""
     start = time.perf_counter()
     if isinstance(model, PairScorer):  # reads each (query, candidate) pair
-        run = _score_pairs(model, collection, candidates, batch_size, device, precision)
+        run = _score_pairs(model, collection, candidates, batching.batch_size, device, precision)
         needed = {doc for ranking in candidates.values() for doc, _ in ranking}
     else:
         needed, run = _score_representations(
-            model, collection, candidates, batch_size, device, precision
+            model, collection, candidates, batching, device, precision
         )
     seconds = time.perf_counter() - start
     statistics = {
@@ -137,19 +137,21 @@ def _score_representations(
     model: BiEncoder,
     collection: Collection,
     candidates: Run,
-    batch_size: int,
+    batching: Batching,
     device: torch.device,
     precision: Precision,
 ) -> tuple[list[str], Run]:
     """Encode every candidate once and every query, then score each query's candidates."""
     needed = sorted({doc for ranking in candidates.values() for doc, _ in ranking})
     row = {doc: i for i, doc in enumerate(needed)}
-    settings = {"batch_size": batch_size, "device": device, "precision": precision}
+    settings = {"batching": batching, "device": device, "precision": precision}
     texts = [collection.documents[doc] for doc in needed]
-    documents = encode_texts(model.forward_documents, texts, desc="encode candidates", **settings)
+    encoder = model.text_encoder(is_query=False)
+    documents = encode_texts(encoder, texts, desc="encode candidates", **settings)
     query_ids = list(collection.queries)
     query_texts = [collection.queries[q] for q in query_ids]
-    queries = encode_texts(model.forward_queries, query_texts, desc="encode queries", **settings)
+    encoder = model.text_encoder(is_query=True)
+    queries = encode_texts(encoder, query_texts, desc="encode queries", **settings)
     run: Run = {}
     with torch.inference_mode():
         for i, query_id in enumerate(query_ids):

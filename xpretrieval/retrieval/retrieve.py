@@ -19,6 +19,7 @@ from xpretrieval.data.run import Run
 from xpretrieval.device import Precision
 from xpretrieval.models.base import BiEncoder, Ranker, TermWeighted
 from xpretrieval.models.encoding import (
+    Batching,
     Reps,
     encode_batches,
     encode_texts,
@@ -45,7 +46,7 @@ def retrieve(
     collection: Collection,
     index: IndexConfig,
     k: int,
-    batch_size: int,
+    batching: Batching,
     device: torch.device,
     precision: Precision = Precision.auto,
     save_to: Path | None = None,
@@ -60,13 +61,17 @@ def retrieve(
         run, statistics = model.rank(collection, k)
         return Retrieval(run, {**statistics, "search_seconds": time.perf_counter() - start})
     doc_ids, query_ids = document_ids(collection.documents), list(collection.queries)
-    settings = {"batch_size": batch_size, "device": device, "precision": precision}
+    settings = {"batching": batching, "device": device, "precision": precision}
     term_weights = model.term_weights if isinstance(model, TermWeighted) else None
     doc_active: list[int] = []
     query_texts = list(collection.queries.values())
     sparse = index.reads_sparse_rows
     queries = encode_texts(
-        model.forward_queries, query_texts, desc="encode queries", sparse=sparse, **settings
+        model.text_encoder(is_query=True),
+        query_texts,
+        desc="encode queries",
+        sparse=sparse,
+        **settings,
     )
     exact: RunningTopK | None = None
     # what the index depends on (every weight and text hashed): computed once, when needed
@@ -78,12 +83,11 @@ def retrieve(
     else:
         documents = collection.document_texts()
         if sharding is not None:
-            sharding.encode(model, documents, batch_size, precision, provenance)
+            sharding.encode(model, documents, batching, precision, provenance)
             batches = sharding.read(len(documents))
         else:
-            batches = encode_batches(
-                model.forward_documents, documents, desc="encode documents", **settings
-            )
+            encoder = model.text_encoder(is_query=False)
+            batches = encode_batches(encoder, documents, desc="encode documents", **settings)
         if index.approximate and index.recall_queries:  # its recall, measured on the way
             sample = _dense(queries[: index.recall_queries], device)
             exact = RunningTopK(len(sample), min(k, len(doc_ids)), sample)

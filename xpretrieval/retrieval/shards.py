@@ -25,7 +25,7 @@ from xpretrieval.distributed import ALONE, World
 from xpretrieval.errors import ConfigError
 from xpretrieval.io import atomic_file, write_json
 from xpretrieval.models.base import BiEncoder, SparseBiEncoder
-from xpretrieval.models.encoding import Reps, encode_texts
+from xpretrieval.models.encoding import Batching, Reps, encode_texts
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +48,12 @@ class Sharding:
         self,
         model: BiEncoder,
         texts: Sequence[str],
-        batch_size: int,
+        batching: Batching,
         precision: Precision,
         fingerprint: dict,
     ) -> None:
         """Encode the shards not yet in `folder`; returns when every process has finished."""
-        settings = (texts, self, batch_size, precision, fingerprint)
+        settings = (texts, self, batching, precision, fingerprint)
         if self.world.parallel:
             encode_shards(
                 model,
@@ -61,7 +61,7 @@ class Sharding:
                 self.folder,
                 self.shard_size,
                 self.world,
-                batch_size,
+                batching,
                 self.devices[0],
                 precision,
                 fingerprint,
@@ -82,7 +82,7 @@ def _encode_on_device(
     model: BiEncoder,
     texts: Sequence[str],
     sharding: Sharding,
-    batch_size: int,
+    batching: Batching,
     precision: Precision,
     fingerprint: dict,
 ) -> None:
@@ -98,7 +98,7 @@ def _encode_on_device(
         sharding.folder,
         sharding.shard_size,
         world,
-        batch_size,
+        batching,
         device,
         precision,
         fingerprint,
@@ -119,7 +119,7 @@ def encode_shards(
     folder: Path,
     shard_size: int,
     world: World,
-    batch_size: int,
+    batching: Batching,
     device: torch.device,
     precision: Precision,
     fingerprint: dict,
@@ -144,8 +144,8 @@ def encode_shards(
         start = index * shard_size
         shard = texts[start : start + shard_size]
         desc = f"encode shard {index + 1}/{n_shards}"
-        encode = model.forward_documents
-        vectors = encode_texts(encode, shard, batch_size, device, precision, desc, sparse)
+        encoder = model.text_encoder(is_query=False)
+        vectors = encode_texts(encoder, shard, batching, device, precision, desc, sparse)
         stored = _packed(vectors) if sparse else {"dense": vectors.cpu()}
         with atomic_file(path, "wb") as handle:
             torch.save({"rows": torch.arange(start, start + len(shard)), **stored}, handle)

@@ -14,6 +14,7 @@ from xpretrieval.data.collection import Collection
 from xpretrieval.data.run import Run, write_trec_run
 from xpretrieval.device import Precision
 from xpretrieval.models.base import ModelConfig
+from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.rerank import FirstStage, rerank_candidates
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class TeacherConfig:
         self,
         collection: Collection,
         path: Path,
-        batch_size: int,
+        batching: Batching,
         device: torch.device,
         precision: Precision,
     ) -> Path:
@@ -67,7 +68,7 @@ class TeacherConfig:
         model = self.model.build().to(device)
         model.eval()
         candidates = self.candidates_of(collection)
-        retrieval = rerank_candidates(model, collection, candidates, batch_size, device, precision)
+        retrieval = rerank_candidates(model, collection, candidates, batching, device, precision)
         write_trec_run(path, retrieval.run)
         seconds = retrieval.statistics["rerank_seconds"]
         logger.info("Teacher scores written to %s (%.0f s)", path, seconds)

@@ -15,6 +15,7 @@ from xpretrieval.device import Precision
 from xpretrieval.evaluation import compute_metrics, parse_measure
 from xpretrieval.hooks import Hook, TrainState
 from xpretrieval.models.base import BiEncoder
+from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.index import IndexConfig
 from xpretrieval.retrieval.retrieve import retrieve
 
@@ -61,7 +62,7 @@ class Validator(Hook):
         config: ValidationConfig,
         collection: Collection,
         index: IndexConfig,
-        batch_size: int,
+        batching: Batching,
         device: torch.device,
         precision: Precision,
         listeners: Sequence[Hook] = (),
@@ -71,7 +72,7 @@ class Validator(Hook):
         self.config = config
         self.collection = collection
         self.index = index
-        self.batch_size = batch_size
+        self.batching = batching
         self.device = device
         self.precision = precision
 
@@ -91,7 +92,7 @@ class Validator(Hook):
                 self.collection,
                 self.index,
                 self.config.top_k,
-                self.batch_size,
+                self.batching,
                 self.device,
                 self.precision,
             )
