@@ -28,7 +28,7 @@ test: install  ## the fast test suite (excludes tests marked slow)
 test-all: install  ## every test, slow ones included
 	$(OFFLINE) $(PY) -m pytest -q -n auto
 
-bench: install  ## benchmarks (about 20 min): ratios against sentence-transformers, bm25s, SciPy, Seismic and faiss, same run; a markdown table
+bench: install  ## benchmarks (13-20 min on 2 cores): ratios against sentence-transformers, bm25s, SciPy, Seismic and faiss, same run; a markdown table
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) -m benchmarks.training
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) -m benchmarks.encoding
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) -m benchmarks.retrieval

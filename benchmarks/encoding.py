@@ -1,14 +1,16 @@
 """Corpus encoding, dense and SPLADE: documents/s of xpretrieval against sentence-transformers'
 `SentenceTransformer.encode` / `SparseEncoder.encode`, in one run on the same model (for
 SPLADE, the same masked-LM head weights: ours is saved first and the peer loads that folder),
-texts, batch size, length and precision; how far the two frameworks' outputs are apart; and
-the fraction of the machine's matmul rate each reaches (the roofline).
+texts, batch size, length and precision, as medians of passes taken in turns; how far the two
+frameworks' outputs are apart; and the fraction of the machine's matmul rate each reaches (the
+roofline).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,16 +35,30 @@ CPU = torch.device("cpu")
 PEERS = {"dense": "SentenceTransformer.encode", "splade": "SparseEncoder.encode"}
 
 
-def rate(encode: Callable[[list[str]], torch.Tensor], texts: list[str], warmup: list[str]):  # noqa: ANN201
-    """(documents/s, the vectors) of `encode` on `texts`, after encoding `warmup`."""
-    encode(warmup)
-    start = time.perf_counter()
-    vectors = encode(texts)
-    return len(texts) / (time.perf_counter() - start), vectors
+def rates(
+    encoders: dict[str, Callable[[list[str]], torch.Tensor]], texts: list[str], repeats: int
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Each encoder's median documents/s over `repeats` passes on `texts`, the encoders taking
+    turns (so that a busier moment of a shared machine falls on both), after one warm-up
+    pass each; and the vectors of each one's last pass."""
+    seconds: dict[str, list[float]] = {name: [] for name in encoders}
+    vectors = {name: encode(texts[: len(texts) // 2 or 1]) for name, encode in encoders.items()}
+    for _ in range(repeats):
+        for name, encode in encoders.items():
+            start = time.perf_counter()
+            vectors[name] = encode(texts)
+            seconds[name].append(time.perf_counter() - start)
+    return {name: len(texts) / statistics.median(s) for name, s in seconds.items()}, vectors
 
 
 def encoding(
-    kind: str, texts: list[str], model: str, batch_size: int, length: int, precision: Precision
+    kind: str,
+    texts: list[str],
+    model: str,
+    batch_size: int,
+    length: int,
+    precision: Precision,
+    repeats: int = 5,
 ) -> dict[str, float]:
     """Documents/s of each framework, their ratio and the largest disagreement: for dense
     vectors 1 - the smallest cosine, for SPLADE the largest term-weight difference."""
@@ -59,10 +75,9 @@ def encoding(
             ours.save(folder)  # a SparseEncoder folder too (MLMTransformer + SpladePooling)
             theirs = SparseEncoder(folder, device="cpu")
         theirs.max_seq_length = length
-        warmup = texts[:batch_size]
+        encoder = ours.text_encoder(is_query=False)
 
         def mine(batch: list[str]) -> torch.Tensor:
-            encoder = ours.text_encoder(is_query=False)
             return encode_texts(encoder, batch, Batching(batch_size), CPU, precision)
 
         def peer(batch: list[str]) -> torch.Tensor:
@@ -70,17 +85,16 @@ def encoding(
                 out = theirs.encode(batch, batch_size=batch_size, convert_to_tensor=True)
             return out.to_dense().float() if kind == "splade" else out.float()
 
-        ours_rate, ours_vectors = rate(mine, texts, warmup)
-        peer_rate, peer_vectors = rate(peer, texts, warmup)
+        rate, vectors = rates({"ours": mine, "peer": peer}, texts, repeats)
     if kind == "dense":
-        cosine = torch.nn.functional.cosine_similarity(ours_vectors, peer_vectors)
+        cosine = torch.nn.functional.cosine_similarity(vectors["ours"], vectors["peer"])
         disagreement = 1 - cosine.min().item()
     else:
-        disagreement = (ours_vectors - peer_vectors).abs().max().item()
+        disagreement = (vectors["ours"] - vectors["peer"]).abs().max().item()
     return {
-        "xpretrieval_docs_per_second": ours_rate,
-        "peer_docs_per_second": peer_rate,
-        "ratio": ours_rate / peer_rate,
+        "xpretrieval_docs_per_second": rate["ours"],
+        "peer_docs_per_second": rate["peer"],
+        "ratio": rate["ours"] / rate["peer"],
         "disagreement": disagreement,
     }
 
@@ -96,7 +110,8 @@ def document_flops(kind: str, texts: list[str], model: str, length: int) -> floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=MODEL)
-    parser.add_argument("--documents", type=int, default=256)
+    parser.add_argument("--documents", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--length", type=int, default=256)
     args = parser.parse_args()
@@ -106,7 +121,8 @@ def main() -> None:
     for precision in precisions():
         gflops = matmul_gflops(precision)
         for kind in ("dense", "splade"):
-            figure = encoding(kind, texts, args.model, args.batch_size, args.length, precision)
+            settings = (args.model, args.batch_size, args.length, precision, args.repeats)
+            figure = encoding(kind, texts, *settings)
             ideal = gflops * 1e9 / document_flops(kind, texts, args.model, args.length)
             figure["limit_fraction"] = figure["xpretrieval_docs_per_second"] / ideal
             figure["peer_limit_fraction"] = figure["peer_docs_per_second"] / ideal

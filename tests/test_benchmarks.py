@@ -38,7 +38,7 @@ def test_bf16_training_runs_for_both_frameworks(train, masked_lm_dir):
 @pytest.mark.parametrize("kind", ["dense", "splade"])
 def test_encoding_comparison_agrees(kind, train, masked_lm_dir):
     texts = list(train.documents.values())
-    figures = encoding.encoding(kind, texts, str(masked_lm_dir), 4, 32, Precision.fp32)
+    figures = encoding.encoding(kind, texts, str(masked_lm_dir), 4, 32, Precision.fp32, 1)
     assert figures["ratio"] > 0 and figures["disagreement"] < 1e-4
     assert encoding.document_flops(kind, texts, str(masked_lm_dir), 32) > 0
 
