@@ -288,14 +288,13 @@ def main() -> None:
     figures: dict = {}
     rows = []
     for precision in chosen:
+        ablations = args.ablations and precision is Precision.fp32
         gflops = matmul_gflops(precision)
         for kind in ("dense", "splade"):
             flops = step_flops(kind, setting)
             runs = {}
             for run_kind, framework in RUNS:
-                ablation = (run_kind, framework) in ABLATIONS
-                wanted = args.ablations and precision is Precision.fp32
-                if run_kind != kind or (ablation and not wanted):
+                if run_kind != kind or ((run_kind, framework) in ABLATIONS and not ablations):
                     continue
                 runs[framework] = child(args, kind, framework, precision)
                 runs[framework]["limit_fraction"] = (

@@ -45,11 +45,9 @@ class EvaluationConfig:
             parse_measure(name)
         if not self.run_tag or any(character.isspace() for character in self.run_tag):
             raise ValueError(f"run_tag must be one word (a TREC column), got {self.run_tag!r}")
-        for name in ("top_k", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
-            raise ValueError(f"max_batch_tokens must be >= 1 or null, got {self.max_batch_tokens}")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        self.batching  # noqa: B018 - Batching refuses a batch_size or max_batch_tokens below 1
         if self.shard_size is not None and self.shard_size < 1:
             raise ValueError(f"shard_size must be >= 1 or null, got {self.shard_size}")
         if self.devices is not None and (not self.devices or self.shard_size is None):

@@ -30,18 +30,19 @@ def progress(
     known): each item is one unit, or `size(item)` of them (a batch of texts)."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
+    units = size if size is not None else _one
     bar = tqdm(desc=desc, total=total, unit=unit, leave=False, disable=None)
     if not bar.disable:
         with bar:
             for item in items:
                 yield item
-                bar.update(1 if size is None else size(item))
+                bar.update(units(item))
         return
     start = last = time.monotonic()
     done = 0
     for item in items:
         yield item
-        done += 1 if size is None else size(item)
+        done += units(item)
         now = time.monotonic()
         if now - last >= INTERVAL_SECONDS:
             logger.info("%s", _line(desc, done, total, unit, now - start))
@@ -49,6 +50,10 @@ def progress(
     elapsed = time.monotonic() - start
     if elapsed >= QUIET_SECONDS:
         logger.info("%s (done)", _line(desc, done, total, unit, elapsed))
+
+
+def _one(item: object) -> int:
+    return 1
 
 
 def _line(desc: str, done: int, total: int | None, unit: str, elapsed: float) -> str:

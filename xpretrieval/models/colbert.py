@@ -68,8 +68,7 @@ class ColBERTEncoder(TransformerBiEncoder, MultiVectorBiEncoder):
     def _pack(self, hidden: Tensor, mask: Tensor, is_query: bool) -> Tensor:
         embeddings = F.normalize(self.projection(hidden).float(), dim=-1)
         packed = torch.cat([embeddings * mask.unsqueeze(-1), mask.unsqueeze(-1).float()], dim=-1)
-        length = self.max_query_length if is_query else self.max_document_length
-        return F.pad(packed, (0, 0, 0, length - packed.shape[1]))
+        return F.pad(packed, (0, 0, 0, self.max_length(is_query) - packed.shape[1]))
 
     def score(self, queries: Tensor, documents: Tensor) -> Tensor:
         """All-pairs MaxSim, `[n_queries, n_documents]`."""

@@ -74,7 +74,7 @@ def encode_batches(
     """
     batches = _token_batches(encoder, texts, batching)
     with torch.inference_mode(), autocast(device, precision):
-        for rows, tokens in progress(batches, desc, len(texts), "text", size=_batch_size):
+        for rows, tokens in progress(batches, desc, len(texts), "text", size=_texts_in):
             yield torch.tensor(rows), encoder.forward(tokens).float()
 
 
@@ -97,7 +97,8 @@ def _token_batches(
             yield rows[chosen].tolist(), [tokens[i] for i in chosen]
 
 
-def _batch_size(batch: tuple[list[int], list[Any]]) -> int:
+def _texts_in(batch: tuple[list[int], list[Any]]) -> int:
+    """How many texts a batch of `_token_batches` holds (progress counts texts)."""
     return len(batch[0])
 
 

@@ -305,6 +305,7 @@ class TransformerBiEncoder(TransformerModel, BiEncoder):
         return self.document_encoder
 
     def max_length(self, is_query: bool) -> int:
+        """The most tokens a query or document keeps (longer ones are truncated)."""
         return self.max_query_length if is_query else self.max_document_length
 
     def tokenize(self, texts: Sequence[str], is_query: bool) -> list[TokenizedText]:

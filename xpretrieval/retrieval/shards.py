@@ -137,6 +137,7 @@ def encode_shards(
     done = [i for i in mine if shard_path(folder, i).is_file()]
     if done:
         logger.info("Resuming the encoding: %d of this process's shards are done", len(done))
+    encoder = model.text_encoder(is_query=False)
     for index in mine:
         path = shard_path(folder, index)
         if path.is_file():
@@ -144,7 +145,6 @@ def encode_shards(
         start = index * shard_size
         shard = texts[start : start + shard_size]
         desc = f"encode shard {index + 1}/{n_shards}"
-        encoder = model.text_encoder(is_query=False)
         vectors = encode_texts(encoder, shard, batching, device, precision, desc, sparse)
         stored = _packed(vectors) if sparse else {"dense": vectors.cpu()}
         with atomic_file(path, "wb") as handle:
