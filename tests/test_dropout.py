@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from xpretrieval.models import Dense
-from xpretrieval.models.dropout import FastDropout, _Dropout
+from xpretrieval.models.dropout import FastDropout, _Dropout, bernoulli_mask
 
 
 def test_gradients_are_those_of_the_forward_pass():
@@ -34,3 +34,24 @@ def test_loaded_models_use_it_in_place_of_nn_dropout(tiny_model_dir):
     model = Dense(name_or_path=str(tiny_model_dir)).build()
     dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
     assert dropouts and all(type(m) is FastDropout and m.p == 0.1 for m in dropouts)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9, 0.001])
+def test_masks_are_true_at_the_rate_in_every_position_and_repeat_with_the_seed(rate):
+    torch.manual_seed(3)
+    mask = bernoulli_mask(torch.Size([4000, 103]), rate)  # 103: not a multiple of 4 draws
+    # four draws share a 64-bit number: each of its 16-bit lanes must be at the rate
+    lanes = mask.flatten()[: 4 * (mask.numel() // 4)].view(-1, 4).float().mean(dim=0)
+    spread = 4 * (rate * (1 - rate) / (mask.numel() / 4)) ** 0.5
+    assert torch.allclose(lanes, torch.full((4,), rate), atol=spread)
+    torch.manual_seed(3)
+    assert torch.equal(bernoulli_mask(torch.Size([4000, 103]), rate), mask)
+
+
+def test_a_rate_that_16_bits_cannot_keep_is_drawn_from_uniform_floats(monkeypatch):
+    drawn = []
+    monkeypatch.setattr(torch.Tensor, "uniform_", lambda self: drawn.append(1) or self.fill_(0.5))
+    bernoulli_mask(torch.Size([8]), 0.1)  # 0.1 * 2^16 = 6553.6: rounding moves it by 6e-5
+    assert not drawn
+    bernoulli_mask(torch.Size([8]), 1e-5)  # 0.66 of a level: it would round to 1.5e-5
+    assert drawn

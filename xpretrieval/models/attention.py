@@ -4,8 +4,9 @@ its plain path and keeps three [batch, heads, length, length] tensors per layer 
 
 This attention keeps the dropout mask alone (1 byte a score) with queries, keys, values and
 output, and recomputes the softmax in backward; both passes run a few texts at a time, so each
-chunk's scores stay in cache. Same function, same dropout (Bernoulli from torch's generator);
-elsewhere (no dropout, GPUs, whose SDPA kernels fuse dropout) it is SDPA itself.
+chunk's scores stay in cache. Same function, same dropout (Bernoulli draws from torch's
+generator, models/dropout.py); elsewhere (no dropout, GPUs, whose SDPA kernels fuse dropout) it
+is SDPA itself.
 Registered with transformers' attention interface and switched on by `save_attention_memory`.
 """
 
@@ -15,6 +16,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from xpretrieval.models.dropout import bernoulli_mask
 
 NAME = "xpretrieval_sdpa"
 SCORES_PER_CHUNK = 2**21  # attention scores computed at once: 8 MB in fp32, cache-sized
@@ -84,10 +87,10 @@ def _probabilities(
     scores = scores.to(torch.promote_types(scores.dtype, torch.float32)).mul_(scale)
     if mask is not None:  # [texts or 1, heads or 1, L or 1, L'] broadcast over each text's
         by_text = scores.view(-1, heads, *scores.shape[1:])
-        if mask.dtype == torch.bool:
-            by_text.masked_fill_(~mask, float("-inf"))
-        else:
+        if mask.dtype != torch.bool:
             by_text.add_(mask)
+        elif not mask.all():  # texts without padding (most truncated documents) need no pass
+            by_text.masked_fill_(~mask, float("-inf"))
     return scores.softmax(dim=-1)
 
 
@@ -116,13 +119,11 @@ class _DropoutAttention(torch.autograd.Function):
         with torch.autocast(query.device.type, enabled=False):
             output = torch.empty_like(q)
             dropped = q.new_empty(*q.shape[:2], k.shape[1], dtype=torch.bool)
-            noise = None
             for rows, chunk_mask in _chunks(batch, heads, length * k.shape[1], mask):
                 probabilities = _probabilities(q[rows], k[rows], chunk_mask, scale, heads)
-                if noise is None:  # uniform noise below the rate: faster than bernoulli_
-                    noise = torch.empty_like(probabilities)
-                chunk_noise = noise[: probabilities.shape[0]].uniform_()
-                probabilities.masked_fill_(torch.lt(chunk_noise, dropout, out=dropped[rows]), 0)
+                chunk_dropped = dropped[rows]
+                bernoulli_mask(chunk_dropped.shape, dropout, out=chunk_dropped)
+                probabilities.masked_fill_(chunk_dropped, 0)
                 torch.bmm(probabilities.to(v.dtype), v[rows], out=output[rows])
             output.mul_(1 / (1 - dropout))
         ctx.save_for_backward(q, k, v, mask, dropped, output)
@@ -142,7 +143,7 @@ class _DropoutAttention(torch.autograd.Function):
             grad_q, grad_k, grad_v = (torch.empty_like(t) for t in (q, k, v))
             for rows, chunk_mask in _chunks(batch, heads, q.shape[1] * k.shape[1], mask):
                 probabilities = _probabilities(q[rows], k[rows], chunk_mask, ctx.scale, heads)
-                kept = probabilities.masked_fill(dropped[rows], 0)
+                kept = torch.where(dropped[rows], 0.0, probabilities)  # one pass, not two
                 torch.bmm(kept.to(v.dtype).transpose(1, 2), grad[rows], out=grad_v[rows])
                 # d scores = (dP - row sums) * P, where dP * P = (grad v^T) * kept
                 scores = torch.bmm(grad[rows], v[rows].transpose(1, 2)).to(wide).mul_(kept)
