@@ -99,7 +99,13 @@ def write_result(name: str, result: dict) -> Path:
 
 
 def row(figure: str, unit: str, ours: float, peer: float, peer_name: str, **extra: float) -> dict:
-    """One line of the `make bench` table: a figure of xpretrieval and of its peer, ours ÷ peer."""
+    """One line of the `make bench` table: a figure of xpretrieval and of its peer, ours ÷ peer;
+    with the peer's fraction of the limit, the `ceiling`: the ratio that a run doing the peer's
+    FLOPs at the machine's matmul rate would reach (1 ÷ that fraction), the most that an
+    implementation computing the same products can gain on this machine."""
+    ceiling = {}
+    if extra.get("peer_limit_fraction"):
+        ceiling["ceiling"] = 1 / extra["peer_limit_fraction"]
     return {
         "figure": figure,
         "unit": unit,
@@ -108,4 +114,5 @@ def row(figure: str, unit: str, ours: float, peer: float, peer_name: str, **extr
         "peer_value": peer,
         "ratio": ours / peer,
         **extra,
+        **ceiling,
     }

@@ -3,10 +3,12 @@ cannot rot unnoticed (its figures are measured by `make bench`, never asserted h
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from benchmarks import encoding, retrieval, table, training
-from benchmarks.common import transformer_flops
+from benchmarks.common import row, transformer_flops
 from tests.conftest import TINY_BEIR
 from xpretrieval.data.collection import Collection
 from xpretrieval.device import Precision
@@ -81,6 +83,16 @@ def test_flops_count_a_bert_layer_by_hand():
 def test_the_table_lists_missing_results(tmp_path, monkeypatch):
     monkeypatch.setattr(table, "RESULTS", tmp_path)
     assert "training: not run" in table.table()
+
+
+def test_the_ceiling_is_the_ratio_a_run_at_the_limit_would_reach(tmp_path, monkeypatch):
+    # the peer reaches 0.4 of the machine's limit: doing its FLOPs at the limit is 2.5x faster
+    line = row("x", "docs/s", 3.0, 2.0, "peer", limit_fraction=0.6, peer_limit_fraction=0.4)
+    assert line["ratio"] == 1.5 and line["ceiling"] == 2.5
+    assert "ceiling" not in row("x", "GB", 1.0, 2.0, "peer")  # no limit known
+    monkeypatch.setattr(table, "RESULTS", tmp_path)
+    (tmp_path / "encoding.json").write_text(json.dumps({"rows": [line]}))
+    assert "| 1.50 | 0.60 / 0.40 | 2.50 |" in table.table()
 
 
 def test_every_sparse_index_build_reports_its_memory(train):
