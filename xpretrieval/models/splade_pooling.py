@@ -44,8 +44,8 @@ def _max_logits(
         # the maximum is exact in the logits' own precision: compare there, convert [B, V]
         logits = _logits(states[:, start : start + chunk], weight)
         kept = mask[:, start : start + chunk].bool()
-        if not kept.all():
-            logits = logits.masked_fill(~kept[..., None], float("-inf"))
+        if not kept.all():  # in place: the chunk's logits are a fresh [B, n, V] tensor
+            logits.masked_fill_(~kept[..., None], float("-inf"))
         if with_positions:
             values, positions = logits.max(dim=1)
         else:
