@@ -5,8 +5,9 @@ kept for backward), computed over chunks of positions.
 Max pooling: log1p∘relu is non-decreasing and the bias is the same at every position, so the
 pooled weight is log1p(relu(max_i (W h_i) + b)), and the gradient reaches only the winning
 position of each (text, term): a custom autograd function keeps the winners' positions and
-back-propagates through those alone. Sum pooling has no winner: each chunk is recomputed in
-the backward pass (activation checkpointing).
+back-propagates through those alone; only kept positions enter the product (padding, 40% of
+a batch of variable-length passages, costs nothing). Sum pooling has no winner: each chunk is
+recomputed in the backward pass (activation checkpointing).
 
 Screening (fp32 max pooling on hardware with fast bf16 products): the vocabulary product runs
 in bf16 to find, per (text, term), an upper bound on the max logit; only the terms whose bound
@@ -34,27 +35,37 @@ def _max_logits(
     states: Tensor, mask: Tensor, weight: Tensor, chunk: int, with_positions: bool
 ) -> tuple[Tensor, Tensor | None]:
     """Per (text, term), the largest logit `w h_i` (without bias) over the positions kept by
-    `mask`, as fp32 [B, V] (-inf where none is kept), and its position if `with_positions`."""
-    batch, length, _ = states.shape
+    `mask`, as fp32 [B, V] (-inf where none is kept), and its position if `with_positions`.
+    Only kept positions are multiplied: they are packed text after text and taken `chunk` x B
+    rows at a time (the product of `chunk` positions of every text), so padding costs nothing."""
+    batch, length, hidden = states.shape
     best = torch.full((batch, weight.shape[0]), float("-inf"), device=states.device)
     winner = (
         torch.zeros(best.shape, dtype=torch.long, device=states.device) if with_positions else None
     )
-    for start in range(0, length, chunk):
-        # the maximum is exact in the logits' own precision: compare there, convert [B, V]
-        logits = _logits(states[:, start : start + chunk], weight)
-        kept = mask[:, start : start + chunk].bool()
-        if not kept.all():  # in place: the chunk's logits are a fresh [B, n, V] tensor
-            logits.masked_fill_(~kept[..., None], float("-inf"))
-        if with_positions:
-            values, positions = logits.max(dim=1)
-        else:
-            values, positions = logits.amax(dim=1), None
-        values = values.float()
-        better = values > best
-        best = torch.where(better, values, best)
-        if winner is not None:
-            winner = torch.where(better, positions + start, winner)
+    texts, positions = mask.bool().nonzero(as_tuple=True)  # text by text, positions ascending
+    packed = states[texts, positions]
+    rows = chunk * batch
+    for start in range(0, len(texts), rows):
+        # the maximum is exact in the logits' own precision: compare there, convert [V] rows
+        logits = F.linear(packed[start : start + rows], weight)
+        block_texts = texts[start : start + rows]
+        offset = 0
+        for text, count in zip(
+            *(t.tolist() for t in block_texts.unique_consecutive(return_counts=True)), strict=True
+        ):
+            segment = logits[offset : offset + count]
+            if with_positions:
+                values, at = segment.max(dim=0)
+            else:
+                values, at = segment.amax(dim=0), None
+            values = values.float()
+            better = values > best[text]  # ties keep the earlier position, as the plain max
+            best[text] = torch.where(better, values, best[text])
+            if winner is not None:
+                kept_at = positions[start + offset + at]
+                winner[text] = torch.where(better, kept_at, winner[text])
+            offset += count
     return best, winner
 
 
