@@ -103,10 +103,7 @@ def row(figure: str, unit: str, ours: float, peer: float, peer_name: str, **extr
     with the peer's fraction of the limit, the `ceiling`: the ratio that a run doing the peer's
     FLOPs at the machine's matmul rate would reach (1 ÷ that fraction), the most that an
     implementation computing the same products can gain on this machine."""
-    ceiling = {}
-    if extra.get("peer_limit_fraction"):
-        ceiling["ceiling"] = 1 / extra["peer_limit_fraction"]
-    return {
+    line = {
         "figure": figure,
         "unit": unit,
         "xpretrieval": ours,
@@ -114,5 +111,7 @@ def row(figure: str, unit: str, ours: float, peer: float, peer_name: str, **extr
         "peer_value": peer,
         "ratio": ours / peer,
         **extra,
-        **ceiling,
     }
+    if extra.get("peer_limit_fraction"):
+        line["ceiling"] = 1 / extra["peer_limit_fraction"]
+    return line

@@ -121,8 +121,7 @@ class _DropoutAttention(torch.autograd.Function):
             dropped = q.new_empty(*q.shape[:2], k.shape[1], dtype=torch.bool)
             for rows, chunk_mask in _chunks(batch, heads, length * k.shape[1], mask):
                 probabilities = _probabilities(q[rows], k[rows], chunk_mask, scale, heads)
-                chunk_dropped = dropped[rows]
-                bernoulli_mask(chunk_dropped.shape, dropout, out=chunk_dropped)
+                chunk_dropped = bernoulli_mask(probabilities.shape, dropout, out=dropped[rows])
                 probabilities.masked_fill_(chunk_dropped, 0)
                 torch.bmm(probabilities.to(v.dtype), v[rows], out=output[rows])
             output.mul_(1 / (1 - dropout))

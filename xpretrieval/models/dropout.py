@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-DRAW_BITS = 16  # random bits per draw: four draws from each 64-bit number of torch's generator
+LEVELS = 2**16  # one draw is an int16: four draws from each 64-bit number of torch's generator
 RATE_TOLERANCE = 1e-3  # largest relative change of the rate that 16-bit draws may make
 
 
@@ -23,14 +23,14 @@ def bernoulli_mask(shape: torch.Size, rate: float, out: Tensor | None = None) ->
     to a multiple of 2^-16 (0.1 -> 0.1000061); a rate that rounding would move by more than
     RATE_TOLERANCE (one below 0.0076 and not a multiple of 2^-16) is drawn as uniform floats.
     On the CPU."""
-    levels = 2**DRAW_BITS
-    if abs(round(rate * levels) - rate * levels) > RATE_TOLERANCE * rate * levels:
+    level = rate * LEVELS
+    if abs(round(level) - level) > RATE_TOLERANCE * level:
         return torch.lt(torch.empty(shape).uniform_(), rate, out=out)
     count = math.prod(shape)
     words = torch.empty(-(-count // 4), dtype=torch.int64)
     words.random_(-(2**63), None)  # all 64 bits random
-    bits = words.view(torch.int16)[:count].view(shape)
-    return torch.lt(bits, round(rate * levels) - levels // 2, out=out)
+    draws = words.view(torch.int16)[:count].view(shape)  # uniform over [-2^15, 2^15)
+    return torch.lt(draws, round(level) - LEVELS // 2, out=out)
 
 
 class FastDropout(nn.Dropout):

@@ -38,34 +38,32 @@ def _max_logits(
     `mask`, as fp32 [B, V] (-inf where none is kept), and its position if `with_positions`.
     Only kept positions are multiplied: they are packed text after text and taken `chunk` x B
     rows at a time (the product of `chunk` positions of every text), so padding costs nothing."""
-    batch, length, hidden = states.shape
+    batch = states.shape[0]
     best = torch.full((batch, weight.shape[0]), float("-inf"), device=states.device)
     winner = (
         torch.zeros(best.shape, dtype=torch.long, device=states.device) if with_positions else None
     )
-    texts, positions = mask.bool().nonzero(as_tuple=True)  # text by text, positions ascending
-    packed = states[texts, positions]
+    kept_texts, kept_positions = mask.bool().nonzero(as_tuple=True)  # text by text, in order
+    packed = states[kept_texts, kept_positions]
     rows = chunk * batch
-    for start in range(0, len(texts), rows):
+    for start in range(0, len(kept_texts), rows):
         # the maximum is exact in the logits' own precision: compare there, convert [V] rows
         logits = F.linear(packed[start : start + rows], weight)
-        block_texts = texts[start : start + rows]
-        offset = 0
-        for text, count in zip(
-            *(t.tolist() for t in block_texts.unique_consecutive(return_counts=True)), strict=True
-        ):
-            segment = logits[offset : offset + count]
-            if with_positions:
-                values, at = segment.max(dim=0)
-            else:
-                values, at = segment.amax(dim=0), None
+        texts, counts = kept_texts[start : start + rows].unique_consecutive(return_counts=True)
+        sizes = counts.tolist()
+        segments = zip(
+            texts.tolist(),
+            logits.split(sizes),
+            kept_positions[start : start + rows].split(sizes),
+            strict=True,
+        )
+        for text, segment, positions in segments:
+            values, at = segment.max(dim=0) if with_positions else (segment.amax(dim=0), None)
             values = values.float()
             better = values > best[text]  # ties keep the earlier position, as the plain max
             best[text] = torch.where(better, values, best[text])
             if winner is not None:
-                kept_at = positions[start + offset + at]
-                winner[text] = torch.where(better, kept_at, winner[text])
-            offset += count
+                winner[text] = torch.where(better, positions[at], winner[text])
     return best, winner
 
 
