@@ -7,10 +7,11 @@ the median interval between its step ends, so its collation counts as ours does)
 model and loss stepped in a plain loop (the floor: model compute only). SPLADE peer:
 `SparseEncoder` + `SpladeLoss(SparseMultipleNegativesRankingLoss)` with the FLOPS weights of
 `+experiment=splade`; xpretrieval also runs with the plain [batch, length, vocabulary] SPLADE
-pooling and with PyTorch's SDPA attention (fp32) to show what the chunked pooling and the
-attention of models/attention.py buy. Each run is its own process, so that
-its peak resident memory is its own; each reports the median of `--steps` timed steps after
-one warm-up step, and the fraction of the machine's matmul rate its FLOPs reach.
+pooling and with PyTorch's SDPA attention (fp32, which also leaves batches padded: packing
+needs models/attention.py) to show what the chunked pooling and that attention buy. Each run
+is its own process, so that its peak resident memory is its own; each reports the median of
+`--steps` timed steps after one warm-up step, and the fraction of the machine's matmul rate
+its FLOPs reach.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ RUNS = {
     ("dense", "xpretrieval"): None,
     ("dense", "st-trainer"): "sentence-transformers Trainer",
     ("dense", "st-loop"): "sentence-transformers plain loop",
-    ("dense", "xpretrieval-sdpa-attention"): "xpretrieval, SDPA attention",
+    ("dense", "xpretrieval-sdpa-attention"): "xpretrieval, SDPA attention, padded",
     ("splade", "xpretrieval"): None,
     ("splade", "xpretrieval-plain-pooling"): "xpretrieval, plain pooling",
     ("splade", "st-sparse"): "sentence-transformers SparseEncoder",

@@ -20,6 +20,7 @@ from torch import Tensor
 from xpretrieval.models.dropout import bernoulli_mask
 
 NAME = "xpretrieval_sdpa"
+PACKING_KWARG = "xpretrieval_packing"  # a packed batch's layout (models/packing.py)
 SCORES_PER_CHUNK = 2**21  # attention scores computed at once: 8 MB in fp32, cache-sized
 
 
@@ -63,6 +64,14 @@ def attention_forward(
     dropout of its first pass."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    layout = kwargs.pop(PACKING_KWARG, None)
+    if layout is not None:  # one packed row of texts: attend within each text
+        query, key, value = (layout.by_text(t) for t in (query, key, value))
+        attention_mask = layout.attention_mask()
+        output, _ = attention_forward(
+            module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs
+        )
+        return layout.pack(output), None
     plain = (
         dropout == 0.0
         or query.device.type != "cpu"

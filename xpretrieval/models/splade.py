@@ -18,6 +18,7 @@ from transformers import AutoModelForMaskedLM, PreTrainedModel
 from xpretrieval.config import register
 from xpretrieval.device import cpu_has_native_bf16
 from xpretrieval.models.base import SparseBiEncoder, TermWeighted
+from xpretrieval.models.packing import last_hidden_state
 from xpretrieval.models.sentence_transformers_layout import write_splade_layout
 from xpretrieval.models.splade_pooling import pooled_term_weights
 from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConfig
@@ -86,7 +87,7 @@ class SpladeEncoder(MaskedLMEncoder, SparseBiEncoder):
         head = _bert_head(encoder) if self.pooling_chunk is not None else None
         if head is None:
             return super().run_encoder(encoder, batch)
-        hidden = encoder.base_model(**batch).last_hidden_state
+        hidden = last_hidden_state(encoder.base_model, batch)
         return HeadInputs(head.transform(hidden), head.decoder)
 
     def represent(

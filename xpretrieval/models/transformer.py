@@ -24,12 +24,14 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.modeling_outputs import BaseModelOutput
 
 from xpretrieval.errors import ConfigError
 from xpretrieval.models.attention import save_attention_memory
 from xpretrieval.models.base import BiEncoder, ModelConfig
 from xpretrieval.models.dropout import use_fast_dropout
 from xpretrieval.models.lora import ADAPTER_FILE, is_adapter, load_adapter, merged, with_lora
+from xpretrieval.models.packing import last_hidden_state
 from xpretrieval.models.sentence_transformers_layout import MODULES_FILE, model_layout
 
 logger = logging.getLogger(__name__)
@@ -348,7 +350,11 @@ class TransformerBiEncoder(TransformerModel, BiEncoder):
         return self.tokenizer.pad(features, return_tensors="pt", **padding)
 
     def run_encoder(self, encoder: PreTrainedModel, batch: Any) -> Any:
-        """The encoder's output for a tokenised batch, which `represent` reads."""
+        """The encoder's output for a tokenised batch, which `represent` reads: for a base
+        model's last hidden states, computed from the real tokens alone where the model allows
+        (models/packing.py)."""
+        if self.auto_class is AutoModel and not self.encoder_kwargs:
+            return BaseModelOutput(last_hidden_state=last_hidden_state(encoder, batch))
         return encoder(**batch, **self.encoder_kwargs)
 
     @abstractmethod

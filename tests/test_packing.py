@@ -1,0 +1,73 @@
+"""Padding-free encoding (models/packing.py): a padded batch's real tokens run as one packed
+row give the padded pass's representations and gradients, in training (through the dropout
+attention) and in evaluation (through SDPA), and only models it is known to be right for pack."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from xpretrieval.models import Dense, Splade, attention, dropout, packing
+
+TEXTS = [  # lengths 3 to 10 words: most of the batch is padding for the short ones
+    "honey bees",
+    "honey bees pollinate flowering plants and crops in spring",
+    "flowering plants",
+]
+
+
+def without_drops(shape, rate, out=None):  # noqa: ANN001, ANN201
+    """Dropout that drops nothing but still scales: the same computation in both passes."""
+    kept = torch.zeros(shape, dtype=torch.bool)
+    return kept if out is None else out.copy_(kept)
+
+
+def representations_and_gradients(model, train: bool, packed: bool, monkeypatch):  # noqa: ANN001, ANN201
+    monkeypatch.setattr(packing, "PACKABLE_TYPES", packing.PACKABLE_TYPES if packed else set())
+    model.train(train)
+    model.zero_grad(set_to_none=True)
+    with torch.set_grad_enabled(train):
+        reps = model.forward_documents(TEXTS)
+    if not train:
+        return [reps]
+    (reps * torch.linspace(-1, 1, reps.numel()).view(reps.shape)).sum().backward()
+    return [reps.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["training", "evaluation"])
+@pytest.mark.parametrize("kind", ["dense", "splade"])
+def test_packed_pass_equals_the_padded_one(tiny_model_dir, masked_lm_dir, monkeypatch, train, kind):
+    for module in (attention, dropout):  # dropout rates > 0, but the same draws either way
+        monkeypatch.setattr(module, "bernoulli_mask", without_drops)
+    if kind == "dense":
+        model = Dense(name_or_path=str(tiny_model_dir)).build()
+    else:
+        model = Splade(name_or_path=str(masked_lm_dir)).build()
+    assert model.query_encoder.config.attention_probs_dropout_prob > 0
+    packed = representations_and_gradients(model, train, True, monkeypatch)
+    padded = representations_and_gradients(model, train, False, monkeypatch)
+    assert len(packed) == len(padded) > (2 if train else 0)
+    for got, expected in zip(packed, padded, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_only_padded_batches_of_known_model_types_are_packed(
+    tiny_model_dir, tiny_decoder_dir, monkeypatch
+):
+    runs = []
+    run_packed = packing.run_packed
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        runs.append(1)
+        return run_packed(*args, **kwargs)
+
+    monkeypatch.setattr(packing, "run_packed", counted)
+    model = Dense(name_or_path=str(tiny_model_dir)).build().eval()
+    with torch.no_grad():
+        model.forward_documents(TEXTS)
+        assert runs == [1]
+        model.forward_documents(["honey bees", "flowering plants"])  # no padding: nothing to skip
+        assert runs == [1]
+        decoder = Dense(name_or_path=str(tiny_decoder_dir), pooling="last", append_eos=True)
+        decoder.build().eval().forward_documents(TEXTS)
+        assert runs == [1]
