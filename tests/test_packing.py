@@ -22,6 +22,22 @@ def without_drops(shape, rate, out=None):  # noqa: ANN001, ANN201
     return kept if out is None else out.copy_(kept)
 
 
+@pytest.fixture(scope="module")
+def tiny_distilbert_dir(tiny_model_dir, tmp_path_factory):  # noqa: ANN001, ANN201
+    """A randomly initialised 2-layer DistilBERT with the tiny BERT's tokenizer."""
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+
+    folder = tmp_path_factory.mktemp("tiny-distilbert")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    config = DistilBertConfig(
+        vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64
+    )
+    torch.manual_seed(4)
+    DistilBertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def representations_and_gradients(model, train: bool, packed: bool, monkeypatch):  # noqa: ANN001, ANN201
     monkeypatch.setattr(packing, "PACKABLE_TYPES", packing.PACKABLE_TYPES if packed else set())
     model.train(train)
@@ -35,15 +51,20 @@ def representations_and_gradients(model, train: bool, packed: bool, monkeypatch)
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["training", "evaluation"])
-@pytest.mark.parametrize("kind", ["dense", "splade"])
-def test_packed_pass_equals_the_padded_one(tiny_model_dir, masked_lm_dir, monkeypatch, train, kind):
+@pytest.mark.parametrize("kind", ["dense", "dense distilbert", "splade"])
+def test_packed_pass_equals_the_padded_one(
+    tiny_model_dir, tiny_distilbert_dir, masked_lm_dir, monkeypatch, train, kind
+):
     for module in (attention, dropout):  # dropout rates > 0, but the same draws either way
         monkeypatch.setattr(module, "bernoulli_mask", without_drops)
-    if kind == "dense":
-        model = Dense(name_or_path=str(tiny_model_dir)).build()
-    else:
+    if kind == "splade":
         model = Splade(name_or_path=str(masked_lm_dir)).build()
-    assert model.query_encoder.config.attention_probs_dropout_prob > 0
+    else:
+        folder = tiny_distilbert_dir if kind.endswith("distilbert") else tiny_model_dir
+        model = Dense(name_or_path=str(folder)).build()
+    hf_config = model.query_encoder.config
+    names = ("attention_probs_dropout_prob", "attention_dropout")  # BERT's, DistilBERT's
+    assert all(getattr(hf_config, name, 1) > 0 for name in names)
     packed = representations_and_gradients(model, train, True, monkeypatch)
     padded = representations_and_gradients(model, train, False, monkeypatch)
     assert len(packed) == len(padded) > (2 if train else 0)

@@ -17,7 +17,7 @@ from xpretrieval.models.attention import NAME, PACKING_KWARG
 
 # Hugging Face model types whose embeddings take position ids as given and whose layers hand
 # keyword arguments down to the attention interface (tested: the packed pass equals the padded)
-PACKABLE_TYPES = frozenset({"bert"})
+PACKABLE_TYPES = frozenset({"bert", "distilbert"})
 
 
 class PackedLayout:
