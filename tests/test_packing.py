@@ -22,18 +22,25 @@ def without_drops(shape, rate, out=None):  # noqa: ANN001, ANN201
     return kept if out is None else out.copy_(kept)
 
 
-@pytest.fixture(scope="module")
-def tiny_distilbert_dir(tiny_model_dir, tmp_path_factory):  # noqa: ANN001, ANN201
-    """A randomly initialised 2-layer DistilBERT with the tiny BERT's tokenizer."""
-    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+def save_tiny(folder, tokenizer_dir, kind: str):  # noqa: ANN001, ANN201
+    """A randomly initialised 2-layer encoder of `kind` with the tiny BERT's tokenizer."""
+    import transformers
+    from transformers import AutoTokenizer
 
-    folder = tmp_path_factory.mktemp("tiny-distilbert")
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    config = DistilBertConfig(
-        vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
+    configs = {
+        "distilbert": ("DistilBert", {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64}),
+        # fairseq position ids: the padding id + 1 first, so more positions than BERT's
+        "roberta": ("Roberta", {**sizes, "intermediate_size": 64, "max_position_embeddings": 130}),
+        "xlm-roberta": ("XLMRoberta", {**sizes, "intermediate_size": 64}),
+    }
+    prefix, fields = configs[kind]
+    config = getattr(transformers, f"{prefix}Config")(
+        vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id, **fields
     )
     torch.manual_seed(4)
-    DistilBertModel(config).save_pretrained(folder)
+    getattr(transformers, f"{prefix}Model")(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -51,17 +58,19 @@ def representations_and_gradients(model, train: bool, packed: bool, monkeypatch)
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["training", "evaluation"])
-@pytest.mark.parametrize("kind", ["dense", "dense distilbert", "splade"])
+@pytest.mark.parametrize("kind", ["bert", "distilbert", "roberta", "xlm-roberta", "splade"])
 def test_packed_pass_equals_the_padded_one(
-    tiny_model_dir, tiny_distilbert_dir, masked_lm_dir, monkeypatch, train, kind
+    tiny_model_dir, masked_lm_dir, tmp_path, monkeypatch, train, kind
 ):
     for module in (attention, dropout):  # dropout rates > 0, but the same draws either way
         monkeypatch.setattr(module, "bernoulli_mask", without_drops)
     if kind == "splade":
         model = Splade(name_or_path=str(masked_lm_dir)).build()
+    elif kind == "bert":
+        model = Dense(name_or_path=str(tiny_model_dir)).build()
     else:
-        folder = tiny_distilbert_dir if kind.endswith("distilbert") else tiny_model_dir
-        model = Dense(name_or_path=str(folder)).build()
+        model = Dense(name_or_path=str(save_tiny(tmp_path, tiny_model_dir, kind))).build()
+    assert model.query_encoder.config.model_type in packing.PACKABLE_TYPES
     hf_config = model.query_encoder.config
     names = ("attention_probs_dropout_prob", "attention_dropout")  # BERT's, DistilBERT's
     assert all(getattr(hf_config, name, 1) > 0 for name in names)
