@@ -7,7 +7,8 @@ output, and recomputes the softmax in backward; both passes run a few texts at a
 chunk's scores stay in cache. Same function, same dropout (Bernoulli draws from torch's
 generator, models/dropout.py); elsewhere (no dropout, GPUs, whose SDPA kernels fuse dropout) it
 is SDPA itself.
-Registered with transformers' attention interface and switched on by `save_attention_memory`.
+Registered with transformers' attention interface and switched on by `save_attention_memory`;
+a packed batch (models/packing.py) passes its layout as a keyword, and is laid out by text here.
 """
 
 from __future__ import annotations
