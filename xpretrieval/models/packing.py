@@ -67,22 +67,22 @@ def packable(encoder: Any, batch: dict[str, Tensor]) -> bool:
     )
 
 
-def run_packed(encoder: Any, batch: dict[str, Tensor], **kwargs: Any) -> Tensor:
+def run_packed(encoder: Any, batch: dict[str, Tensor]) -> Tensor:
     """The padded last hidden states [texts, length, hidden] of `batch`, computed on its real
-    tokens only (see the module's doc); `kwargs`: the encoder's other arguments."""
+    tokens only (see the module's doc)."""
     kept = batch["attention_mask"].bool()
     layout = PackedLayout(kept)
     config = encoder.config
     first = config.pad_token_id + 1 if config.model_type in POSITIONS_AFTER_PADDING else 0
-    # each text's positions count from `first`, whichever side it is padded on
-    positions = (kept.cumsum(dim=1) - 1).clamp_(min=0) + first
+    # each real token's position counts from `first`, whichever side its text is padded on
+    positions = kept.cumsum(dim=1) - 1 + first
     inputs = {
         "input_ids": layout.pack(batch["input_ids"]),
         "position_ids": layout.pack(positions),
     }
     if "token_type_ids" in batch:
         inputs["token_type_ids"] = layout.pack(batch["token_type_ids"])
-    output = encoder(**inputs, **kwargs, **{PACKING_KWARG: layout})
+    output = encoder(**inputs, **{PACKING_KWARG: layout})
     return layout.pad(output.last_hidden_state)
 
 
