@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from xpretrieval.device import Precision, cpu_has_native_bf16
+from xpretrieval.core.device import Precision, cpu_has_native_bf16
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 RESULTS = Path(__file__).parent / "results"

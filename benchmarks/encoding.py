@@ -26,8 +26,8 @@ from benchmarks.common import (
     transformer_flops,
     write_result,
 )
+from xpretrieval.core.device import Precision, autocast
 from xpretrieval.data import Split
-from xpretrieval.device import Precision, autocast
 from xpretrieval.models import Dense, Splade
 from xpretrieval.models.encoding import Batching, encode_texts
 

@@ -38,15 +38,15 @@ from benchmarks.common import (
     transformer_flops,
     write_result,
 )
-from xpretrieval.batchers import FixedBatcher
+from xpretrieval.core.device import Precision, autocast
 from xpretrieval.data import Split
 from xpretrieval.data.collection import Collection
-from xpretrieval.device import Precision, autocast
 from xpretrieval.losses import Flops, InfoNCE
 from xpretrieval.models import Dense, Splade
 from xpretrieval.samplers import PairwiseSampler
 from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
-from xpretrieval.training.hooks import StepTimer
+from xpretrieval.training.batchers import FixedBatcher
+from xpretrieval.training.progress_bar import StepTimer
 
 CPU = torch.device("cpu")  # the peers run on the CPU
 QUERY_WEIGHT, DOC_WEIGHT = 5e-4, 3e-4  # FLOPS weights of +experiment=splade

@@ -17,7 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import xpretrieval.experiment  # noqa: F401  (registers every component schema)
+import xpretrieval.commands.experiment  # noqa: F401  (registers every component schema)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"

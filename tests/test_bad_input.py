@@ -20,16 +20,16 @@ from omegaconf.errors import ValidationError
 
 from tests.conftest import TINY_BEIR, compose_config
 from xpretrieval import configure
+from xpretrieval.commands.experiment import load_experiment, run_train
+from xpretrieval.commands.resume import last_checkpoint, resumed_overrides
+from xpretrieval.core.device import resolve_device
+from xpretrieval.core.errors import ConfigError, DataError, ResourceError
+from xpretrieval.core.io import write_json
 from xpretrieval.data import Split
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.run import read_trec_run
-from xpretrieval.device import resolve_device
-from xpretrieval.errors import ConfigError, DataError, ResourceError
-from xpretrieval.evaluation import check_computable
-from xpretrieval.experiment import load_experiment, run_train
-from xpretrieval.io import write_json
+from xpretrieval.evaluation.measures import check_computable
 from xpretrieval.models import Dense, Splade
-from xpretrieval.resume import last_checkpoint, resumed_overrides
 from xpretrieval.samplers import PairwiseSampler
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, tiny_overrides
-from xpretrieval.baselines import BASELINE_FILE, Check, Outcome, load_baseline, run_check
-from xpretrieval.errors import ConfigError
+from xpretrieval.commands.baselines import BASELINE_FILE, Check, Outcome, load_baseline, run_check
+from xpretrieval.core.errors import ConfigError
 
 BASELINES = sorted(path.parent for path in (ROOT / "experiments").glob(f"*/{BASELINE_FILE}"))
 

@@ -10,8 +10,8 @@ import pytest
 from benchmarks import encoding, retrieval, table, training
 from benchmarks.common import row, transformer_flops
 from tests.conftest import TINY_BEIR
+from xpretrieval.core.device import Precision
 from xpretrieval.data.collection import Collection
-from xpretrieval.device import Precision
 from xpretrieval.models import Splade
 
 

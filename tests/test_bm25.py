@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import TINY_BEIR, compose_config
+from xpretrieval.commands.experiment import load_experiment, run_train
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.collection import Collection
-from xpretrieval.errors import ConfigError
-from xpretrieval.experiment import load_experiment, run_train
 from xpretrieval.models import Bm25
 from xpretrieval.models.encoding import Batching
 
@@ -27,7 +27,7 @@ def test_stemmed_words_match_and_rank_their_documents_first():
 
 
 def test_bm25_evaluates_the_fixture_through_the_retrieval_path():
-    from xpretrieval.evaluation import compute_metrics
+    from xpretrieval.evaluation.measures import compute_metrics
     from xpretrieval.retrieval.retrieve import retrieve
 
     test = Collection.from_beir(TINY_BEIR, "test")

@@ -217,10 +217,10 @@ def test_a_run_directory_is_never_shared(train_run, tiny_model_dir):
 
 
 def test_a_run_directory_locked_by_a_live_run_is_refused(tmp_path):
-    from xpretrieval.run_dir import claim_run_dir
+    from xpretrieval.commands.run_dir import claim_run_dir
 
     claim_run_dir(tmp_path, resuming=False)  # this process holds the lock now
-    holder = "from pathlib import Path; from xpretrieval.run_dir import claim_run_dir; "
+    holder = "from pathlib import Path; from xpretrieval.commands.run_dir import claim_run_dir; "
     other = subprocess.run(
         [sys.executable, "-c", holder + f"claim_run_dir(Path({str(tmp_path)!r}), False)"],
         cwd=ROOT,

@@ -8,13 +8,13 @@ import torch
 from tests.conftest import TINY_BEIR
 from tests.test_cli import train_reranking
 from xpretrieval import configure, load
-from xpretrieval.batchers import FixedBatcher
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.collection import Collection
-from xpretrieval.errors import ConfigError
 from xpretrieval.losses import Hinge, InfoNCE
 from xpretrieval.models import CrossEncoder, CrossEncoderModel
 from xpretrieval.samplers import BatchwiseSampler
 from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
+from xpretrieval.training.batchers import FixedBatcher
 
 QUERIES = ["what do bees make", "where does lava come from"]
 DOCUMENTS = ["Honey bees make honey.", "Lava comes from volcanoes.", "Bread rises."]

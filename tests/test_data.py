@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_BEIR
+from xpretrieval.core.errors import DataError
 from xpretrieval.data import Split
 from xpretrieval.data.beir import read_qrels_tsv
 from xpretrieval.data.collection import Collection
-from xpretrieval.errors import DataError
 
 
 def test_beir_folder_loads_docs_queries_and_split_qrels():

@@ -8,8 +8,8 @@ import logging
 import pytest
 import torch
 
-from xpretrieval import device as device_module
-from xpretrieval.device import Precision, autocast
+from xpretrieval.core import device as device_module
+from xpretrieval.core.device import Precision, autocast
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,7 @@ def fresh_warning():
 def test_bf16_on_a_cpu_without_native_support_warns_once(native, monkeypatch, caplog):
     monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
     cpu = torch.device("cpu")
-    with caplog.at_level(logging.WARNING, logger="xpretrieval.device"):
+    with caplog.at_level(logging.WARNING, logger="xpretrieval.core.device"):
         for _ in range(3):
             with autocast(cpu, Precision.bf16):
                 product = torch.ones(2, 2) @ torch.ones(2, 2)

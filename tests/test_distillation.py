@@ -16,15 +16,15 @@ import torch
 from tests.conftest import TINY_BEIR, tiny_overrides
 from tests.test_cli import ROOT, cli
 from tests.test_grad_cache import NO_DROPOUT, gradients_of
-from xpretrieval.batchers import FixedBatcher, MicroBatcher
+from xpretrieval.core.device import Precision
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.run import read_trec_run, write_trec_run
-from xpretrieval.device import Precision
 from xpretrieval.losses import BatchScores, KLDistillation, MarginMSE
 from xpretrieval.models import CrossEncoder, Dense
 from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.rerank import FirstStage
 from xpretrieval.samplers import DistillationSampler
+from xpretrieval.training.batchers import FixedBatcher, MicroBatcher
 from xpretrieval.training.teacher import TeacherConfig
 
 # two records, one negative each: columns are pos0, pos1, neg0, neg1

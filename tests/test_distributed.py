@@ -21,14 +21,14 @@ from torch import nn
 
 from tests.conftest import ROOT, TINY_BEIR, tiny_overrides
 from tests.test_resume import losses
-from xpretrieval.batchers import FixedBatcher, MicroBatcher
+from xpretrieval.core.distributed import World
+from xpretrieval.core.hooks import Hook, TrainState
 from xpretrieval.data.collection import Collection
-from xpretrieval.distributed import World
-from xpretrieval.hooks import Hook, TrainState
 from xpretrieval.losses import Flops, InfoNCE
 from xpretrieval.models import Dense, Splade
 from xpretrieval.samplers import BatchwiseSampler
 from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
+from xpretrieval.training.batchers import FixedBatcher, MicroBatcher
 
 STEPS = 3
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import TINY_BEIR
 from xpretrieval.data.collection import Collection
-from xpretrieval.evaluation import EvaluationConfig
+from xpretrieval.evaluation.measures import EvaluationConfig
 from xpretrieval.models import Dense, Splade
 from xpretrieval.models import encoding as encoding_module
 from xpretrieval.models.encoding import Batching, TextEncoder, encode_texts

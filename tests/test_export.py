@@ -13,11 +13,11 @@ import torch
 
 from tests.conftest import ROOT, TINY_BEIR, tiny_overrides
 from tests.test_cli import cli
-from xpretrieval.compatibility import check_exportable
+from xpretrieval.commands.compatibility import check_exportable
+from xpretrieval.commands.export import ExportConfig, export_collection
+from xpretrieval.core.device import Precision
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.collection import Collection
-from xpretrieval.device import Precision
-from xpretrieval.errors import ConfigError
-from xpretrieval.export import ExportConfig, export_collection
 from xpretrieval.models import ColBERT, Dense, SparseEmbed, Splade
 from xpretrieval.models.encoding import Batching
 

@@ -12,7 +12,7 @@ import torch
 from tests.conftest import tiny_overrides
 from tests.test_cli import cli
 from tests.test_inverted_index import shuffled_batches
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.retrieval import ExactIndex
 from xpretrieval.retrieval.faiss_index import Faiss
 from xpretrieval.retrieval.saved import index_provenance, open_index, save_index

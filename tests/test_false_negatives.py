@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from tests.conftest import TINY_BEIR
-from xpretrieval.batchers import FixedBatcher
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.records import PairwiseRecord, Text
 from xpretrieval.losses import BatchScores, InfoNCE
 from xpretrieval.models import Dense
 from xpretrieval.samplers import PairwiseSampler
+from xpretrieval.training.batchers import FixedBatcher
 from xpretrieval.training.learner import Learner
 from xpretrieval.training.optim import AdamW
 from xpretrieval.training.trainers import BatchwiseTrainer, _false_negatives

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from tests.conftest import TINY_BEIR
-from xpretrieval.batchers import AdaptiveBatcher, FixedBatcher, MicroBatcher
 from xpretrieval.data.collection import Collection
 from xpretrieval.losses import Flops, InfoNCE
 from xpretrieval.models import Dense, Splade
 from xpretrieval.samplers import PairwiseSampler
 from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
+from xpretrieval.training.batchers import AdaptiveBatcher, FixedBatcher, MicroBatcher
 from xpretrieval.training.grad_cache import backward_cached, encode_cached
 
 NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
@@ -90,7 +90,7 @@ def test_adaptive_batcher_splits_after_out_of_memory_with_the_same_loss(tiny_mod
 
 
 def test_adaptive_batcher_gives_up_below_its_minimum(tiny_model_dir):
-    from xpretrieval.errors import ResourceError
+    from xpretrieval.core.errors import ResourceError
 
     config = Dense(name_or_path=str(tiny_model_dir), config_overrides=NO_DROPOUT)
     learner = Learner(

@@ -12,8 +12,8 @@ import torch
 
 import xpretrieval
 from tests.conftest import TINY_BEIR, tiny_overrides
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.collection import Collection
-from xpretrieval.errors import ConfigError
 from xpretrieval.models.inference_free import InferenceFreeSplade, QueryWeightsInit
 
 TEXTS = ["honey bees pollinate flowering plants", "volcanoes erupt lava"]

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.models.encoding import sparse_rows
 from xpretrieval.retrieval import ExactIndex, Inverted, InvertedIndex, Seismic
 from xpretrieval.retrieval.faiss_index import Faiss

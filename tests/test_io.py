@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xpretrieval.io import atomic_directory, atomic_file, write_json
+from xpretrieval.core.io import atomic_directory, atomic_file, write_json
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

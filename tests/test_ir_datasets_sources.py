@@ -12,9 +12,9 @@ import uuid
 import pytest
 
 from tests.conftest import TINY_BEIR
+from xpretrieval.core.errors import DataError
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.run import write_trec_run
-from xpretrieval.errors import DataError
 from xpretrieval.retrieval.rerank import FirstStage
 from xpretrieval.samplers import BatchwiseSampler, HardNegatives, PairwiseSampler
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from xpretrieval import load
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.models import Dense, DenseBiEncoder, DenseEncoder, Pooling
 from xpretrieval.models.pooling import pool
 

@@ -14,11 +14,11 @@ import pytest
 from tests.conftest import TINY_BEIR, tiny_overrides
 from tests.test_cli import cli
 from tests.test_ir_datasets_sources import register
+from xpretrieval.core.errors import DataError
 from xpretrieval.data import Split
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.documents import JsonlDocuments, OnDiskDocuments
 from xpretrieval.data.irds import DocstoreDocuments
-from xpretrieval.errors import DataError
 
 
 def assert_reads_as(disk: Collection, memory: Collection) -> None:

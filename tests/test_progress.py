@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from tests.conftest import TINY_BEIR, compose_config
-from xpretrieval import progress as progress_module
+from xpretrieval.commands.experiment import load_experiment
+from xpretrieval.core import progress as progress_module
+from xpretrieval.core.progress import progress
 from xpretrieval.data.collection import Collection
-from xpretrieval.experiment import load_experiment
 from xpretrieval.models import Bm25, Dense
 from xpretrieval.models.encoding import Batching
-from xpretrieval.progress import progress
 from xpretrieval.retrieval.index import ExactIndex
 from xpretrieval.retrieval.rerank import FirstStage, rerank_candidates
 from xpretrieval.retrieval.retrieve import retrieve
@@ -28,7 +28,7 @@ def every_item(monkeypatch):
 
 
 def test_progress_logs_counts_and_rate_without_a_terminal(every_item, caplog):
-    with caplog.at_level(logging.INFO, logger="xpretrieval.progress"):
+    with caplog.at_level(logging.INFO, logger="xpretrieval.core.progress"):
         assert list(progress(range(3), desc="encode documents", unit="batch")) == [0, 1, 2]
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("encode documents: 1/3 batch in ")
@@ -57,7 +57,7 @@ def test_experiment_presets_tag_their_runs():
 
 def test_progress_counts_units_of_sized_items(every_item, caplog):
     batches = [["a", "b"], ["c"]]
-    with caplog.at_level(logging.INFO, logger="xpretrieval.progress"):
+    with caplog.at_level(logging.INFO, logger="xpretrieval.core.progress"):
         assert list(progress(batches, "encode queries", total=3, unit="text", size=len)) == batches
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("encode queries: 2/3 text in ")

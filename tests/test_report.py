@@ -9,9 +9,9 @@ import pytest
 
 from tests.conftest import ROOT, tiny_overrides
 from tests.test_cli import cli
-from xpretrieval.errors import UserInputError
-from xpretrieval.evaluation import paired_t_test
-from xpretrieval.report import find_runs, swept, table, write_report
+from xpretrieval.commands.report import find_runs, swept, table, write_report
+from xpretrieval.core.errors import UserInputError
+from xpretrieval.evaluation.measures import paired_t_test
 
 
 def fake_run(
@@ -162,6 +162,6 @@ def test_a_truncated_metrics_file_or_an_unwritable_folder_is_a_clear_error(sweep
     def read_only(*args, **kwargs):
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr("xpretrieval.report.write_text", read_only)
+    monkeypatch.setattr("xpretrieval.commands.report.write_text", read_only)
     with pytest.raises(UserInputError, match="cannot write the report there \\(Read-only file"):
         write_report(sweep, "nDCG@10")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, tiny_overrides
-from xpretrieval.errors import ConfigError
-from xpretrieval.resume import last_checkpoint, resumed_overrides
+from xpretrieval.commands.resume import last_checkpoint, resumed_overrides
+from xpretrieval.core.errors import ConfigError
 
 STEPS = 40
 

@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xpretrieval.core.errors import DataError
 from xpretrieval.data.run import read_trec_run, write_trec_run
-from xpretrieval.errors import DataError
 from xpretrieval.models.encoding import Batching, TextEncoder, encode_texts
 from xpretrieval.retrieval import exact_top_k
 

@@ -10,7 +10,7 @@ import yaml
 
 import xpretrieval
 from tests.conftest import tiny_overrides
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.errors import ConfigError
 
 
 def test_two_rounds_mine_with_the_first_model_and_train_from_it(tiny_model_dir, tmp_path):

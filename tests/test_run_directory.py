@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from tests.test_cli import cli, tiny_train
-from xpretrieval.hooks import TrainState
+from xpretrieval.core.hooks import TrainState
 from xpretrieval.training.checkpoint import Checkpointer
 
 

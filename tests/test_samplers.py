@@ -88,7 +88,7 @@ def test_hard_negative_ranks_must_make_sense():
 
 def test_hard_negatives_are_set_from_the_command_line():
     from tests.conftest import compose_config
-    from xpretrieval.experiment import load_experiment
+    from xpretrieval.commands.experiment import load_experiment
 
     cfg = compose_config("sampler=batchwise", "sampler.hard_negatives.top_k=50")
     sampler = load_experiment(cfg).sampler
@@ -153,11 +153,11 @@ def test_mine_writes_a_run_over_the_training_queries_for_hard_negatives(
 def test_pointwise_records_train_bi_and_cross_encoders(tiny_model_dir, train_split, model):
     import torch
 
-    from xpretrieval.batchers import FixedBatcher
     from xpretrieval.losses import BinaryCrossEntropy
     from xpretrieval.models import CrossEncoder, Dense
     from xpretrieval.samplers import PointwiseSampler
     from xpretrieval.training import AdamW, Learner
+    from xpretrieval.training.batchers import FixedBatcher
     from xpretrieval.training.trainers import PointwiseTrainer
 
     records = take(PointwiseSampler(), train_split, n=4)

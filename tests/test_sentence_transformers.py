@@ -12,7 +12,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling as STPool
 from sentence_transformers.sparse_encoder.modules import SpladePooling
 
 from xpretrieval import load
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.models import (
     CrossEncoder,
     Dense,

@@ -12,10 +12,10 @@ import torch
 
 from tests.conftest import TINY_BEIR, tiny_overrides
 from tests.test_cli import cli
+from xpretrieval.core.device import Precision
+from xpretrieval.core.distributed import World
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.collection import Collection
-from xpretrieval.device import Precision
-from xpretrieval.distributed import World
-from xpretrieval.errors import ConfigError
 from xpretrieval.models import Dense, Splade
 from xpretrieval.models.encoding import Batching, encode_texts
 from xpretrieval.retrieval.index import ExactIndex, Inverted

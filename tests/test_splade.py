@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from xpretrieval import load
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.models import Dense, SparsePooling, Splade, SpladeEncoder
 from xpretrieval.models.base import sparsity
 from xpretrieval.models.splade import keep_top_k, splade_weights

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from tests.test_grad_cache import NO_DROPOUT, gradients_of
-from xpretrieval.batchers import FixedBatcher, MicroBatcher
 from xpretrieval.losses import Flops, InfoNCE
 from xpretrieval.models import SparsePooling, Splade, SpladeEncoder, splade
 from xpretrieval.models.splade_pooling import SCREEN_MARGIN, _logits, pooled_term_weights
+from xpretrieval.training.batchers import FixedBatcher, MicroBatcher
 
 
 def plain(states, mask, weight, bias, max_pooling: bool):

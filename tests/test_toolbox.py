@@ -12,15 +12,15 @@ import torch
 
 import xpretrieval
 from tests.conftest import TINY_BEIR, tiny_overrides
-from xpretrieval.batchers import MicroBatcher
+from xpretrieval.core.errors import ConfigError
+from xpretrieval.core.hooks import TrainState
 from xpretrieval.data.collection import Collection
-from xpretrieval.errors import ConfigError
-from xpretrieval.hooks import TrainState
 from xpretrieval.losses import BatchScores, InfoNCE
 from xpretrieval.losses.arcface import ArcFace
 from xpretrieval.models import Dense
 from xpretrieval.samplers.simcse import SimCSESampler
 from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
+from xpretrieval.training.batchers import MicroBatcher
 from xpretrieval.training.optim import layer_depths
 
 

@@ -13,7 +13,6 @@ import torch
 
 from tests.conftest import TINY_BEIR
 from xpretrieval import load
-from xpretrieval.batchers import FixedBatcher
 from xpretrieval.data.collection import Collection
 from xpretrieval.losses import (
     BatchScores,
@@ -29,6 +28,7 @@ from xpretrieval.losses import (
 from xpretrieval.models import Dense, DenseEncoder, Splade
 from xpretrieval.samplers import PairwiseSampler
 from xpretrieval.training import AdamW, BatchwiseTrainer, Hook, Learner
+from xpretrieval.training.batchers import FixedBatcher
 from xpretrieval.training.checkpoint import Checkpointer
 from xpretrieval.training.learner import TRAINING_STATE_FILE
 from xpretrieval.training.loggers import CSVLogger

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import TINY_BEIR, fixture_words, make_tiny_bert
+from xpretrieval.core.errors import ConfigError, DataError
+from xpretrieval.core.io import atomic_directory, write_json
 from xpretrieval.data.collection import Collection
-from xpretrieval.errors import ConfigError, DataError
-from xpretrieval.evaluation import compute_metrics
-from xpretrieval.io import atomic_directory, write_json
+from xpretrieval.evaluation.measures import compute_metrics
 from xpretrieval.models import Dense, Splade
 from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.index import ExactIndex, Inverted

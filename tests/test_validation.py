@@ -10,10 +10,10 @@ import torch
 
 from tests.conftest import TINY_BEIR, compose_config
 from tests.test_training import make_learner
+from xpretrieval.commands.experiment import load_experiment
+from xpretrieval.core.errors import ConfigError, DataError
+from xpretrieval.core.hooks import TrainState
 from xpretrieval.data.collection import Collection
-from xpretrieval.errors import ConfigError, DataError
-from xpretrieval.experiment import load_experiment
-from xpretrieval.hooks import TrainState
 from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.index import ExactIndex
 from xpretrieval.training.loggers import CSVLogger

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _EXPORTS = {
     "Collection": "xpretrieval.data.collection",
-    "ExperimentConfig": "xpretrieval.experiment",
+    "ExperimentConfig": "xpretrieval.commands.experiment",
     "configure": "xpretrieval.api",
     "evaluate": "xpretrieval.api",
     "load": "xpretrieval.models.loading",
@@ -37,8 +37,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from xpretrieval.api import configure, evaluate, search, train, train_from_overrides
+    from xpretrieval.commands.experiment import ExperimentConfig
     from xpretrieval.data.collection import Collection
-    from xpretrieval.experiment import ExperimentConfig
     from xpretrieval.models.loading import load
 
 

@@ -15,10 +15,8 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from xpretrieval import baselines, distributed, push, report
-from xpretrieval.config import config_dir
-from xpretrieval.errors import ConfigError, RunDirectoryRefused, UserInputError
-from xpretrieval.experiment import (
+from xpretrieval.commands import baselines, push, report
+from xpretrieval.commands.experiment import (
     ExperimentConfig,
     load_experiment,
     run_evaluate,
@@ -26,9 +24,17 @@ from xpretrieval.experiment import (
     run_mine,
     without_unset_train_split,
 )
-from xpretrieval.resume import AUTO, has_checkpoint, resumed_overrides, run_in_resumed_directory
-from xpretrieval.rounds import run_train_rounds
-from xpretrieval.run_dir import check_output_writable
+from xpretrieval.commands.resume import (
+    AUTO,
+    has_checkpoint,
+    resumed_overrides,
+    run_in_resumed_directory,
+)
+from xpretrieval.commands.rounds import run_train_rounds
+from xpretrieval.commands.run_dir import check_output_writable
+from xpretrieval.core import distributed
+from xpretrieval.core.config import config_dir
+from xpretrieval.core.errors import ConfigError, RunDirectoryRefused, UserInputError
 from xpretrieval.training.interrupt import TrainingInterrupted
 
 logger = logging.getLogger("xpretrieval")

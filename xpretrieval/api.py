@@ -14,23 +14,23 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from xpretrieval.compatibility import check_components, check_index_serves
-from xpretrieval.config import config_dir
-from xpretrieval.data.collection import Collection
-from xpretrieval.data.records import Qrels
-from xpretrieval.data.run import Run
-from xpretrieval.device import Precision
-from xpretrieval.evaluation import Metrics, compute_metrics
-from xpretrieval.experiment import (
+from xpretrieval.commands.compatibility import check_components, check_index_serves
+from xpretrieval.commands.experiment import (
     ExperimentConfig,
     load_experiment,
     without_unset_train_split,
 )
+from xpretrieval.commands.rounds import run_train_rounds
+from xpretrieval.core.config import config_dir
+from xpretrieval.core.device import Precision
+from xpretrieval.data.collection import Collection
+from xpretrieval.data.records import Qrels
+from xpretrieval.data.run import Run
+from xpretrieval.evaluation.measures import Metrics, compute_metrics
 from xpretrieval.models.base import BiEncoder, Ranker, SparseBiEncoder
 from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.index import ExactIndex, IndexConfig, Inverted
 from xpretrieval.retrieval.retrieve import retrieve
-from xpretrieval.rounds import run_train_rounds
 
 DEFAULT_METRICS = ("nDCG@10", "RR@10", "R@100")
 

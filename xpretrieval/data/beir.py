@@ -6,10 +6,10 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from xpretrieval.core.errors import DataError
+from xpretrieval.core.io import numbered_lines
 from xpretrieval.data.documents import JsonlDocuments, parse_text_line
 from xpretrieval.data.records import Qrels, check_id
-from xpretrieval.errors import DataError
-from xpretrieval.io import numbered_lines
 
 logger = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from xpretrieval.core.errors import DataError
 from xpretrieval.data.beir import read_beir_folder
 from xpretrieval.data.documents import document_texts
 from xpretrieval.data.irds import read_ir_dataset
 from xpretrieval.data.records import Qrels
-from xpretrieval.errors import DataError
 
 logger = logging.getLogger(__name__)
 

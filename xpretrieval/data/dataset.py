@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 from xpretrieval.data.collection import Collection
 
 

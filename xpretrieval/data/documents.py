@@ -14,8 +14,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from xpretrieval.core.errors import DataError
 from xpretrieval.data.records import check_id
-from xpretrieval.errors import DataError
 
 
 def parse_text_line(line: str, where: str, with_title: bool) -> tuple[str, str]:

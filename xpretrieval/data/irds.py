@@ -8,11 +8,11 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from xpretrieval.core.errors import DataError
+from xpretrieval.core.progress import progress
 from xpretrieval.data.documents import OnDiskDocuments
 from xpretrieval.data.records import Qrels, check_id
 from xpretrieval.data.run import Run
-from xpretrieval.errors import DataError
-from xpretrieval.progress import progress
 
 logger = logging.getLogger(__name__)
 

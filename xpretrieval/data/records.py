@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xpretrieval.errors import DataError
+from xpretrieval.core.errors import DataError
 
 Qrels = dict[str, dict[str, int]]
 """query id -> document id -> relevance grade."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from xpretrieval.errors import DataError
-from xpretrieval.io import atomic_file, numbered_lines
+from xpretrieval.core.errors import DataError
+from xpretrieval.core.io import atomic_file, numbered_lines
 
 Run = dict[str, list[tuple[str, float]]]
 """query id -> [(document id, score)], best first."""

@@ -1,6 +1,6 @@
 """Training losses: pure functions of scores (and representations, for regularisers)."""
 
-from xpretrieval.config import register_package
+from xpretrieval.core.config import register_package
 from xpretrieval.losses.base import BatchScores, Loss
 from xpretrieval.losses.distillation import KLDistillation, MarginMSE
 from xpretrieval.losses.infonce import InfoNCE

@@ -19,8 +19,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from xpretrieval.config import register
-from xpretrieval.hooks import Hook, TrainState
+from xpretrieval.core.config import register
+from xpretrieval.core.hooks import Hook, TrainState
 from xpretrieval.losses.base import BatchScores
 from xpretrieval.losses.infonce import InfoNCE
 from xpretrieval.models.base import DenseBiEncoder

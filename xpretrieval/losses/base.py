@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from xpretrieval.hooks import Hook
+from xpretrieval.core.hooks import Hook
 from xpretrieval.models.base import TrainableModel
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 from xpretrieval.losses.base import BatchScores, Loss
 
 

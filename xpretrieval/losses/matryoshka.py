@@ -10,7 +10,7 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 from xpretrieval.losses.base import BatchScores
 from xpretrieval.losses.infonce import InfoNCE
 from xpretrieval.models.base import DenseBiEncoder

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 from xpretrieval.losses.base import BatchScores, Loss
 from xpretrieval.models.base import DenseBiEncoder
 

@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 from xpretrieval.data.records import PointwiseRecord
 from xpretrieval.losses.base import BatchScores, Loss
 

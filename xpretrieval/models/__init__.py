@@ -1,6 +1,6 @@
 """Retrieval models: configs that build models of the kinds declared in `base`."""
 
-from xpretrieval.config import register_package
+from xpretrieval.core.config import register_package
 from xpretrieval.models.base import (
     BiEncoder,
     DenseBiEncoder,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from xpretrieval.device import Precision
+from xpretrieval.core.device import Precision
 from xpretrieval.models.encoding import Batching, TextEncoder, encode_texts
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import bm25s
 import Stemmer
 import torch
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.documents import document_ids
 from xpretrieval.data.run import Run

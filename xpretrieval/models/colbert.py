@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 from xpretrieval.models.base import MultiVectorBiEncoder
 from xpretrieval.models.transformer import TokenizedText, TransformerBiEncoder, TransformerConfig
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 from xpretrieval.models.base import PairScorer
 from xpretrieval.models.transformer import TransformerConfig, TransformerModel
 

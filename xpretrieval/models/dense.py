@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 from xpretrieval.models.base import DenseBiEncoder
 from xpretrieval.models.pooling import Pooling, pool
 from xpretrieval.models.sentence_transformers_layout import write_dense_layout

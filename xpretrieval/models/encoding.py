@@ -12,8 +12,8 @@ import scipy.sparse
 import torch
 from torch import Tensor
 
-from xpretrieval.device import Precision, autocast
-from xpretrieval.progress import progress
+from xpretrieval.core.device import Precision, autocast
+from xpretrieval.core.progress import progress
 
 Reps = Tensor | scipy.sparse.csr_matrix  # representations: a tensor, or sparse rows' non-zeros
 

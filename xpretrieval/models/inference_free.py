@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 from xpretrieval.data.collection import Collection
 from xpretrieval.models.sentence_transformers_layout import write_inference_free_layout
 from xpretrieval.models.splade import Splade, SpladeEncoder

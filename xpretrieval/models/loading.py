@@ -9,8 +9,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from xpretrieval.device import resolve_device
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.device import resolve_device
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.models.base import TrainableModel
 from xpretrieval.models.colbert import ColBERT
 from xpretrieval.models.cross_encoder import CrossEncoder

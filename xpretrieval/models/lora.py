@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.errors import ConfigError
 
 ADAPTER_FILE = "adapter_config.json"
 

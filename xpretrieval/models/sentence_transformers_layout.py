@@ -17,7 +17,7 @@ from typing import Any
 from safetensors.torch import save_file
 from torch import Tensor
 
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.errors import ConfigError
 
 MODULES_FILE = "modules.json"
 TRANSFORMER = "sentence_transformers.models.Transformer"

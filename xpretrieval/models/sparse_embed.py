@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 from xpretrieval.models.base import PartedScore
 from xpretrieval.models.splade import MaskedLMConfig, MaskedLMEncoder, splade_weights
 

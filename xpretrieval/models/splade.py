@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 from transformers import AutoModelForMaskedLM, PreTrainedModel
 
-from xpretrieval.config import register
-from xpretrieval.device import cpu_has_native_bf16
+from xpretrieval.core.config import register
+from xpretrieval.core.device import cpu_has_native_bf16
 from xpretrieval.models.base import SparseBiEncoder, TermWeighted
 from xpretrieval.models.packing import last_hidden_state
 from xpretrieval.models.sentence_transformers_layout import write_splade_layout

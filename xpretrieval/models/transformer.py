@@ -26,7 +26,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import BaseModelOutput
 
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.models.attention import save_attention_memory
 from xpretrieval.models.base import BiEncoder, ModelConfig
 from xpretrieval.models.dropout import use_fast_dropout

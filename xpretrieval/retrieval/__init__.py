@@ -1,6 +1,6 @@
 """Indexing and search: encode a collection into an index, retrieve the top-k documents."""
 
-from xpretrieval.config import register_package
+from xpretrieval.core.config import register_package
 from xpretrieval.retrieval.exact import exact_top_k
 from xpretrieval.retrieval.index import ExactIndex, IndexConfig, Inverted
 from xpretrieval.retrieval.inverted import InvertedIndex

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from xpretrieval.progress import progress
+from xpretrieval.core.progress import progress
 
 
 class RunningTopK:

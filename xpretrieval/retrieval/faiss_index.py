@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xpretrieval.config import register
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.config import register
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.models.base import BiEncoder, DenseBiEncoder
 from xpretrieval.retrieval.coverage import RowCoverage
 from xpretrieval.retrieval.index import IndexConfig, ScoreFn, SearchIndex

@@ -11,7 +11,7 @@ from typing import ClassVar, Protocol
 import torch
 from torch import Tensor
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 from xpretrieval.models.base import BiEncoder, SparseBiEncoder
 from xpretrieval.models.encoding import Reps
 from xpretrieval.retrieval.coverage import RowCoverage

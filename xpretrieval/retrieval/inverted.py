@@ -12,8 +12,8 @@ import scipy.sparse
 import torch
 from torch import Tensor
 
+from xpretrieval.core.progress import progress
 from xpretrieval.models.encoding import Reps, sparse_rows
-from xpretrieval.progress import progress
 from xpretrieval.retrieval.coverage import RowCoverage
 
 

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import torch
 
+from xpretrieval.core.device import Precision, autocast
+from xpretrieval.core.errors import DataError
+from xpretrieval.core.progress import progress
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.run import Run, read_trec_run
-from xpretrieval.device import Precision, autocast
-from xpretrieval.errors import DataError
 from xpretrieval.models.base import BiEncoder, PairScorer
 from xpretrieval.models.encoding import Batching, encode_texts
-from xpretrieval.progress import progress
 from xpretrieval.retrieval.retrieve import Retrieval
 
 logger = logging.getLogger(__name__)

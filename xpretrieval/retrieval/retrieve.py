@@ -13,10 +13,10 @@ import scipy.sparse
 import torch
 from torch import Tensor
 
+from xpretrieval.core.device import Precision
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.documents import document_ids
 from xpretrieval.data.run import Run
-from xpretrieval.device import Precision
 from xpretrieval.models.base import BiEncoder, Ranker, TermWeighted
 from xpretrieval.models.encoding import (
     Batching,

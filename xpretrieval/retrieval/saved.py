@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from xpretrieval.config import flatten
+from xpretrieval.core.config import flatten
+from xpretrieval.core.errors import ConfigError
+from xpretrieval.core.io import atomic_directory
 from xpretrieval.data.documents import document_texts
-from xpretrieval.errors import ConfigError
-from xpretrieval.io import atomic_directory
 from xpretrieval.retrieval.index import IndexConfig, ScoreFn, SearchIndex
 
 MANIFEST = "index.json"

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xpretrieval.config import register
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.config import register
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.models.base import BiEncoder, SparseBiEncoder
 from xpretrieval.models.encoding import Reps, sparse_rows
 from xpretrieval.retrieval.coverage import RowCoverage

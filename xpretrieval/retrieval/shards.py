@@ -19,11 +19,11 @@ import torch
 import torch.multiprocessing as mp
 from torch import Tensor
 
-from xpretrieval import distributed
-from xpretrieval.device import Precision
-from xpretrieval.distributed import ALONE, World
-from xpretrieval.errors import ConfigError
-from xpretrieval.io import atomic_file, write_json
+from xpretrieval.core import distributed
+from xpretrieval.core.device import Precision
+from xpretrieval.core.distributed import ALONE, World
+from xpretrieval.core.errors import ConfigError
+from xpretrieval.core.io import atomic_file, write_json
 from xpretrieval.models.base import BiEncoder, SparseBiEncoder
 from xpretrieval.models.encoding import Batching, Reps, encode_texts
 

@@ -1,6 +1,6 @@
 """Samplers turn a collection into a stream of typed training records, independent of models."""
 
-from xpretrieval.config import register_package
+from xpretrieval.core.config import register_package
 from xpretrieval.data.records import (
     BatchwiseRecord,
     DistillationRecord,

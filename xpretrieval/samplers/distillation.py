@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
+from xpretrieval.core.errors import DataError
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.records import DistillationRecord, Text
 from xpretrieval.data.run import read_trec_run
-from xpretrieval.errors import DataError
 from xpretrieval.samplers.pairwise import Candidate, PairwiseSampler
 
 logger = logging.getLogger(__name__)

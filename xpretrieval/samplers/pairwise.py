@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import ClassVar
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
+from xpretrieval.core.errors import DataError
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.documents import document_ids
 from xpretrieval.data.records import PairwiseRecord, Text
-from xpretrieval.errors import DataError
 from xpretrieval.samplers.base import Sampler, shuffled_epochs
 from xpretrieval.samplers.negatives import HardNegatives
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.records import PointwiseRecord, Text
 from xpretrieval.samplers.pairwise import PairwiseSampler

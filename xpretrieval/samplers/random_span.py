@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
+from xpretrieval.core.errors import DataError
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.records import PositiveRecord, Text
-from xpretrieval.errors import DataError
 from xpretrieval.samplers.base import Sampler, shuffled_epochs
 
 logger = logging.getLogger(__name__)

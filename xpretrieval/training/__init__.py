@@ -1,6 +1,6 @@
 """Training: the learner's loop, trainer steps, optimisers and hooks."""
 
-from xpretrieval.hooks import Hook, TrainState
+from xpretrieval.core.hooks import Hook, TrainState
 from xpretrieval.training.learner import Learner
 from xpretrieval.training.optim import AdamW, OptimizerConfig
 from xpretrieval.training.trainers import BatchwiseTrainer, Trainer

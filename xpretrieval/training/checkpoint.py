@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from xpretrieval.hooks import Hook, TrainState
-from xpretrieval.io import atomic_directory
+from xpretrieval.core.hooks import Hook, TrainState
+from xpretrieval.core.io import atomic_directory
 
 logger = logging.getLogger(__name__)
 

@@ -13,15 +13,15 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from xpretrieval import distributed
-from xpretrieval.batchers import Batcher
+from xpretrieval.core import distributed
+from xpretrieval.core.device import Precision, autocast
+from xpretrieval.core.errors import ResourceError
+from xpretrieval.core.hooks import Hook, TrainState
 from xpretrieval.data.collection import Collection
-from xpretrieval.device import Precision, autocast
-from xpretrieval.errors import ResourceError
-from xpretrieval.hooks import Hook, TrainState
 from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import BiEncoder, PairScorer, TrainableModel
 from xpretrieval.samplers.base import Sampler
+from xpretrieval.training.batchers import Batcher
 from xpretrieval.training.grad_cache import CachedReps, backward_cached, encode_cached
 from xpretrieval.training.interrupt import StopSignals, TrainingInterrupted
 from xpretrieval.training.optim import OptimizerConfig

@@ -6,8 +6,8 @@ import csv
 import io
 from pathlib import Path
 
-from xpretrieval.hooks import Hook, TrainState
-from xpretrieval.io import write_text
+from xpretrieval.core.hooks import Hook, TrainState
+from xpretrieval.core.io import write_text
 
 
 def logged_values(state: TrainState) -> dict[str, float]:

@@ -11,7 +11,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import get_linear_schedule_with_warmup
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 
 
 @dataclass

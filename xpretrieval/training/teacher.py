@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
+from xpretrieval.core.device import Precision
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.run import Run, write_trec_run
-from xpretrieval.device import Precision
 from xpretrieval.models.base import ModelConfig
 from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.rerank import FirstStage, rerank_candidates

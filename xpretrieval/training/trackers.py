@@ -15,9 +15,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from xpretrieval.config import flatten
-from xpretrieval.errors import ConfigError
-from xpretrieval.hooks import Hook, TrainState
+from xpretrieval.core.config import flatten
+from xpretrieval.core.errors import ConfigError
+from xpretrieval.core.hooks import Hook, TrainState
 from xpretrieval.training.loggers import CSVLogger, TensorBoardLogger, due, logged_values
 
 

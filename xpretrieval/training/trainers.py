@@ -10,7 +10,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 from xpretrieval.data.records import (
     WITH_NEGATIVES,
     DistillationRecord,

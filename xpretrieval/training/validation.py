@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from xpretrieval.core.device import Precision
+from xpretrieval.core.hooks import Hook, TrainState
 from xpretrieval.data.collection import Collection
-from xpretrieval.device import Precision
-from xpretrieval.evaluation import compute_metrics, parse_measure
-from xpretrieval.hooks import Hook, TrainState
+from xpretrieval.evaluation.measures import compute_metrics, parse_measure
 from xpretrieval.models.base import BiEncoder
 from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.index import IndexConfig

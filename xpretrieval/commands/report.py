@@ -14,10 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from xpretrieval.errors import UserInputError
-from xpretrieval.evaluation import paired_t_test
-from xpretrieval.io import write_text
-from xpretrieval.report_plots import plot_sweep, plot_training
+from xpretrieval.commands.report_plots import plot_sweep, plot_training
+from xpretrieval.core.errors import UserInputError
+from xpretrieval.core.io import write_text
+from xpretrieval.evaluation.measures import paired_t_test
 
 INDEX_COLUMNS = ("query_active_dims", "doc_active_dims")
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
-from xpretrieval.config import register
+from xpretrieval.core.config import register
 
 logger = logging.getLogger(__name__)
 

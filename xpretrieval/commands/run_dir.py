@@ -14,8 +14,8 @@ from typing import IO
 
 import yaml
 
-from xpretrieval.errors import ConfigError, RunDirectoryRefused
-from xpretrieval.io import write_json, write_text
+from xpretrieval.core.errors import ConfigError, RunDirectoryRefused
+from xpretrieval.core.io import write_json, write_text
 
 LOCK_FILE = ".xpretrieval.lock"
 ENVIRONMENT_FILE = "environment.json"

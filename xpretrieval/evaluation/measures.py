@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import ir_measures
 
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.records import Qrels
 from xpretrieval.data.run import Run
-from xpretrieval.errors import ConfigError
 from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.rerank import FirstStage
 

@@ -12,9 +12,9 @@ from typing import Any
 import yaml
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 
-from xpretrieval.errors import UserInputError
+from xpretrieval.commands.resume import last_checkpoint
+from xpretrieval.core.errors import UserInputError
 from xpretrieval.models.loading import config_for
-from xpretrieval.resume import last_checkpoint
 
 KIND_TAGS = {
     "Dense": ["sentence-transformers", "sentence-similarity", "dense-retrieval"],

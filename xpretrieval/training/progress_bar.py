@@ -7,7 +7,7 @@ import time
 
 from tqdm.auto import tqdm
 
-from xpretrieval.hooks import Hook, TrainState
+from xpretrieval.core.hooks import Hook, TrainState
 
 logger = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from xpretrieval import distributed
-from xpretrieval.errors import ConfigError
-from xpretrieval.experiment import ExperimentConfig, run_mine, run_train
-from xpretrieval.io import write_json
-from xpretrieval.resume import last_checkpoint
-from xpretrieval.run_dir import claim_run_dir
+from xpretrieval.commands.experiment import ExperimentConfig, run_mine, run_train
+from xpretrieval.commands.resume import last_checkpoint
+from xpretrieval.commands.run_dir import claim_run_dir
+from xpretrieval.core import distributed
+from xpretrieval.core.errors import ConfigError
+from xpretrieval.core.io import write_json
 
 logger = logging.getLogger(__name__)
 

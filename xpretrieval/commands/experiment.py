@@ -10,33 +10,38 @@ from pathlib import Path
 import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from xpretrieval import distributed
-from xpretrieval.batchers import Batcher
-from xpretrieval.compatibility import check_components
-from xpretrieval.config import register_root, to_objects
+from xpretrieval.commands.compatibility import check_components
+from xpretrieval.commands.export import ExportConfig, export_collection
+from xpretrieval.commands.resume import AUTO, has_checkpoint, last_checkpoint
+from xpretrieval.commands.run_dir import claim_run_dir, write_environment, write_overrides
+from xpretrieval.core import distributed
+from xpretrieval.core.config import register_root, to_objects
+from xpretrieval.core.device import Precision, resolve_device
+from xpretrieval.core.distributed import ALONE, World
+from xpretrieval.core.errors import ConfigError
+from xpretrieval.core.io import write_json, write_text
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.dataset import DatasetConfig
 from xpretrieval.data.run import Run, write_trec_run
-from xpretrieval.device import Precision, resolve_device
-from xpretrieval.distributed import ALONE, World
-from xpretrieval.errors import ConfigError
-from xpretrieval.evaluation import EvaluationConfig, Metrics, check_computable, compute_metrics
-from xpretrieval.export import ExportConfig, export_collection
-from xpretrieval.io import write_json, write_text
+from xpretrieval.evaluation.measures import (
+    EvaluationConfig,
+    Metrics,
+    check_computable,
+    compute_metrics,
+)
 from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import ModelConfig, RetrievalModel
-from xpretrieval.resume import AUTO, has_checkpoint, last_checkpoint
 from xpretrieval.retrieval.index import IndexConfig
 from xpretrieval.retrieval.rerank import rerank_candidates
 from xpretrieval.retrieval.retrieve import retrieve
 from xpretrieval.retrieval.saved import index_provenance
 from xpretrieval.retrieval.shards import Sharding
-from xpretrieval.run_dir import claim_run_dir, write_environment, write_overrides
 from xpretrieval.samplers.base import Sampler
+from xpretrieval.training.batchers import Batcher
 from xpretrieval.training.checkpoint import Checkpointer
-from xpretrieval.training.hooks import ProgressBar
 from xpretrieval.training.learner import Learner
 from xpretrieval.training.optim import OptimizerConfig
+from xpretrieval.training.progress_bar import ProgressBar
 from xpretrieval.training.random_state import seed_everything
 from xpretrieval.training.teacher import TeacherConfig
 from xpretrieval.training.trackers import ExperimentTracker, LoggerConfig

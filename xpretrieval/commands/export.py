@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from xpretrieval.core.device import Precision
+from xpretrieval.core.io import atomic_directory, atomic_file
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.documents import document_ids
-from xpretrieval.device import Precision
-from xpretrieval.io import atomic_directory, atomic_file
 from xpretrieval.models.base import BiEncoder, DenseBiEncoder, SparseBiEncoder
 from xpretrieval.models.encoding import Batching, encode_batches
 

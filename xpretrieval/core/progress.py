@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from tqdm.auto import tqdm
 
-logger = logging.getLogger("xpretrieval.progress")
+logger = logging.getLogger("xpretrieval.core.progress")
 
 T = TypeVar("T")
 

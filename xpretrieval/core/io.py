@@ -81,7 +81,7 @@ def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Non-empty lines without their end-of-line (`\\n` or `\\r\\n`), numbered from 1; a UTF-8
     byte-order mark before the first line is dropped (editors on Windows write one); a line
     that is not UTF-8 is a `DataError` naming the file and line."""
-    from xpretrieval.errors import DataError
+    from xpretrieval.core.errors import DataError
 
     with path.open("rb") as handle:
         for line_no, raw in enumerate(handle, start=1):

@@ -17,15 +17,16 @@ from typing import Any, TypeVar
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.errors import ConfigError
 
 T = TypeVar("T")
 
 
 def config_dir() -> str:
     """conf/ inside an installed wheel, or beside the package in a source checkout."""
-    packaged = Path(__file__).parent / "conf"
-    return str(packaged if packaged.is_dir() else Path(__file__).parent.parent / "conf")
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "conf"
+    return str(packaged if packaged.is_dir() else package.parent / "conf")
 
 
 def register(group: str, name: str) -> Callable[[type[T]], type[T]]:

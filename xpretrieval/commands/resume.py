@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.training.checkpoint import list_checkpoints
 from xpretrieval.training.learner import TRAINING_STATE_FILE
 

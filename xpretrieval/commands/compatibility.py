@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.records import WITH_NEGATIVES, DistillationRecord, PointwiseRecord
-from xpretrieval.errors import ConfigError
 from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import (
     BiEncoder,
@@ -23,7 +23,7 @@ from xpretrieval.models.base import (
 )
 
 if TYPE_CHECKING:
-    from xpretrieval.experiment import ExperimentConfig
+    from xpretrieval.commands.experiment import ExperimentConfig
     from xpretrieval.retrieval.index import IndexConfig
 
 # what a component needs, in words, and the models that have it, by model kind

@@ -33,10 +33,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.errors import ConfigError
 
 BASELINE_FILE = "baseline.yaml"
-ROOT = Path(__file__).resolve().parent.parent  # the checkout: relative paths in commands
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: relative paths in commands
 
 
 @dataclass

@@ -6,12 +6,12 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xpretrieval.io import atomic_file
+from xpretrieval.core.io import atomic_file
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from xpretrieval.report import RunSummary
+    from xpretrieval.commands.report import RunSummary
 
 
 def plot_sweep(runs: list[RunSummary], parameters: list[str], metric: str, path: Path) -> bool:

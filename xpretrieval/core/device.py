@@ -9,7 +9,7 @@ from enum import Enum
 
 import torch
 
-from xpretrieval.errors import ConfigError
+from xpretrieval.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,2 @@
+"""The commands (train with rounds, evaluate, mine, export, report, baseline, push), their
+run directories and resume rules."""

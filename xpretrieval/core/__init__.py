@@ -1,0 +1,1 @@
+"""The base layer: config registry, errors, files, devices, progress, processes, hooks."""

@@ -1,0 +1,1 @@
+"""Measuring runs: ir-measures values, paired tests."""
