@@ -20,8 +20,9 @@ from omegaconf.errors import ValidationError
 
 from tests.conftest import TINY_BEIR, compose_config
 from xpretrieval import configure
-from xpretrieval.commands.experiment import load_experiment, run_train
-from xpretrieval.commands.resume import last_checkpoint, resumed_overrides
+from xpretrieval.commands.experiment import load_experiment
+from xpretrieval.commands.resume import check_resume_changes, last_checkpoint
+from xpretrieval.commands.train import run_train
 from xpretrieval.core.device import resolve_device
 from xpretrieval.core.errors import ConfigError, DataError, ResourceError
 from xpretrieval.core.io import write_json
@@ -69,11 +70,16 @@ def run_file(content: bytes) -> Callable[[Path], object]:
     return read
 
 
-def saved_run(tmp: Path) -> Path:
-    """A run folder with its saved overrides, as `train` leaves it."""
-    (tmp / ".hydra").mkdir()
-    (tmp / ".hydra" / "overrides.yaml").write_text("- trainer.max_steps=10\n")
-    return tmp
+def resumed_with_another_lr(tmp: Path) -> None:
+    """Resume a run (its config.yaml, as `train` leaves it) with another learning rate."""
+    from dataclasses import replace
+
+    from xpretrieval.commands.run_dir import record_config
+
+    experiment = configure(["trainer.max_steps=10"])
+    record_config(tmp, experiment, None)
+    changed = replace(experiment, optimizer=replace(experiment.optimizer, lr=1e-3))
+    check_resume_changes(changed, tmp)
 
 
 def truncated_checkpoint(tmp: Path) -> Path:
@@ -290,7 +296,7 @@ BAD_INPUTS = [
     ),
     (
         "a resume that changes the optimiser",
-        lambda tmp: resumed_overrides(saved_run(tmp), ["resume=x", "optimizer.lr=1e-3"]),
+        resumed_with_another_lr,
         ConfigError,
         "optimizer.lr: a resumed run cannot change it",
     ),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import TINY_BEIR, compose_config
-from xpretrieval.commands.experiment import load_experiment, run_train
+from xpretrieval.commands.experiment import load_experiment
+from xpretrieval.commands.train import run_train
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.collection import Collection
 from xpretrieval.models import Bm25

@@ -219,10 +219,10 @@ def test_a_run_directory_is_never_shared(train_run, tiny_model_dir):
 def test_a_run_directory_locked_by_a_live_run_is_refused(tmp_path):
     from xpretrieval.commands.run_dir import claim_run_dir
 
-    claim_run_dir(tmp_path, resuming=False)  # this process holds the lock now
+    claim_run_dir(tmp_path, "train", resuming=False)  # this process holds the lock now
     holder = "from pathlib import Path; from xpretrieval.commands.run_dir import claim_run_dir; "
     other = subprocess.run(
-        [sys.executable, "-c", holder + f"claim_run_dir(Path({str(tmp_path)!r}), False)"],
+        [sys.executable, "-c", holder + f"claim_run_dir(Path({str(tmp_path)!r}), 'train', False)"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -234,6 +234,7 @@ def test_a_run_directory_locked_by_a_live_run_is_refused(tmp_path):
 def test_run_directory_records_versions_commit_and_data(train_run):
     run_dir, _ = train_run
     environment = json.loads((run_dir / "environment.json").read_text())
+    assert environment["run"] == "train"  # what evaluate and export refuse to resume into
     assert environment["packages"]["torch"] and environment["packages"]["xpretrieval"]
     assert environment["git"] is None or len(environment["git"]["commit"]) == 40
     assert environment["datasets"]["train"]["documents"] == 20

@@ -160,7 +160,7 @@ def test_unknown_group_option_is_rejected():
 
 
 def test_an_experiment_without_loss_terms_is_refused(tmp_path):
-    from xpretrieval.commands.experiment import run_train
+    from xpretrieval.commands.train import run_train
 
     with pytest.raises(ConfigError, match="losses is empty"):
         run_train(load_experiment(compose_config("~loss@losses.rank")), tmp_path)
@@ -186,7 +186,7 @@ def test_a_loss_the_model_cannot_feed_is_refused_before_loading(overrides, messa
 
 
 def test_evaluate_needs_only_a_test_split(tiny_model_dir, tmp_path):
-    from xpretrieval.commands.experiment import run_evaluate
+    from xpretrieval.commands.evaluate import run_evaluate
 
     overrides = [
         "dataset=beir_folder",

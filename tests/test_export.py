@@ -14,12 +14,12 @@ import torch
 from tests.conftest import ROOT, TINY_BEIR, tiny_overrides
 from tests.test_cli import cli
 from xpretrieval.commands.compatibility import check_exportable
-from xpretrieval.commands.export import ExportConfig, export_collection
 from xpretrieval.core.device import Precision
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.collection import Collection
 from xpretrieval.models import ColBERT, Dense, SparseEmbed, Splade
 from xpretrieval.models.encoding import Batching
+from xpretrieval.retrieval.export import ExportConfig, export_collection
 
 CPU = torch.device("cpu")
 SCALE = 100.0

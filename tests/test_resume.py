@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, tiny_overrides
-from xpretrieval.commands.resume import last_checkpoint, resumed_overrides
+from xpretrieval.commands.resume import last_checkpoint, with_saved_overrides
 from xpretrieval.core.errors import ConfigError
 
 STEPS = 40
@@ -136,17 +136,17 @@ def test_resume_needs_a_run_directory_with_a_checkpoint(tmp_path):
     with pytest.raises(ConfigError, match="no checkpoint under"):
         last_checkpoint(tmp_path)
     with pytest.raises(ConfigError, match="not a run directory"):
-        resumed_overrides(tmp_path, [])
+        with_saved_overrides("train", [f"resume={tmp_path}"])
 
 
 def test_overrides_given_again_replace_the_saved_ones(tmp_path):
     (tmp_path / ".hydra").mkdir()
     saved = "- +experiment=splade\n- trainer.max_steps=10\n- seed=3\n"
     (tmp_path / ".hydra" / "overrides.yaml").write_text(saved)
-    given = ["resume=x", "trainer.max_steps=20"]
-    assert resumed_overrides(tmp_path, given) == [
+    given = [f"resume={tmp_path}", "trainer.max_steps=20"]
+    assert with_saved_overrides("train", given) == [
         "+experiment=splade",
         "seed=3",
-        "resume=x",
+        f"resume={tmp_path}",
         "trainer.max_steps=20",
     ]

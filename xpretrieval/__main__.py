@@ -1,56 +1,23 @@
-"""`python -m xpretrieval {train,evaluate} [Hydra overrides]`: thin Hydra entry points."""
+"""`python -m xpretrieval COMMAND [OVERRIDES]`: compose the config with Hydra, call the command."""
 
 from __future__ import annotations
 
-import atexit
 import logging
-import shutil
 import sys
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from xpretrieval.commands import baselines, push, report
-from xpretrieval.commands.experiment import (
-    ExperimentConfig,
-    load_experiment,
-    run_evaluate,
-    run_export,
-    run_mine,
-    without_unset_train_split,
-)
-from xpretrieval.commands.resume import (
-    AUTO,
-    has_checkpoint,
-    resumed_overrides,
-    run_in_resumed_directory,
-)
-from xpretrieval.commands.rounds import run_train_rounds
-from xpretrieval.commands.run_dir import check_output_writable
+from xpretrieval.commands.dispatch import COMMANDS, launch_overrides, run_command
 from xpretrieval.core import distributed
 from xpretrieval.core.config import config_dir
-from xpretrieval.core.errors import ConfigError, RunDirectoryRefused, UserInputError
+from xpretrieval.core.errors import RunDirectoryRefused, UserInputError
 from xpretrieval.training.interrupt import TrainingInterrupted
 
-logger = logging.getLogger("xpretrieval")
-
-COMMANDS: dict[str, Callable[[ExperimentConfig, Path, list[str]], dict[str, float]]] = {
-    "train": run_train_rounds,
-    "evaluate": run_evaluate,
-    "mine": run_mine,
-    "export": run_export,
-}
-
-TOOLS: dict[str, Callable[[list[str]], None]] = {
-    "report": report.main,
-    "baseline": baselines.main,
-    "push": push.main,
-}
+TOOLS = {"report": report.main, "baseline": baselines.main, "push": push.main}
 
 USAGE = """usage: python -m xpretrieval {train,evaluate,mine,export} [OVERRIDES...]
        python -m xpretrieval report FOLDER [--metric nDCG@10] [--baseline RUN]
@@ -71,74 +38,40 @@ Add --help after the command for the config groups, --cfg job for the composed c
 
 def main() -> None:
     args = sys.argv[1:]
-    if args and args[0] in TOOLS:
-        try:
-            TOOLS[args[0]](args[1:])
-        except UserInputError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
-        return
-    if not args or args[0] not in COMMANDS:
+    if not args or args[0] not in {*COMMANDS, *TOOLS}:
         print(USAGE, file=sys.stderr)
         sys.exit(0 if args and args[0] in ("-h", "--help") else 2)
-    command = args[0]
+    command, rest = args[0], args[1:]
     try:
-        overrides = run_in_resumed_directory(command, args[1:])
-        check_output_writable(overrides)
-        overrides += processes_overrides(command, overrides)
+        if command in TOOLS:
+            return TOOLS[command](rest)
+        sys.argv = [f"{sys.argv[0]} {command}", *launch_overrides(command, rest)]
     except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    sys.argv = [f"{sys.argv[0]} {command}", *overrides]
+        refuse(error)
 
     @hydra.main(config_path=config_dir(), config_name=command, version_base="1.3")
     def task(cfg: DictConfig) -> dict[str, float]:
-        if not distributed.world().main:  # the main process reports; the others only warn
-            logging.getLogger().setLevel(logging.WARNING)
         # under torchrun the main process's run directory (the others write none)
         output_dir = distributed.broadcast(Path(HydraConfig.get().runtime.output_dir))
-        overrides = list(HydraConfig.get().overrides.task)
         try:
-            resume = cfg.get("resume") if command == "train" else None
-            if resume == AUTO:  # this folder's own checkpoint, if an earlier launch left one
-                resume = str(output_dir) if has_checkpoint(output_dir) else None
-            if resume:
-                # the run's own config: its saved overrides, then today's
-                given = [item for item in overrides if not item.startswith("resume=")]
-                overrides = resumed_overrides(Path(resume), [*given, f"resume={resume}"])
-                cfg = compose(command, overrides=overrides)
-            if command != "train":
-                cfg = without_unset_train_split(cfg)
-            return COMMANDS[command](load_experiment(cfg), output_dir, overrides)
+            return run_command(command, cfg, output_dir, list(HydraConfig.get().overrides.task))
         except RunDirectoryRefused as error:  # printed, not logged: the folder is not ours
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+            refuse(error)
         except UserInputError as error:
-            logger.error("%s", error)
+            logging.getLogger("xpretrieval").error("%s", error)
             sys.exit(2)
         except TrainingInterrupted as stop:
-            logger.warning(
-                "%s; continue with: python -m xpretrieval train resume=%s", stop, output_dir
-            )
+            resume = f"python -m xpretrieval train resume={output_dir}"
+            logging.getLogger("xpretrieval").warning("%s; continue with: %s", stop, resume)
             sys.exit(128 + stop.signal_number)
 
     task()
 
 
-def processes_overrides(command: str, overrides: list[str]) -> list[str]:
-    """Under torchrun: join the process group, and keep every process but the main one from
-    creating a run directory (Hydra's, in a temporary folder instead). One run at a time."""
-    if not distributed.launched_by_torchrun():
-        return []
-    if command != "train":
-        raise ConfigError(f"{command} runs in one process; torchrun launches `train` only")
-    if any(item in ("-m", "--multirun") for item in overrides):
-        raise ConfigError("-m: a sweep under torchrun is not supported; launch one run each")
-    if distributed.start().main:
-        return []
-    scratch = tempfile.mkdtemp(prefix="xpretrieval-process-")
-    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-    return [f"hydra.run.dir={scratch}", "hydra/job_logging=stdout"]
+def refuse(error: Exception) -> None:
+    """One line on stderr and exit status 2: the input was refused, nothing ran."""
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,15 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from xpretrieval.commands.compatibility import check_components, check_index_serves
+from xpretrieval.commands.compatibility import check_index_serves
 from xpretrieval.commands.experiment import (
     ExperimentConfig,
     load_experiment,
     without_unset_train_split,
 )
+from xpretrieval.commands.resume import with_saved_overrides
 from xpretrieval.commands.rounds import run_train_rounds
+from xpretrieval.commands.validate import validate
 from xpretrieval.core.config import config_dir
 from xpretrieval.core.device import Precision
 from xpretrieval.data.collection import Collection
@@ -37,14 +39,13 @@ DEFAULT_METRICS = ("nDCG@10", "RR@10", "R@100")
 
 def configure(overrides: Sequence[str] = (), command: str = "train") -> ExperimentConfig:
     """The experiment that `python -m xpretrieval <command> <overrides>` would run, checked
-    (component compatibility included) before any model loads."""
+    as the command checks it (components, resume rules) before any model loads; with
+    `resume=<run>`, the run's own overrides come first, as on the command line."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(command, list(overrides))
+        cfg = compose(command, with_saved_overrides(command, list(overrides)))
     if command != "train":
         cfg = without_unset_train_split(cfg)
-    experiment = load_experiment(cfg)
-    check_components(experiment, command)
-    return experiment
+    return validate(load_experiment(cfg), command)
 
 
 def train(experiment: ExperimentConfig, output_dir: str | Path | None = None) -> dict[str, float]:
@@ -89,7 +90,8 @@ def search(
     return retrieve(model, collection, index, k, batching, device, precision).run
 
 
-def evaluate(run: Run, qrels: Qrels, metrics: Sequence[str] = DEFAULT_METRICS) -> Metrics:
+def evaluate(run: Run, qrels: Qrels, metrics: str | Sequence[str] = DEFAULT_METRICS) -> Metrics:
     """ir-measures' values of `run` against `qrels`: `.aggregate` (mean over the judged
-    queries) and `.per_query`."""
-    return compute_metrics(run, qrels, list(metrics))
+    queries) and `.per_query`; `metrics` is a list of measures, or one ("nDCG@10")."""
+    # a string is a sequence too: list("nDCG@10") would measure 'n', 'D', ...
+    return compute_metrics(run, qrels, [metrics] if isinstance(metrics, str) else list(metrics))

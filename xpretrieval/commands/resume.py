@@ -1,5 +1,6 @@
-"""Continuing a run: which checkpoint to start from, and the overrides that recompose the
-run's config (its own, then the ones given now, which win: e.g. more `trainer.max_steps`)."""
+"""Continuing a run: which checkpoint to start from, the overrides that recompose the run's
+config (its own, then the ones given now, which win: e.g. more `trainer.max_steps`), and which
+changes a resume allows, checked on the config itself."""
 
 from __future__ import annotations
 
@@ -78,48 +79,88 @@ RESUMABLE_KEYS = (
     "logger",
     "device",
     "resume",
-    "hydra",
 )
+
+
+def check_resume_changes(experiment: object, run_dir: Path) -> None:
+    """Refuse a resumed run whose config differs from the one saved in `run_dir/config.yaml`
+    outside `RESUMABLE_KEYS`, naming the first such key with both values: the same rule for a
+    config composed on the command line and one built in Python."""
+    saved_file = Path(run_dir) / "config.yaml"
+    if not saved_file.is_file():
+        raise ConfigError(f"resume={run_dir}: not a run directory of `train` (no config.yaml)")
+    try:
+        saved = _flatten(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=True))
+    except Exception as error:  # omegaconf and yaml raise several kinds for a damaged file
+        raise ConfigError(f"resume={run_dir}: {saved_file} cannot be read ({error})") from None
+    now = _flatten(
+        OmegaConf.to_container(OmegaConf.structured(experiment), resolve=True, enum_to_str=True)
+    )
+    for key in sorted(saved.keys() | now.keys()):
+        resumable = any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)
+        if not resumable and saved.get(key, _ABSENT) != now.get(key, _ABSENT):
+            was, given = saved.get(key, "(absent)"), now.get(key, "(absent)")
+            raise ConfigError(
+                f"{key}: a resumed run cannot change it ({was} -> {given}): its restored "
+                f"model, optimiser and data would disagree. A resume may change "
+                f"{', '.join(RESUMABLE_KEYS[:-1])}; start a new run for other changes"
+            )
+
+
+_ABSENT = object()
+
+
+def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists and scalars are leaves."""
+    if not isinstance(tree, dict) or (prefix and not tree):
+        return {prefix: tree}
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
 
 
 def run_in_resumed_directory(command: str, overrides: list[str]) -> list[str]:
     """`overrides` with `hydra.run.dir` set to the resumed run's folder, so that a resumed run
     logs into its own log instead of a new folder under outputs/ (an evaluation continues
     there from its finished shards)."""
-    resume = [item.split("=", 1)[1] for item in overrides if _key(item) == "resume"]
-    continuing = command in ("train", "evaluate", "mine") and resume
-    if not continuing or resume[-1] in ("", "null", AUTO):
+    resume = _resumed_folder(command, overrides)
+    if resume is None:
         return overrides
-    folder = resume[-1]
     run_dirs = [item.split("=", 1)[1] for item in overrides if _key(item) == "hydra.run.dir"]
-    if run_dirs and Path(run_dirs[-1]).resolve() != Path(folder).resolve():
+    if run_dirs and Path(run_dirs[-1]).resolve() != Path(resume).resolve():
         raise ConfigError(
-            f"resume={folder} continues in its own folder; drop hydra.run.dir={run_dirs[-1]}"
+            f"resume={resume} continues in its own folder; drop hydra.run.dir={run_dirs[-1]}"
         )
-    return overrides if run_dirs else [*overrides, f"hydra.run.dir={folder}"]
+    return overrides if run_dirs else [*overrides, f"hydra.run.dir={resume}"]
 
 
-def resumed_overrides(run_dir: Path, overrides: list[str]) -> list[str]:
-    """The run's saved overrides, then `overrides`; a key given again now replaces the saved one.
-    Only `RESUMABLE_KEYS` may change: another key given with a new value is a ConfigError."""
-    saved_file = Path(run_dir) / SAVED_OVERRIDES
+def with_saved_overrides(command: str, overrides: list[str]) -> list[str]:
+    """For `train resume=<run>`: the run's saved overrides, then `overrides` (a key given again
+    replaces the saved one), so that the resumed config is the run's own unless changed now;
+    which changes a resume allows is `check_resume_changes`'s rule, in the command."""
+    resume = _resumed_folder(command, overrides)
+    if resume is None or command != "train":
+        return list(overrides)
+    saved_file = Path(resume) / SAVED_OVERRIDES
     if not saved_file.is_file():
-        raise ConfigError(
-            f"resume={run_dir}: not a run directory of `python -m xpretrieval train` "
-            f"(no {SAVED_OVERRIDES})"
-        )
-    saved = [str(item) for item in OmegaConf.load(saved_file)]
-    for item in overrides:
-        key = _key(item)
-        resumable = any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)
-        if not resumable and item not in saved:
+        if not (Path(resume) / "config.yaml").is_file():
             raise ConfigError(
-                f"{key}: a resumed run cannot change it (its restored model, optimiser and data "
-                f"would disagree); a resume may change {', '.join(RESUMABLE_KEYS[:-3])}. "
-                "Start a new run for other changes"
+                f"resume={resume}: not a run directory of `python -m xpretrieval train` "
+                f"(no config.yaml)"
             )
+        return list(overrides)  # a run started from Python: its config.yaml alone
+    saved = [str(item) for item in OmegaConf.load(saved_file)]
     given = {_key(item) for item in overrides}
     return [item for item in saved if _key(item) not in given] + list(overrides)
+
+
+def _resumed_folder(command: str, overrides: list[str]) -> str | None:
+    """The folder of `resume=<folder>` among `overrides` (None: no resume, or `auto`)."""
+    resume = [item.split("=", 1)[1] for item in overrides if _key(item) == "resume"]
+    if command not in ("train", "evaluate", "mine") or not resume:
+        return None
+    return None if resume[-1] in ("", "null", AUTO) else resume[-1]
 
 
 def _key(override: str) -> str:

@@ -11,9 +11,11 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from xpretrieval.commands.experiment import ExperimentConfig, run_mine, run_train
+from xpretrieval.commands.evaluate import run_mine
+from xpretrieval.commands.experiment import ExperimentConfig
 from xpretrieval.commands.resume import last_checkpoint
 from xpretrieval.commands.run_dir import claim_run_dir
+from xpretrieval.commands.train import run_train
 from xpretrieval.core import distributed
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.core.io import write_json
@@ -33,7 +35,7 @@ def run_train_rounds(
             f"rounds={experiment.rounds}: hard-negative rounds mine between trainings, in one "
             "process; run them without torchrun (or each round's training under it, by hand)"
         )
-    claim_run_dir(output_dir, resuming=False)
+    claim_run_dir(output_dir, "train", resuming=False)
     table: list[dict[str, float]] = []
     current = replace(experiment, rounds=1)
     # what a round's own directory records, so that `resume=<run>/round-<k>` continues it

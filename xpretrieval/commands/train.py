@@ -1,0 +1,254 @@
+"""`train`: claim the run directory, check everything, build the model and learner, fit with
+hooks, evaluate the trained model on the test split, record it all. One phase per function."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from xpretrieval.commands.evaluate import (
+    evaluate_model,
+    first_stage,
+    metrics_table,
+    sharding,
+)
+from xpretrieval.commands.experiment import ExperimentConfig
+from xpretrieval.commands.resume import AUTO, last_checkpoint
+from xpretrieval.commands.run_dir import claim_run_dir, record_config, record_environment
+from xpretrieval.commands.validate import validate
+from xpretrieval.core import distributed
+from xpretrieval.core.device import resolve_device
+from xpretrieval.core.errors import ConfigError
+from xpretrieval.core.hooks import Hook
+from xpretrieval.data.collection import Collection
+from xpretrieval.data.run import Run
+from xpretrieval.evaluation.measures import check_computable
+from xpretrieval.models.base import TrainableModel
+from xpretrieval.retrieval.saved import index_provenance
+from xpretrieval.training.checkpoint import Checkpointer
+from xpretrieval.training.learner import Learner
+from xpretrieval.training.progress_bar import ProgressBar
+from xpretrieval.training.random_state import seed_everything
+from xpretrieval.training.trackers import ExperimentTracker
+from xpretrieval.training.validation import BestModel, Validator
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The data of a training run, loaded and checked before anything is written."""
+
+    train: Collection
+    test: Collection
+    validation: Collection | None  # None: no validation
+    candidates: Run | None  # the test candidates to re-rank (None: search the collection)
+
+
+def run_train(
+    experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None = None
+) -> dict[str, float]:
+    """Train the model on the train split, then evaluate it on the test split; returns metrics.
+    `overrides` (the command line's) are saved with the run for `resume`. Under torchrun every
+    process trains; the main one alone writes, validates and evaluates."""
+    started = time.perf_counter()
+    relaunch = experiment.resume == AUTO  # its folder may hold an earlier launch's start
+    experiment = validate(experiment, "train", output_dir)
+    world = distributed.world()
+    if world.main:
+        claim_run_dir(output_dir, "train", resuming=relaunch or experiment.resume is not None)
+    device = distributed.local_device(resolve_device(experiment.device))
+    splits = load_splits(experiment)
+    checkpoint = None if experiment.resume is None else last_checkpoint(Path(experiment.resume))
+    resolved = None
+    if world.main:
+        resolved = record_config(output_dir, experiment, overrides)
+        logger.info("Train split: %s", splits.train)
+        record_environment(output_dir, "train", device, train=splits.train, test=splits.test)
+    seed_everything(experiment.seed)
+    model, learner = build(experiment, splits, checkpoint, device, output_dir)
+    before = None
+    if experiment.evaluate_before_training and checkpoint is None and world.main:
+        before = evaluate_model(
+            model,
+            splits.test,
+            splits.candidates,
+            experiment,
+            device,
+            output_dir,
+            started,
+            "before_training_",
+        )
+    if not world.main:
+        follow(experiment, model, learner, splits, device, output_dir)
+        return {}
+    fitted = fit(experiment, model, learner, splits, device, output_dir, resolved)
+    if shares_final_encoding(experiment, splits):
+        distributed.broadcast_parameters(model)
+    after = evaluate_model(
+        model, splits.test, splits.candidates, experiment, device, output_dir, started, world=world
+    )
+    for tracker in fitted.trackers:
+        tracker.finish(after.aggregate)
+    print(metrics_table(splits.test, {"before": before, "after": after}))
+    print(f"Trained model: {fitted.checkpointer.last}")
+    return after.aggregate
+
+
+def load_splits(experiment: ExperimentConfig) -> Splits:
+    """Load the train, test and validation data and check that every measure is computable
+    on them: every check that can refuse the run, before anything is written."""
+    if experiment.dataset.train is None:
+        raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
+    train, test = experiment.dataset.train.load(), experiment.dataset.test.load()
+    test.check_measurable()
+    candidates = first_stage(experiment, test)  # checked now rather than after training
+    settings, validation = experiment.validation, None
+    measures = {"evaluation.metrics": experiment.evaluation.metrics}
+    if settings.enabled:
+        if experiment.dataset.dev is not None:
+            validation = experiment.dataset.dev.load()
+        else:
+            train, validation = train.hold_out(settings.held_out_queries, experiment.seed)
+            logger.info("Validating on %s", validation)
+        validation.check_measurable()
+        measures["validation.metric"] = [settings.metric]
+    check_computable(measures, test.qrels)
+    return Splits(train, test, validation, candidates)
+
+
+def build(
+    experiment: ExperimentConfig,
+    splits: Splits,
+    checkpoint: Path | None,
+    device: torch.device,
+    output_dir: Path,
+) -> tuple[TrainableModel, Learner]:
+    """The model (from the checkpoint when resuming) and its learner; with a teacher, the
+    teacher's run over the training queries is computed first (by the main process)."""
+    model_config = experiment.model
+    if checkpoint is not None:
+        logger.info("Resuming from %s", checkpoint)
+        model_config = replace(model_config, name_or_path=str(checkpoint))
+    model = model_config.build().to(device)
+    if checkpoint is None:
+        model.prepare(splits.train)  # e.g. IDF query weights, from the training documents
+    sampler = experiment.sampler
+    if experiment.teacher.enabled:
+        teacher_run = None
+        if distributed.world().main:  # the others read the run it wrote
+            teacher_run = experiment.teacher.write_run(
+                splits.train,
+                output_dir / "teacher_run.trec",
+                experiment.evaluation.batching,
+                device,
+                experiment.precision,
+            )
+        sampler = replace(sampler, teacher_run=str(distributed.broadcast(teacher_run)))
+    learner = Learner(
+        model=model,
+        collection=splits.train,
+        sampler=sampler,
+        batcher=experiment.batcher,
+        trainer=experiment.trainer,
+        losses=experiment.losses,
+        optimizer=experiment.optimizer,
+        seed=experiment.seed,
+        precision=experiment.precision,
+    )
+    if checkpoint is not None:
+        learner.restore(checkpoint)
+    return model, learner
+
+
+@dataclass(frozen=True)
+class FitHooks:
+    """The hooks of the main process that the run reads after fitting."""
+
+    checkpointer: Checkpointer
+    trackers: list[ExperimentTracker]
+
+
+def fit(
+    experiment: ExperimentConfig,
+    model: TrainableModel,
+    learner: Learner,
+    splits: Splits,
+    device: torch.device,
+    output_dir: Path,
+    resolved: dict | None,
+) -> FitHooks:
+    """Train with the main process's hooks, in the order they run: validation first (a
+    checkpoint of a step includes its validation), the loss schedules, progress, trackers,
+    checkpoints, the best-model keeper; then restore the best weights if asked."""
+    trainer = experiment.trainer
+    checkpointer = Checkpointer(
+        output_dir / "checkpoints",
+        every=trainer.checkpoint_every,
+        keep=trainer.keep_checkpoints,
+        save=learner.save_checkpoint,
+        minutes=trainer.checkpoint_minutes,
+    )
+    trackers = experiment.logger.hooks(output_dir, trainer.log_every, learner.step, resolved)
+    hooks: list[Hook] = [*loss_hooks(experiment), ProgressBar(), *trackers, checkpointer]
+    best = None
+    if splits.validation is not None:
+        settings = experiment.validation
+        best = BestModel(model, settings.metric, settings.patience)
+        hooks.append(best)
+        index = replace(experiment.index, save=False, load=None)
+        batching = experiment.evaluation.batching
+        precision = experiment.precision
+        # every hook hears of each validation (best-model keeping, loggers, checkpoints)
+        validator = Validator(
+            model, settings, splits.validation, index, batching, device, precision, hooks
+        )
+        hooks.insert(0, validator)
+    learner.fit(hooks)
+    if best is not None and experiment.validation.restore_best:
+        best.restore()
+    kept = [tracker for tracker in trackers if isinstance(tracker, ExperimentTracker)]
+    return FitHooks(checkpointer, kept)
+
+
+def follow(
+    experiment: ExperimentConfig,
+    model: TrainableModel,
+    learner: Learner,
+    splits: Splits,
+    device: torch.device,
+    output_dir: Path,
+) -> None:
+    """A process other than the main one (torchrun): train, then encode its shards of the test
+    documents with the main process's final (or best) weights when the final search shards."""
+    learner.fit(loss_hooks(experiment))
+    if not shares_final_encoding(experiment, splits):
+        return
+    distributed.broadcast_parameters(model)
+    world = distributed.world()
+    shards = sharding(experiment.evaluation, device, output_dir / "encoded", world)
+    assert shards is not None
+    provenance = index_provenance(model, splits.test.documents)
+    settings = (experiment.evaluation.batching, experiment.precision, provenance)
+    shards.encode(model, splits.test.document_texts(), *settings)
+
+
+def loss_hooks(experiment: ExperimentConfig) -> list[Hook]:
+    """The schedules of the loss terms (warm-ups, margins): every process steps them."""
+    return [hook for name, loss in experiment.losses.items() for hook in loss.hooks(name)]
+
+
+def shares_final_encoding(experiment: ExperimentConfig, splits: Splits) -> bool:
+    """Under torchrun with evaluation.shard_size, every process encodes its shards of the test
+    documents for the final search (rather than re-ranking or opening a saved index)."""
+    settings = experiment.evaluation
+    return (
+        distributed.world().parallel
+        and settings.shard_size is not None
+        and splits.candidates is None
+        and experiment.index.load is None
+    )

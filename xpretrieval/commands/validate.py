@@ -1,0 +1,26 @@
+"""The one check of an experiment before a command runs it, shared by the command line and the
+Python API: its components fit together, and a resumed run changes only what a resume may."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from xpretrieval.commands.compatibility import check_components
+from xpretrieval.commands.experiment import ExperimentConfig
+from xpretrieval.commands.resume import AUTO, check_resume_changes, has_checkpoint
+
+
+def validate(
+    experiment: ExperimentConfig, command: str, output_dir: Path | None = None
+) -> ExperimentConfig:
+    """`experiment` checked for `command` (train, evaluate, mine, export) before any model
+    loads; for `train`, `resume=auto` is resolved: `output_dir` if it holds a checkpoint (a
+    relaunched sweep or requeued job), else a fresh start."""
+    if command == "train" and experiment.resume == AUTO and output_dir is not None:
+        resume = str(output_dir) if has_checkpoint(output_dir) else None
+        experiment = replace(experiment, resume=resume)
+    check_components(experiment, command)
+    if command == "train" and experiment.resume not in (None, AUTO):
+        check_resume_changes(experiment, Path(experiment.resume))
+    return experiment
