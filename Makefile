@@ -7,23 +7,25 @@ PY := $(VENV)/bin/python
 SHARED_ENV := $(wildcard ../shared/offline/env.sh)
 OFFLINE := $(if $(SHARED_ENV),eval "$$($(SHARED_ENV))" &&,)
 
-.PHONY: help install demo test test-all bench lint clean
+.PHONY: help install demo test test-all bench lint docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed  ## create .venv and install xpretrieval with its test tools and trackers (CPU torch)
+install: $(VENV)/.installed  ## create .venv and install xpretrieval with its test tools, trackers and docs tools (CPU torch)
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench,trackers]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench,trackers,docs]"
 	touch $@
 
 demo: install  ## fine-tune all-MiniLM-L6-v2 on SciFact train, print nDCG@10 before/after on SciFact test
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) -m xpretrieval train +experiment=demo
 
-test: install  ## the fast test suite (excludes tests marked slow)
-	$(OFFLINE) $(PY) -m pytest -m "not slow" -q -n auto
+# coverage counts the in-process tests (the CLI smoke tests run in subprocesses it does not follow)
+test: install  ## the fast test suite (excludes tests marked slow), then its line coverage of xpretrieval/
+	$(OFFLINE) $(PY) -m pytest -m "not slow" -q -n auto --cov=xpretrieval --cov-report=
+	@echo "line coverage of xpretrieval/: $$($(PY) -m coverage report --format=total)%"
 
 test-all: install  ## every test, slow ones included
 	$(OFFLINE) $(PY) -m pytest -q -n auto
@@ -39,5 +41,10 @@ lint: install  ## ruff checks and formatting, and the import layers (import-lint
 	$(VENV)/bin/ruff format --check xpretrieval tests benchmarks
 	$(VENV)/bin/lint-imports
 
-clean:  ## remove run outputs and caches (keeps .venv)
-	rm -rf outputs multirun .pytest_cache .ruff_cache
+# No -q: mkdocs's --quiet drops warnings before --strict counts them, so a broken link would pass.
+# NO_MKDOCS_2_WARNING silences Material's banner about its own end of life (nothing about these docs).
+docs: install  ## build the documentation site into site/ (strict: a broken link or reference fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+clean:  ## remove run outputs, caches and the built site (keeps .venv)
+	rm -rf outputs multirun site .pytest_cache .ruff_cache

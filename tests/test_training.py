@@ -128,9 +128,18 @@ def test_hooks_checkpoints_and_log(tiny_model_dir, train_split, tmp_path):
     assert {"loss/rank", "loss/total", "learning_rate", "samples_per_second"} <= set(rows[0])
 
 
+@dataclass
+class Overflowing(Loss):
+    """A term that is not finite, as an overflowing score makes it (settings cannot: a
+    non-finite setting is refused when built)."""
+
+    def __call__(self, batch: BatchScores) -> torch.Tensor:
+        return batch.scores.sum() * float("inf")
+
+
 def test_non_finite_loss_stops_naming_step_and_term(tiny_model_dir, train_split):
     learner = make_learner(tiny_model_dir, train_split, max_steps=3)
-    learner.losses = {"rank": InfoNCE(scale=float("inf"))}
+    learner.losses = {"rank": Overflowing()}
     with pytest.raises(FloatingPointError, match=r"step 1: the loss is not finite \(at step 3"):
         learner.fit()
 
@@ -213,7 +222,7 @@ def test_losses_stay_on_the_device_except_on_logging_steps(tiny_model_dir, train
 
 def test_a_non_finite_loss_never_reaches_a_checkpoint(tiny_model_dir, train_split, tmp_path):
     learner = make_learner(tiny_model_dir, train_split, max_steps=3, log_every=10)
-    learner.losses = {"rank": InfoNCE(scale=float("inf"))}
+    learner.losses = {"rank": Overflowing()}
     checkpoints = Checkpointer(tmp_path, every=2, keep=2, save=learner.save_checkpoint)
     with pytest.raises(FloatingPointError, match="not saving the checkpoint of step 2: the loss"):
         learner.fit([checkpoints])

@@ -50,14 +50,14 @@ def configure(overrides: Sequence[str] = (), command: str = "train") -> Experime
 
 def train(experiment: ExperimentConfig, output_dir: str | Path | None = None) -> dict[str, float]:
     """Train and evaluate `experiment` as `python -m xpretrieval train` does; its run directory
-    is `output_dir` (default: outputs/<date>/<time>, as the CLI's). Returns the test metrics
+    is `output_dir` (default: `outputs/<date>/<time>`, as the CLI's). Returns the test metrics
     (of the last round, with `experiment.rounds` > 1)."""
     output_dir = default_run_dir() if output_dir is None else output_dir
     return run_train_rounds(experiment, Path(output_dir))
 
 
 def default_run_dir() -> Path:
-    """outputs/<date>/<time>, as Hydra names the CLI's run directories."""
+    """`outputs/<date>/<time>`, as Hydra names the CLI's run directories."""
     return Path("outputs") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
 
 

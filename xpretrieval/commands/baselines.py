@@ -33,6 +33,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.errors import ConfigError
 
 BASELINE_FILE = "baseline.yaml"
@@ -55,8 +56,7 @@ class Check:
                 raise ValueError(f"command must start with train or evaluate, got {command}")
         if not self.expected:
             raise ValueError("expected must name at least one metric")
-        if self.tolerance < 0:
-            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+        check_range("tolerance", self.tolerance, at_least=0)
 
 
 @dataclass

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register_root, to_objects
 from xpretrieval.core.device import Precision
 from xpretrieval.core.errors import ConfigError
@@ -56,8 +57,7 @@ class ExperimentConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # csv, tensorboard, wandb, mlflow
 
     def __post_init__(self) -> None:
-        if self.rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        check_range("rounds", self.rounds, at_least=1)
         validation = self.validation
         if validation.enabled and self.dataset.dev is None and not validation.held_out_queries:
             raise ValueError(

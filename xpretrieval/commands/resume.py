@@ -10,6 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
+from xpretrieval.core.config import flatten
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.training.checkpoint import list_checkpoints
 from xpretrieval.training.learner import TRAINING_STATE_FILE
@@ -90,10 +91,10 @@ def check_resume_changes(experiment: object, run_dir: Path) -> None:
     if not saved_file.is_file():
         raise ConfigError(f"resume={run_dir}: not a run directory of `train` (no config.yaml)")
     try:
-        saved = _flatten(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=True))
+        saved = flatten(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=True))
     except Exception as error:  # omegaconf and yaml raise several kinds for a damaged file
         raise ConfigError(f"resume={run_dir}: {saved_file} cannot be read ({error})") from None
-    now = _flatten(
+    now = flatten(
         OmegaConf.to_container(OmegaConf.structured(experiment), resolve=True, enum_to_str=True)
     )
     for key in sorted(saved.keys() | now.keys()):
@@ -108,16 +109,6 @@ def check_resume_changes(experiment: object, run_dir: Path) -> None:
 
 
 _ABSENT = object()
-
-
-def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
-    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists and scalars are leaves."""
-    if not isinstance(tree, dict) or (prefix and not tree):
-        return {prefix: tree}
-    flat: dict[str, object] = {}
-    for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
 
 
 def run_in_resumed_directory(command: str, overrides: list[str]) -> list[str]:

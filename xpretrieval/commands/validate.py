@@ -9,17 +9,22 @@ from pathlib import Path
 from xpretrieval.commands.compatibility import check_components
 from xpretrieval.commands.experiment import ExperimentConfig
 from xpretrieval.commands.resume import AUTO, check_resume_changes, has_checkpoint
+from xpretrieval.core.checks import non_finite_settings
+from xpretrieval.core.errors import ConfigError
 
 
 def validate(
     experiment: ExperimentConfig, command: str, output_dir: Path | None = None
 ) -> ExperimentConfig:
     """`experiment` checked for `command` (train, evaluate, mine, export) before any model
-    loads; for `train`, `resume=auto` is resolved: `output_dir` if it holds a checkpoint (a
+    loads: no setting is nan or infinite, the components fit, a resume changes only what it
+    may. For `train`, `resume=auto` is resolved: `output_dir` if it holds a checkpoint (a
     relaunched sweep or requeued job), else a fresh start."""
     if command == "train" and experiment.resume == AUTO and output_dir is not None:
         resume = str(output_dir) if has_checkpoint(output_dir) else None
         experiment = replace(experiment, resume=resume)
+    for key, value in non_finite_settings(experiment):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
     check_components(experiment, command)
     if command == "train" and experiment.resume not in (None, AUTO):
         check_resume_changes(experiment, Path(experiment.resume))

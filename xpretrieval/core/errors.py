@@ -20,3 +20,8 @@ class ResourceError(UserInputError):
 
 class RunDirectoryRefused(ConfigError):
     """The run directory is in use or holds a finished run: this run must leave it untouched."""
+
+
+class NonFiniteError(UserInputError, FloatingPointError):
+    """Training or scoring produced nan or inf (too high a learning rate, say); the message
+    names the step or file, and nothing built on those numbers is written."""

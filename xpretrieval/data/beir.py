@@ -1,4 +1,4 @@
-"""Read a collection from a BEIR-layout folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."""
+"""Read a collection from a BEIR-layout folder: corpus.jsonl, queries.jsonl, `qrels/<split>.tsv`."""
 
 from __future__ import annotations
 

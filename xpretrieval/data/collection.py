@@ -35,7 +35,7 @@ class Collection:
     def from_beir(
         cls, folder: str | Path, split: str = "test", on_disk: bool = False
     ) -> Collection:
-        """A BEIR-layout folder: corpus.jsonl, queries.jsonl and qrels/<split>.tsv; `on_disk`:
+        """A BEIR-layout folder: corpus.jsonl, queries.jsonl and `qrels/<split>.tsv`; `on_disk`:
         documents read from corpus.jsonl when needed rather than held in memory."""
         name, documents, queries, qrels = read_beir_folder(folder, split, on_disk)
         try:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.data.collection import Collection
 
@@ -32,8 +33,7 @@ class Split:
             )
         if self.beir_folder is not None and not self.split:
             raise ValueError(f"split must name the qrels file of beir_folder={self.beir_folder!r}")
-        if self.max_documents is not None and self.max_documents < 1:
-            raise ValueError(f"max_documents must be >= 1 or null, got {self.max_documents}")
+        check_range("max_documents", self.max_documents, at_least=1, optional=True)
 
     def load(self) -> Collection:
         """Read the split's documents, queries and qrels."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from xpretrieval.core.errors import DataError
+from xpretrieval.core.errors import DataError, NonFiniteError
 from xpretrieval.core.io import atomic_file, numbered_lines
 
 Run = dict[str, list[tuple[str, float]]]
@@ -15,7 +15,15 @@ Run = dict[str, list[tuple[str, float]]]
 def write_trec_run(path: str | Path, run: Run, tag: str = "xpretrieval") -> None:
     """Write `run` in TREC format, atomically, each query's documents in trec_eval's order:
     by the written (6-decimal) score, decreasing, and ties by document id, decreasing, so
-    that the rank column agrees with what trec_eval and ir-measures compute from the file."""
+    that the rank column agrees with what trec_eval and ir-measures compute from the file.
+    A score that is nan or infinite is refused: no run (and so no metrics) is built on it."""
+    for query_id, ranking in run.items():
+        for doc_id, score in ranking:
+            if not math.isfinite(score):
+                raise NonFiniteError(
+                    f"{path}: not written: query {query_id}, document {doc_id} scored {score}; "
+                    "the model's weights are not finite (lower optimizer.lr and train again)"
+                )
     with atomic_file(path) as handle:
         for query_id, ranking in run.items():
             written = [(doc_id, f"{score:.6f}") for doc_id, score in ranking]

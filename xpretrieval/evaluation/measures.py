@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import ir_measures
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.records import Qrels
 from xpretrieval.data.run import Run
@@ -45,11 +46,9 @@ class EvaluationConfig:
             parse_measure(name)
         if not self.run_tag or any(character.isspace() for character in self.run_tag):
             raise ValueError(f"run_tag must be one word (a TREC column), got {self.run_tag!r}")
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        check_range("top_k", self.top_k, at_least=1)
         self.batching  # noqa: B018 - Batching refuses a batch_size or max_batch_tokens below 1
-        if self.shard_size is not None and self.shard_size < 1:
-            raise ValueError(f"shard_size must be >= 1 or null, got {self.shard_size}")
+        check_range("shard_size", self.shard_size, at_least=1, optional=True)
         if self.devices is not None and (not self.devices or self.shard_size is None):
             raise ValueError(
                 "devices: encoding on several devices writes shards; set shard_size too (e.g. "

@@ -19,6 +19,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.core.hooks import Hook, TrainState
 from xpretrieval.losses.base import BatchScores
@@ -41,10 +42,8 @@ class ArcFace(InfoNCE):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 <= self.margin < math.pi / 2:
-            raise ValueError(f"margin must be in [0, pi/2) radians, got {self.margin}")
-        if self.margin_warmup_steps < 0:
-            raise ValueError(f"margin_warmup_steps must be >= 0, got {self.margin_warmup_steps}")
+        check_range("margin", self.margin, at_least=0, below=math.pi / 2)  # radians
+        check_range("margin_warmup_steps", self.margin_warmup_steps, at_least=0)
         self.current_margin = self.margin_at(1)  # moved by MarginWarmup; not a config field
 
     def margin_at(self, step: int) -> float:

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.hooks import Hook
 from xpretrieval.models.base import TrainableModel
 
@@ -77,8 +78,7 @@ class Loss(ABC):
     part: str | None = None
 
     def __post_init__(self) -> None:
-        if self.weight < 0:
-            raise ValueError(f"weight must be >= 0, got {self.weight}")
+        check_range("weight", self.weight, at_least=0)
 
     def weight_at(self, step: int) -> float:
         """The term's weight at training step `step` (1-based); constant unless scheduled."""

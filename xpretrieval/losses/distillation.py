@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.data.records import DistillationRecord
 from xpretrieval.losses.base import BatchScores, Loss
@@ -57,8 +58,7 @@ class MarginMSE(_DistillationLoss):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.scale <= 0:
-            raise ValueError(f"scale must be > 0, got {self.scale}")
+        check_range("scale", self.scale, above=0)
 
     def __call__(self, batch: BatchScores) -> Tensor:
         student, teacher = own_candidates(batch)
@@ -77,8 +77,7 @@ class KLDistillation(_DistillationLoss):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        check_range("temperature", self.temperature, above=0)
 
     def __call__(self, batch: BatchScores) -> Tensor:
         student, teacher = own_candidates(batch)

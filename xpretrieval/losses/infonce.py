@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.losses.base import BatchScores, Loss
 
@@ -36,10 +37,8 @@ class InfoNCE(Loss):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.scale <= 0:
-            raise ValueError(f"scale must be > 0, got {self.scale}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        check_range("scale", self.scale, above=0)
+        check_range("label_smoothing", self.label_smoothing, at_least=0, below=1)
         if self.hardest_in_batch is not None and (
             self.hardest_in_batch < 1 or not self.in_batch_negatives or self.symmetric
         ):

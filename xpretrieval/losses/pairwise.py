@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.losses.base import BatchScores, Loss
 from xpretrieval.models.base import DenseBiEncoder
@@ -56,8 +57,7 @@ class Hinge(_PairwiseLoss):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.margin < 0:
-            raise ValueError(f"margin must be >= 0, got {self.margin}")
+        check_range("margin", self.margin, at_least=0)
 
     def __call__(self, batch: BatchScores) -> Tensor:
         positive, negative = own_pairs(batch)
@@ -103,8 +103,7 @@ class Triplet(_PairwiseLoss):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.margin < 0:
-            raise ValueError(f"margin must be >= 0, got {self.margin}")
+        check_range("margin", self.margin, at_least=0)
         if self.distance not in ("euclidean", "cosine"):
             raise ValueError(f"distance must be euclidean or cosine, got {self.distance!r}")
 

@@ -18,6 +18,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.core.hooks import Hook, TrainState
 from xpretrieval.losses.base import BatchScores, Loss
@@ -52,12 +53,8 @@ class Regularizer(Loss):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("query_weight", "doc_weight", "warmup_steps", "adapt_rate"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.target_doc_active_dims is not None and self.target_doc_active_dims <= 0:
-            raise ValueError(
-                f"target_doc_active_dims must be > 0, got {self.target_doc_active_dims}"
-            )
+            check_range(name, getattr(self, name), at_least=0)
+        check_range("target_doc_active_dims", self.target_doc_active_dims, above=0, optional=True)
         self.scale = 1.0  # adaptive multiplier, moved by adapt(); not a config field
 
     def weight_at(self, step: int) -> float:
@@ -140,8 +137,7 @@ class Flops(Regularizer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.threshold < 0:
-            raise ValueError(f"threshold must be >= 0, got {self.threshold}")
+        check_range("threshold", self.threshold, at_least=0)
 
     def penalty(self, reps: Tensor) -> Tensor:
         return torch.relu(flops(reps) - self.threshold)

@@ -13,6 +13,7 @@ import bm25s
 import Stemmer
 import torch
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.documents import document_ids
@@ -79,8 +80,8 @@ class Bm25(ModelConfig):
     stopwords: str | None = "en"  # a bm25s stop-word list, or null for none
 
     def __post_init__(self) -> None:
-        if self.k1 < 0 or not 0 <= self.b <= 1:
-            raise ValueError(f"k1 must be >= 0 and b in [0, 1], got k1={self.k1}, b={self.b}")
+        check_range("k1", self.k1, at_least=0)
+        check_range("b", self.b, at_least=0, at_most=1)
         if self.stemmer is not None and self.stemmer not in Stemmer.algorithms():
             raise ValueError(
                 f"stemmer: {self.stemmer!r} is not a PyStemmer language "

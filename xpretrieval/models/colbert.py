@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.models.base import MultiVectorBiEncoder
 from xpretrieval.models.transformer import TokenizedText, TransformerBiEncoder, TransformerConfig
@@ -90,8 +91,7 @@ class ColBERT(TransformerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.dim < 1:
-            raise ValueError(f"dim must be >= 1, got {self.dim}")
+        check_range("dim", self.dim, at_least=1)
 
 
 def maxsim(queries: Tensor, documents: Tensor) -> Tensor:

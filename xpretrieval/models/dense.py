@@ -42,7 +42,7 @@ class DenseEncoder(TransformerBiEncoder, DenseBiEncoder):
 @register("model", "dense")
 @dataclass
 class Dense(TransformerConfig):
-    """Bi-encoder: score(q, d) = <pool(enc(q)), pool(enc(d))>, a cosine when `normalize`."""
+    """Bi-encoder: `score(q, d) = <pool(enc(q)), pool(enc(d))>`, a cosine when `normalize`."""
 
     encoder: ClassVar[type[DenseEncoder]] = DenseEncoder
     architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "normalize", "shared")

@@ -12,6 +12,7 @@ import scipy.sparse
 import torch
 from torch import Tensor
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.device import Precision, autocast
 from xpretrieval.core.progress import progress
 
@@ -32,10 +33,8 @@ class Batching:
     max_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ValueError(f"max_batch_tokens must be >= 1 or null, got {self.max_tokens}")
+        check_range("batch_size", self.batch_size, at_least=1)
+        check_range("max_batch_tokens", self.max_tokens, at_least=1, optional=True)
 
     def cut(self, lengths: Sequence[int]) -> Iterator[slice]:
         """Consecutive batches of texts of these token counts, sorted longest first."""

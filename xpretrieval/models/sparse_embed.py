@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.models.base import PartedScore
 from xpretrieval.models.splade import MaskedLMConfig, MaskedLMEncoder, splade_weights
@@ -104,8 +105,7 @@ class SparseEmbed(MaskedLMConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("embedding_dim", "query_terms", "doc_terms"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check_range(name, getattr(self, name), at_least=1)
 
 
 def term_contexts(logits: Tensor, hidden: Tensor, token_mask: Tensor, ids: Tensor) -> Tensor:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from transformers import AutoModelForMaskedLM, PreTrainedModel
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.core.device import cpu_has_native_bf16
 from xpretrieval.models.base import SparseBiEncoder, TermWeighted
@@ -169,9 +170,7 @@ class Splade(MaskedLMConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("query_max_active_dims", "doc_max_active_dims"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or null, got {value}")
+            check_range(name, getattr(self, name), at_least=1, optional=True)
 
 
 @dataclass(frozen=True)

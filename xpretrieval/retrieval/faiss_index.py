@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.models.base import BiEncoder, DenseBiEncoder
@@ -53,11 +54,8 @@ class Faiss(IndexConfig):
         if not self.factory.strip():
             raise ValueError("factory must be a faiss index_factory string, e.g. Flat or HNSW32")
         for name in ("nprobe", "ef_search"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or null, got {value}")
-        if self.train_size < 1:
-            raise ValueError(f"train_size must be >= 1, got {self.train_size}")
+            check_range(name, getattr(self, name), at_least=1, optional=True)
+        check_range("train_size", self.train_size, at_least=1)
 
     @property
     def approximate(self) -> bool:
@@ -79,7 +77,8 @@ class Faiss(IndexConfig):
                 self._add(index, pending)
                 pending, waiting = [], 0
             elif waiting >= min(self.train_size, n_documents):
-                index.train(np.concatenate([v for _, v in pending])[: self.train_size])
+                training = np.concatenate([v for _, v in pending])[: self.train_size]
+                self._train(index, training, n_documents)
                 self._add(index, pending)
                 pending, waiting = [], 0
         if index is None:
@@ -87,7 +86,7 @@ class Faiss(IndexConfig):
         coverage.check_complete()
         if pending:  # fewer documents than train_size
             if not index.is_trained:
-                index.train(np.concatenate([v for _, v in pending]))
+                self._train(index, np.concatenate([v for _, v in pending]), n_documents)
             self._add(index, pending)
         return FaissSearch(self, index)
 
@@ -104,6 +103,20 @@ class Faiss(IndexConfig):
                 f"index.factory={self.factory!r}: faiss cannot build it ({error})"
             ) from None
         return faiss.IndexIDMap(inner)  # documents keep their collection rows as ids
+
+    def _train(self, index: Any, vectors: np.ndarray, n_documents: int) -> None:
+        """Train `index` on `vectors`; faiss refuses too few of them (fewer than an IVF's
+        lists or a quantiser's centroids) with a C++ traceback, said here in one line."""
+        try:
+            index.train(vectors)
+        except RuntimeError as error:
+            reason = str(error).rsplit("failed: ", 1)[-1].rsplit("Error: ", 1)[-1].strip()
+            raise ConfigError(
+                f"index.factory={self.factory!r} cannot be trained on {n_documents} documents "
+                f"({len(vectors)} training vectors, index.train_size={self.train_size}): "
+                f"{reason}; choose an index with fewer lists or centroids (e.g. "
+                f"IVF{max(1, len(vectors) // 39)},Flat), or Flat or HNSW32, which need no training"
+            ) from None
 
     @staticmethod
     def _add(index: Any, parts: list[tuple[np.ndarray, np.ndarray]]) -> None:

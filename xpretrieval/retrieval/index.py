@@ -11,6 +11,7 @@ from typing import ClassVar, Protocol
 import torch
 from torch import Tensor
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.models.base import BiEncoder, SparseBiEncoder
 from xpretrieval.models.encoding import Reps
@@ -50,8 +51,7 @@ class IndexConfig(ABC):
     recall_queries: int = 100
 
     def __post_init__(self) -> None:
-        if self.recall_queries < 0:
-            raise ValueError(f"recall_queries must be >= 0, got {self.recall_queries}")
+        check_range("recall_queries", self.recall_queries, at_least=0)
 
     @property
     def approximate(self) -> bool:
@@ -82,8 +82,7 @@ class ExactIndex(IndexConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("query_chunk", "doc_chunk"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check_range(name, getattr(self, name), at_least=1)
 
     def open(self, folder: Path, score: ScoreFn) -> SearchIndex:
         return _ExactSearch(self, torch.load(folder / DOCUMENTS_FILE), score)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.device import Precision, autocast
 from xpretrieval.core.errors import DataError
 from xpretrieval.core.progress import progress
@@ -35,8 +36,7 @@ class FirstStage:
     partial: bool = False
 
     def __post_init__(self) -> None:
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        check_range("top_k", self.top_k, at_least=0)
         if self.run_file is not None and self.scoreddocs is not None:
             raise ValueError(
                 f"set at most one of run_file and scoreddocs (neither: BM25), got "

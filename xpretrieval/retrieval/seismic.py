@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.models.base import BiEncoder, SparseBiEncoder
@@ -42,11 +43,9 @@ class Seismic(IndexConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("n_postings", "doc_cut", "query_cut"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check_range(name, getattr(self, name), at_least=1)
         for name in ("centroid_fraction", "summary_energy", "heap_factor"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+            check_range(name, getattr(self, name), above=0, at_most=1)
 
     @property
     def approximate(self) -> bool:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.records import BatchwiseRecord, Text
@@ -25,8 +26,7 @@ class BatchwiseSampler(PairwiseSampler):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.negatives < 1:
-            raise ValueError(f"negatives must be >= 1, got {self.negatives}")
+        check_range("negatives", self.negatives, at_least=1)
 
     def records(self, collection: Collection, seed: int) -> Iterator[BatchwiseRecord]:
         for query_id, positive_id, negative_ids in self.draws(collection, seed, self.negatives):

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.core.errors import DataError
 from xpretrieval.data.collection import Collection
@@ -32,8 +33,7 @@ class SimCSESampler(Sampler):
     min_length: int = 1  # texts with fewer characters (after stripping) are skipped
 
     def __post_init__(self) -> None:
-        if self.min_length < 1:
-            raise ValueError(f"min_length must be >= 1, got {self.min_length}")
+        check_range("min_length", self.min_length, at_least=1)
 
     def texts(self, collection: Collection) -> list[Text]:
         """The texts drawn from, in collection order."""

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 
 logger = logging.getLogger(__name__)
@@ -20,8 +21,7 @@ class Batcher(ABC):
     batch_size: int = 32
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_range("batch_size", self.batch_size, at_least=1)
 
     @abstractmethod
     def batches(self, records: Iterator) -> Iterator[list]:
@@ -58,8 +58,7 @@ class MicroBatcher(FixedBatcher):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.micro < 1:
-            raise ValueError(f"micro must be >= 1, got {self.micro}")
+        check_range("micro", self.micro, at_least=1)
 
     def micro_batch_size(self) -> int | None:
         return self.micro
@@ -76,8 +75,7 @@ class AdaptiveBatcher(FixedBatcher):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.min_micro < 1:
-            raise ValueError(f"min_micro must be >= 1, got {self.min_micro}")
+        check_range("min_micro", self.min_micro, at_least=1)
         self._micro: int | None = None  # None: whole batches; not a config field
 
     def micro_batch_size(self) -> int | None:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from xpretrieval.core import distributed
 from xpretrieval.core.device import Precision, autocast
-from xpretrieval.core.errors import ResourceError
+from xpretrieval.core.errors import NonFiniteError, ResourceError
 from xpretrieval.core.hooks import Hook, TrainState
 from xpretrieval.data.collection import Collection
 from xpretrieval.losses.base import Loss
@@ -199,7 +199,7 @@ class Learner:
         if not first:
             return
         bad = next((name for name, value in losses.items() if not torch.isfinite(value)), "total")
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"step {first}: the loss is not finite (at step {self.step}: {bad}="
             f"{float(losses[bad])}); lower optimizer.lr or check the data of step {first}"
         )
@@ -299,12 +299,20 @@ class Learner:
     def save_checkpoint(self, path: Path) -> None:
         """Write the model (Hugging Face format) and all that `restore` needs to continue
         exactly: step, optimiser, schedule, loss-term state, random generators and each hook's
-        state by its key. Never weights that a non-finite loss may have spoilt."""
+        state by its key. Never weights that are not finite or that a non-finite loss may have
+        spoilt."""
         first = int(self._first_non_finite)
         if first:
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"not saving the checkpoint of step {self.step}: the loss of step {first} was "
                 "not finite; lower optimizer.lr, or resume from the previous checkpoint"
+            )
+        spoilt = next((n for n, p in self.model.named_parameters() if not p.isfinite().all()), None)
+        if spoilt is not None:  # an update can overflow after a finite loss
+            raise NonFiniteError(
+                f"not saving the checkpoint of step {self.step}: weight {spoilt} is not finite "
+                "after the update; lower optimizer.lr or optimizer.weight_decay, or resume from "
+                "the previous checkpoint"
             )
         self.model.save(path)
         torch.save(

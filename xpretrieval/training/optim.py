@@ -11,6 +11,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import get_linear_schedule_with_warmup
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 
 
@@ -21,8 +22,7 @@ class OptimizerConfig(ABC):
     lr: float = 2e-5
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_range("lr", self.lr, above=0)
 
     @abstractmethod
     def build(self, model: nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer, LambdaLR]:
@@ -45,14 +45,10 @@ class AdamW(OptimizerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0 <= self.warmup_ratio <= 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
-        if self.warmup_steps is not None and self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
-            raise ValueError(f"layer_decay must be in (0, 1] or null, got {self.layer_decay}")
+        check_range("weight_decay", self.weight_decay, at_least=0)
+        check_range("warmup_ratio", self.warmup_ratio, at_least=0, at_most=1)
+        check_range("warmup_steps", self.warmup_steps, at_least=0, optional=True)
+        check_range("layer_decay", self.layer_decay, above=0, at_most=1, optional=True)
 
     def build(self, model: nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer, LambdaLR]:
         named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]

@@ -10,6 +10,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.data.records import (
     WITH_NEGATIVES,
@@ -50,21 +51,13 @@ class Trainer(ABC):
     cross_device_negatives: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.epochs <= 0:
-            raise ValueError(f"epochs must be > 0, got {self.epochs}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
+        check_range("max_steps", self.max_steps, at_least=1, optional=True)
+        check_range("epochs", self.epochs, above=0)
+        check_range("grad_clip", self.grad_clip, above=0, optional=True)
         for name in ("log_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
-        if self.checkpoint_minutes is not None and self.checkpoint_minutes <= 0:
-            raise ValueError(
-                f"checkpoint_minutes must be > 0 or null, got {self.checkpoint_minutes}"
-            )
+            check_range(name, getattr(self, name), at_least=1)
+        check_range("checkpoint_every", self.checkpoint_every, at_least=0)
+        check_range("checkpoint_minutes", self.checkpoint_minutes, above=0, optional=True)
 
     def total_steps(self, epoch_size: int, batch_size: int) -> int:
         """Steps to run: max_steps, or enough batches for `epochs` passes over the data."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.device import Precision
 from xpretrieval.core.hooks import Hook, TrainState
 from xpretrieval.data.collection import Collection
@@ -37,12 +38,9 @@ class ValidationConfig:
 
     def __post_init__(self) -> None:
         for name in ("every", "held_out_queries"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"patience must be >= 1 or null, got {self.patience}")
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+            check_range(name, getattr(self, name), at_least=0)
+        check_range("patience", self.patience, at_least=1, optional=True)
+        check_range("top_k", self.top_k, at_least=1)
         parse_measure(self.metric, field="metric")
 
     @property
