@@ -165,3 +165,20 @@ def test_a_truncated_metrics_file_or_an_unwritable_folder_is_a_clear_error(sweep
     monkeypatch.setattr("xpretrieval.commands.report.write_text", read_only)
     with pytest.raises(UserInputError, match="cannot write the report there \\(Read-only file"):
         write_report(sweep, "nDCG@10")
+
+
+def test_a_rounds_run_reports_its_rounds_once_and_no_mining_pass_or_checkpoint(tmp_path):
+    """Only the rounds' trainings are runs: not the mining passes (rankings of training
+    queries), the top folder's copy of the last round, nor a checkpoint's own metrics."""
+    metrics = json.dumps({"aggregate": {"nDCG@10": 0.5}})
+    (tmp_path / "rounds.json").write_text("[]")
+    (tmp_path / "metrics.json").write_text(metrics)
+    for k in (1, 2):
+        round_dir = tmp_path / f"round-{k}"
+        for folder, command in ((round_dir, "train"), (round_dir / "mine", "mine")):
+            folder.mkdir(parents=True)
+            (folder / "metrics.json").write_text(metrics)
+            (folder / "environment.json").write_text(json.dumps({"run": command}))
+        (round_dir / "checkpoints" / "step-0000002").mkdir(parents=True)
+        (round_dir / "checkpoints" / "step-0000002" / "metrics.json").write_text(metrics)
+    assert [run.path.name for run in find_runs(tmp_path)] == ["round-1", "round-2"]

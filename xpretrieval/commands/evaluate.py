@@ -65,10 +65,10 @@ def _rank_split(
     test.check_measurable()
     check_computable({"evaluation.metrics": experiment.evaluation.metrics}, test.qrels)
     candidates = first_stage(experiment, test)
+    seed_everything(experiment.seed)  # before the build: a new head draws its weights
+    model = experiment.model.build().to(device)  # a model that cannot load writes nothing
     record_config(output_dir, experiment, overrides)
     record_environment(output_dir, command, device, test=test)
-    seed_everything(experiment.seed)
-    model = experiment.model.build().to(device)
     metrics = evaluate_model(model, test, candidates, experiment, device, output_dir, started)
     name = getattr(experiment.model, "name_or_path", type(experiment.model).__name__)
     print(metrics_table(test, {name: metrics}))
@@ -91,9 +91,11 @@ def evaluate_model(
     started: float,
     prefix: str = "",
     world: World = ALONE,
+    measured: Path | None = None,
 ) -> Metrics:
     """Re-rank `candidates` (or, without them, search the collection) for every test query;
-    write `<prefix>run.trec` and `<prefix>metrics.json`."""
+    write `<prefix>run.trec` and `<prefix>metrics.json` (naming the `measured` checkpoint,
+    the folder of the weights measured, when they were trained)."""
     settings = experiment.evaluation
     logger.info("Evaluating on %s", collection)
     if candidates is not None:
@@ -121,6 +123,7 @@ def evaluate_model(
             "documents": len(collection.documents),
             "queries": len(collection.queries),
             "wall_seconds": time.perf_counter() - started,  # of the command so far
+            **({} if measured is None else {"checkpoint": str(measured)}),
             "index": retrieval.statistics,
             "aggregate": metrics.aggregate,
             "per_query": metrics.per_query,

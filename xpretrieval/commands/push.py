@@ -1,6 +1,7 @@
 """`python -m xpretrieval push RUN_OR_CHECKPOINT REPO_ID`: upload a trained model to the Hugging
 Face Hub (huggingface_hub) with a generated model card: the model kind, base checkpoint,
-training config, the metrics table of the run and the command that reproduces it."""
+training config, the metrics measured with exactly the uploaded weights (the checkpoint's own
+metrics.json; none for an intermediate checkpoint) and the command that reproduces it."""
 
 from __future__ import annotations
 
@@ -27,8 +28,12 @@ KIND_TAGS = {
 
 def locate(path: Path) -> tuple[Path, Path | None]:
     """(the checkpoint to upload, the run directory it came from, if known): a run directory
-    gives its last complete checkpoint; a checkpoint `<run>/checkpoints/step-N` gives its run."""
+    gives the checkpoint its metrics were measured with (else its last complete one); a
+    checkpoint `<run>/checkpoints/step-N` gives its run."""
     if (path / "checkpoints").is_dir():
+        measured = _read_json(path / "metrics.json").get("checkpoint")
+        if measured and Path(measured).is_dir():
+            return Path(measured), path
         return last_checkpoint(path), path
     if not path.is_dir():
         raise UserInputError(f"{path}: no such folder (a run directory or a checkpoint)")
@@ -42,7 +47,7 @@ def model_card(checkpoint: Path, run: Path | None) -> ModelCard:
     kind = type(config).__name__
     trained = _read_yaml(run / "config.yaml") if run is not None else {}
     base = trained.get("model", {}).get("name_or_path")
-    metrics = _read_json(run / "metrics.json") if run is not None else {}
+    metrics = _read_json(checkpoint / "metrics.json")  # of exactly these weights, or none
     environment = _read_json(run / "environment.json") if run is not None else {}
     dataset = metrics.get("dataset")
     data = ModelCardData(

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from xpretrieval.commands.report_plots import plot_sweep, plot_training
+from xpretrieval.commands.run_dir import recorded_command
 from xpretrieval.core.errors import UserInputError
 from xpretrieval.core.io import write_text
 from xpretrieval.evaluation.measures import paired_t_test
@@ -36,11 +37,16 @@ class RunSummary:
 
 def find_runs(root: Path) -> list[RunSummary]:
     """Every finished run below `root`: a folder with a metrics.json (not a before-training
-    one). A metrics.json that is not complete JSON with an `aggregate` is a UserInputError."""
+    one). The metrics a checkpoint carries, a rounds run's copy of its last round (beside its
+    rounds.json) and a `mine` pass (a ranking of training queries) are not runs to compare. A
+    metrics.json that is not complete JSON with an `aggregate` is a UserInputError."""
     runs = []
     for metrics_file in sorted(root.rglob("metrics.json")):
-        data = _read_metrics(metrics_file)
         folder = metrics_file.parent
+        copied = folder.parent.name == "checkpoints" or (folder / "rounds.json").is_file()
+        if copied or recorded_command(folder) == "mine":
+            continue
+        data = _read_metrics(metrics_file)
         overrides_file = folder / ".hydra" / "overrides.yaml"
         overrides = {}
         if overrides_file.is_file():

@@ -4,6 +4,7 @@ hooks, evaluate the trained model on the test split, record it all. One phase pe
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,12 +25,13 @@ from xpretrieval.core import distributed
 from xpretrieval.core.device import resolve_device
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.core.hooks import Hook
+from xpretrieval.core.io import atomic_directory
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.run import Run
 from xpretrieval.evaluation.measures import check_computable
 from xpretrieval.models.base import TrainableModel
 from xpretrieval.retrieval.saved import index_provenance
-from xpretrieval.training.checkpoint import Checkpointer
+from xpretrieval.training.checkpoint import Checkpointer, checkpoint_name
 from xpretrieval.training.learner import Learner
 from xpretrieval.training.progress_bar import ProgressBar
 from xpretrieval.training.random_state import seed_everything
@@ -64,13 +66,16 @@ def run_train(
     device = distributed.local_device(resolve_device(experiment.device))
     splits = load_splits(experiment)
     checkpoint = None if experiment.resume is None else last_checkpoint(Path(experiment.resume))
+    # seeded before the build (a new head draws its weights), built before anything is
+    # written (a model that cannot load leaves the folder empty)
+    seed_everything(experiment.seed)
+    model = build_model(experiment, splits, checkpoint, device)
     resolved = None
     if world.main:
         resolved = record_config(output_dir, experiment, overrides)
         logger.info("Train split: %s", splits.train)
         record_environment(output_dir, "train", device, train=splits.train, test=splits.test)
-    seed_everything(experiment.seed)
-    model, learner = build(experiment, splits, checkpoint, device, output_dir)
+    learner = build_learner(experiment, model, splits, checkpoint, device, output_dir)
     before = None
     if experiment.evaluate_before_training and checkpoint is None and world.main:
         before = evaluate_model(
@@ -90,12 +95,22 @@ def run_train(
     if shares_final_encoding(experiment, splits):
         distributed.broadcast_parameters(model)
     after = evaluate_model(
-        model, splits.test, splits.candidates, experiment, device, output_dir, started, world=world
+        model,
+        splits.test,
+        splits.candidates,
+        experiment,
+        device,
+        output_dir,
+        started,
+        world=world,
+        measured=fitted.measured,
     )
+    # the checkpoint carries the metrics of exactly its weights (what `push` puts on a card)
+    shutil.copyfile(output_dir / "metrics.json", fitted.measured / "metrics.json")
     for tracker in fitted.trackers:
         tracker.finish(after.aggregate)
     print(metrics_table(splits.test, {"before": before, "after": after}))
-    print(f"Trained model: {fitted.checkpointer.last}")
+    print(f"Trained model: {fitted.measured}")
     return after.aggregate
 
 
@@ -121,22 +136,31 @@ def load_splits(experiment: ExperimentConfig) -> Splits:
     return Splits(train, test, validation, candidates)
 
 
-def build(
-    experiment: ExperimentConfig,
-    splits: Splits,
-    checkpoint: Path | None,
-    device: torch.device,
-    output_dir: Path,
-) -> tuple[TrainableModel, Learner]:
-    """The model (from the checkpoint when resuming) and its learner; with a teacher, the
-    teacher's run over the training queries is computed first (by the main process)."""
+def build_model(
+    experiment: ExperimentConfig, splits: Splits, checkpoint: Path | None, device: torch.device
+) -> TrainableModel:
+    """The model to train: from the checkpoint when resuming, else prepared on the training
+    documents (e.g. IDF query weights)."""
     model_config = experiment.model
     if checkpoint is not None:
         logger.info("Resuming from %s", checkpoint)
         model_config = replace(model_config, name_or_path=str(checkpoint))
     model = model_config.build().to(device)
     if checkpoint is None:
-        model.prepare(splits.train)  # e.g. IDF query weights, from the training documents
+        model.prepare(splits.train)
+    return model
+
+
+def build_learner(
+    experiment: ExperimentConfig,
+    model: TrainableModel,
+    splits: Splits,
+    checkpoint: Path | None,
+    device: torch.device,
+    output_dir: Path,
+) -> Learner:
+    """The learner of `model`, restored from the checkpoint when resuming; with a teacher, the
+    teacher's run over the training queries is computed first (by the main process)."""
     sampler = experiment.sampler
     if experiment.teacher.enabled:
         teacher_run = None
@@ -162,14 +186,15 @@ def build(
     )
     if checkpoint is not None:
         learner.restore(checkpoint)
-    return model, learner
+    return learner
 
 
 @dataclass(frozen=True)
-class FitHooks:
-    """The hooks of the main process that the run reads after fitting."""
+class Fitted:
+    """What the main process's fit leaves: the checkpoint holding exactly the weights the run
+    then measures (the last step's, or the restored best step's), and the trackers to finish."""
 
-    checkpointer: Checkpointer
+    measured: Path
     trackers: list[ExperimentTracker]
 
 
@@ -181,10 +206,11 @@ def fit(
     device: torch.device,
     output_dir: Path,
     resolved: dict | None,
-) -> FitHooks:
+) -> Fitted:
     """Train with the main process's hooks, in the order they run: validation first (a
     checkpoint of a step includes its validation), the loss schedules, progress, trackers,
-    checkpoints, the best-model keeper; then restore the best weights if asked."""
+    checkpoints, the best-model keeper; then restore the best weights if asked, saved as
+    `checkpoints/best-step-N` (outside the rotation, so `keep_checkpoints` never deletes it)."""
     trainer = experiment.trainer
     checkpointer = Checkpointer(
         output_dir / "checkpoints",
@@ -208,11 +234,17 @@ def fit(
             model, settings, splits.validation, index, batching, device, precision, hooks
         )
         hooks.insert(0, validator)
-    learner.fit(hooks)
-    if best is not None and experiment.validation.restore_best:
+    state = learner.fit(hooks)
+    measured = checkpointer.last
+    assert measured is not None  # the last step is always checkpointed
+    if best is not None and experiment.validation.restore_best and best.weights is not None:
         best.restore()
+        if best.best_step != state.step:
+            measured = output_dir / "checkpoints" / f"best-{checkpoint_name(best.best_step)}"
+            with atomic_directory(measured) as folder:
+                model.save(folder)
     kept = [tracker for tracker in trackers if isinstance(tracker, ExperimentTracker)]
-    return FitHooks(checkpointer, kept)
+    return Fitted(measured, kept)
 
 
 def follow(

@@ -142,7 +142,12 @@ class BiEncoder(TrainableModel):
         if isinstance(texts, str):
             raise TypeError(f"encode_{what} takes a list of texts, got one string")
         encoder = self.text_encoder(is_query)
-        return encode_texts(encoder, texts, batching, self.device, precision, f"encode {what}")
+        # no texts: no rows, shaped as this model's (an empty text's encoding, none of it kept)
+        empty = len(texts) == 0
+        reps = encode_texts(
+            encoder, [""] if empty else texts, batching, self.device, precision, f"encode {what}"
+        )
+        return reps[:0] if empty else reps
 
     def similarity(self, queries: Tensor, documents: Tensor) -> Tensor:
         """The model's scores of every query against every document, without gradients."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from xpretrieval.core.device import resolve_device
 from xpretrieval.core.errors import ConfigError
@@ -19,7 +20,13 @@ from xpretrieval.models.inference_free import InferenceFreeSplade
 from xpretrieval.models.sentence_transformers_layout import model_layout
 from xpretrieval.models.sparse_embed import SparseEmbed
 from xpretrieval.models.splade import Splade
-from xpretrieval.models.transformer import COMPONENT_FILE, LAYOUT_ONLY, TransformerConfig
+from xpretrieval.models.transformer import (
+    COMPONENT_FILE,
+    LAYOUT_ONLY,
+    TransformerConfig,
+    first_line,
+    read_saved_settings,
+)
 
 KINDS: tuple[type[TransformerConfig], ...] = (
     Dense,
@@ -74,11 +81,13 @@ def config_for(name_or_path: str) -> TransformerConfig:
 
 def _saved_kind(file: Path, name_or_path: str) -> TransformerConfig:
     """The config class whose fields are exactly the saved file's keys."""
-    saved = OmegaConf.to_container(OmegaConf.load(file))
-    assert isinstance(saved, dict)
+    saved = read_saved_settings(file)
     for kind in KINDS:
         if {f.name for f in dataclasses.fields(kind)} == set(saved):
-            return _build(kind, {**saved, "name_or_path": name_or_path})
+            try:
+                return _build(kind, {**saved, "name_or_path": name_or_path})
+            except (OmegaConfBaseException, ValueError) as error:  # a damaged value
+                raise ConfigError(f"{file}: {first_line(error)}; restore the file") from None
     raise ConfigError(f"{file}: its fields match no model kind ({', '.join(sorted(saved))})")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -13,8 +14,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+import yaml
 from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import (
@@ -26,6 +28,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import BaseModelOutput
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.models.attention import save_attention_memory
 from xpretrieval.models.base import BiEncoder, ModelConfig
@@ -42,6 +45,10 @@ CHECKED_ON_LOAD = ("query_prompt", "document_prompt", "append_eos", "padding_sid
 COMPONENT_FILE = "xpretrieval_model.yaml"
 LAYOUT_ONLY = ("kind", "encoders", "heads")  # what `read_layout` says beyond config fields
 """Written beside the Hugging Face files of a saved model: the config that rebuilds it."""
+# the component file's first line: how many settings it holds, so a truncated file is told
+# from a complete one (files saved before it have none and are read as they are)
+COMPONENT_HEADER = "# xpretrieval {kind} model, {count} settings\n"
+HEADER_PATTERN = re.compile(r"# xpretrieval \w+ model, (\d+) settings\n")
 
 
 @dataclass
@@ -77,12 +84,10 @@ class TransformerConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         for name in ("query_max_length", "doc_max_length"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+            check_range(name, getattr(self, name), above=0)
         if self.padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be left or right, got {self.padding_side!r}")
-        if self.lora_rank < 0:
-            raise ValueError(f"lora_rank must be >= 0 (0: no LoRA), got {self.lora_rank}")
+        check_range("lora_rank", self.lora_rank, at_least=0)  # 0: no LoRA
         _check_local_path(self.name_or_path)
 
     def build(self) -> TransformerModel:
@@ -162,12 +167,15 @@ class TransformerModel(nn.Module):
         sources = _encoder_folders(path, saved, layout)
         try:
             tokenizer = AutoTokenizer.from_pretrained(sources[0])
+            _check_tokenizer_files(sources[0], tokenizer, path)  # before any weights load
             if len(sources) == 2:
                 query_encoder = cls.load_encoder(sources[0], config)
                 document_encoder = cls.load_encoder(sources[1], config)
             else:
                 query_encoder = cls.load_encoder(sources[0], config)
                 document_encoder = None if config.shared else copy.deepcopy(query_encoder)
+        except ConfigError:  # ours: already says which setting or file to fix
+            raise
         except (OSError, ValueError) as error:  # transformers raises either for a non-model
             raise ConfigError(
                 f"model.name_or_path={path!r} is not a loadable Hugging Face model: {error}"
@@ -244,7 +252,9 @@ class TransformerModel(nn.Module):
         for name in self.head_modules:
             save_file(getattr(self, name).state_dict(), path / f"{name}.safetensors")
         component = OmegaConf.structured(replace(self.config, name_or_path="."))
-        (path / COMPONENT_FILE).write_text(OmegaConf.to_yaml(component), encoding="utf-8")
+        header = COMPONENT_HEADER.format(kind=type(self.config).__name__, count=len(component))
+        text = header + OmegaConf.to_yaml(component)
+        (path / COMPONENT_FILE).write_text(text, encoding="utf-8")
         if self.config.lora_rank:  # adapters alone: sentence-transformers cannot load them
             logger.info(
                 "%s: LoRA adapters, no sentence-transformers files (merge_lora first)", path
@@ -376,14 +386,46 @@ def _saved_config(
     file = Path(path) / COMPONENT_FILE
     if not file.is_file():
         return _sentence_transformers_config(path, config_type, layout)
+    settings = read_saved_settings(file)
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(config_type), OmegaConf.load(file))
-    except OmegaConfBaseException as error:  # unknown fields: saved by another kind of model
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(config_type), settings))
+    except ConfigKeyError as error:  # unknown fields: saved by another kind of model
         raise ConfigError(
-            f"{file} does not describe a {config_type.__name__} model ({error}); "
+            f"{file} does not describe a {config_type.__name__} model ({first_line(error)}); "
             "choose the model group it was trained with"
         ) from None
-    return OmegaConf.to_object(merged)
+    except (OmegaConfBaseException, ValueError) as error:  # a damaged value: wrong type, range
+        raise ConfigError(f"{file}: {first_line(error)}; restore the file") from None
+
+
+def read_saved_settings(file: Path) -> dict[str, Any]:
+    """The settings `save` wrote into `file`, or one line naming it: a damaged file must
+    neither fail inside yaml nor load with defaults in place of the lines it lost."""
+    try:
+        text = file.read_text(encoding="utf-8")
+        settings = OmegaConf.to_container(OmegaConf.load(file))
+    except (yaml.YAMLError, OmegaConfBaseException, UnicodeDecodeError) as error:
+        where = getattr(error, "problem_mark", None)  # yaml's: where the text stopped making sense
+        problem = getattr(error, "problem", None) or first_line(error)
+        raise ConfigError(
+            f"{file} is not valid YAML (truncated or edited?): "
+            f"{f'line {where.line + 1}: ' if where else ''}{problem}; "
+            "restore the file saved with the model"
+        ) from None
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{file} holds no model settings (truncated or edited?); restore it")
+    header = HEADER_PATTERN.match(text)
+    if header and (len(settings) != int(header[1]) or not text.endswith("\n")):
+        raise ConfigError(
+            f"{file} is incomplete ({len(settings)} of the {header[1]} settings it was saved "
+            "with, or its last line cut): truncated? restore the file saved with the model"
+        )
+    return {str(key): value for key, value in settings.items()}
+
+
+def first_line(error: BaseException) -> str:
+    """An error's first line (yaml's and OmegaConf's messages go on with their context)."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _sentence_transformers_config(
@@ -430,6 +472,22 @@ def _check_compatible(config: TransformerConfig, saved: TransformerConfig, path:
 
 def _show(value: object) -> str:
     return str(getattr(value, "value", value)).lower()
+
+
+def _check_tokenizer_files(source: str, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+    """Without its vocabulary files, transformers builds a stand-in tokenizer from the model's
+    config that maps nearly every word to [UNK] (and scores silently worse): a local folder
+    must hold one of the files the tokenizer reads (a hub id's files are the hub's)."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return
+    names = sorted({"tokenizer.json", *getattr(tokenizer, "vocab_files_names", {}).values()})
+    if not any((folder / file).is_file() for file in names):
+        raise ConfigError(
+            f"model.name_or_path={name!r}: {folder} has no tokenizer files (none of "
+            f"{', '.join(names)}); copy them (with tokenizer_config.json) from the model it was "
+            "trained from, or save it again with its tokenizer"
+        )
 
 
 def _check_vocabulary(

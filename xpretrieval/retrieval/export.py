@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from xpretrieval.core.checks import check_range
 from xpretrieval.core.device import Precision
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.core.io import atomic_directory, atomic_file
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.documents import document_ids
@@ -27,6 +30,11 @@ from xpretrieval.models.base import BiEncoder, DenseBiEncoder, SparseBiEncoder
 from xpretrieval.models.encoding import Batching, encode_batches
 
 logger = logging.getLogger(__name__)
+
+# Anserini indexes a document's impacts as that many repetitions of each term, and reads a
+# query's from its repeated terms: larger impacts gain no precision but take memory (an int64
+# overflow would make them negative: empty vectors)
+MAX_IMPACT = 2**16 - 1
 
 
 @dataclass
@@ -38,8 +46,7 @@ class ExportConfig:
     scale: float = 100.0
 
     def __post_init__(self) -> None:
-        if self.scale <= 0:
-            raise ValueError(f"scale must be > 0, got {self.scale}")
+        check_range("scale", self.scale, above=0)
 
 
 def export_collection(
@@ -70,18 +77,24 @@ def _export_sparse(
     vocabulary = model.tokenizer.convert_ids_to_tokens(list(range(len(model.tokenizer))))
     (folder / "corpus").mkdir()
     doc_ids = document_ids(collection.documents)
+    documents = Quantiser(scale, "document")
     with atomic_file(folder / "corpus" / "docs.jsonl") as handle:
         for rows, reps in _batches(model, False, collection.document_texts(), encoding):
-            for row, vector in zip(rows.tolist(), _impacts(model, reps, scale), strict=True):
+            impacts = documents.impacts(model.term_weights(reps))
+            for row, vector in zip(rows.tolist(), impacts, strict=True):
                 terms = {vocabulary[term]: impact for term, impact in vector}
                 record = {"id": doc_ids[row], "contents": "", "vector": terms}
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    documents.check_some_impact()
     queries = list(collection.queries.items())
+    quantiser = Quantiser(scale, "query")
     lines: dict[int, str] = {}
     for rows, reps in _batches(model, True, [t for _, t in queries], encoding):
-        for row, vector in zip(rows.tolist(), _impacts(model, reps, scale), strict=True):
+        impacts = quantiser.impacts(model.term_weights(reps))
+        for row, vector in zip(rows.tolist(), impacts, strict=True):
             words = " ".join(" ".join([vocabulary[term]] * impact) for term, impact in vector)
             lines[row] = f"{queries[row][0]}\t{words}\n"
+    quantiser.check_some_impact()
     with atomic_file(folder / "queries.tsv") as handle:
         handle.writelines(lines[row] for row in range(len(queries)))
     return {
@@ -94,12 +107,54 @@ def _export_sparse(
     }
 
 
-def _impacts(model: SparseBiEncoder, reps: Tensor, scale: float) -> Iterator[list[tuple[int, int]]]:
-    """Each row's (term id, integer impact) pairs, zero impacts left out."""
-    quantised = torch.round(model.term_weights(reps).float() * scale).to(torch.int64)
-    for row in quantised:
-        terms = row.nonzero().squeeze(1)
-        yield list(zip(terms.tolist(), row[terms].tolist(), strict=True))
+@dataclass
+class Quantiser:
+    """Term weights × `export.scale`, rounded to integer impacts. A scale whose impacts
+    overflow Anserini's integers, or that rounds every weight of a side (documents, queries)
+    to 0, is refused: either would export files that rank wrongly."""
+
+    scale: float
+    side: str  # "document" or "query", as the refusal names them
+    largest: float = 0.0  # the largest weight seen
+    any_impact: bool = False
+
+    def impacts(self, weights: Tensor) -> Iterator[list[tuple[int, int]]]:
+        """Each row's (term id, integer impact) pairs, zero impacts left out."""
+        weights = weights.float()
+        if weights.numel():
+            self.largest = max(self.largest, float(weights.abs().max()))
+        if self.largest * self.scale > MAX_IMPACT:  # checked before the cast could wrap
+            raise ConfigError(
+                f"export.scale={self.scale:g} makes {self.side} impacts up to "
+                f"{self.largest * self.scale:.3g}, beyond the {MAX_IMPACT} repetitions of a term "
+                f"an impact may take; {self.scale_range()} (from the largest weight so far, "
+                f"{self.largest:.3g})"
+            )
+        quantised = torch.round(weights * self.scale).to(torch.int64)
+        self.any_impact = self.any_impact or bool(quantised.any())
+        for row in quantised:
+            terms = row.nonzero().squeeze(1)
+            yield list(zip(terms.tolist(), row[terms].tolist(), strict=True))
+
+    def check_some_impact(self) -> None:
+        """Once the side is quantised: some weight must have kept a non-zero impact."""
+        if self.largest > 0 and not self.any_impact:
+            raise ConfigError(
+                f"export.scale={self.scale:g} rounds every {self.side} weight to 0 (the largest "
+                f"is {self.largest:.3g}): the exported vectors would be empty; "
+                f"{self.scale_range()}"
+            )
+
+    def scale_range(self) -> str:
+        """The scales that give the largest weight an impact from 1 to MAX_IMPACT."""
+        low, high = _rounded(1 / self.largest, math.ceil), _rounded(MAX_IMPACT / self.largest)
+        return f"choose export.scale between {low} and {high}"
+
+
+def _rounded(value: float, direction: Callable[[float], int] = math.floor) -> str:
+    """`value` to 3 significant digits, rounded in `direction` (inside the range it bounds)."""
+    step = 10.0 ** (math.floor(math.log10(value)) - 2)
+    return f"{direction(value / step) * step:.3g}"
 
 
 def _export_dense(

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from xpretrieval.core.device import Precision
+from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.documents import document_ids
 from xpretrieval.data.run import Run
@@ -56,6 +57,8 @@ def retrieve(
     to `save_to` if given, and rank the top-k for every query. A model that ranks texts
     itself (BM25: `rank(collection, k)`) does so, without encoding or index. With `sharding`,
     documents are encoded in shards on disk (resumable, on several devices) first."""
+    if k < 1:  # k=0 would rank nothing and measure 0, however good the model
+        raise ConfigError(f"k must be >= 1 (documents ranked per query), got {k}")
     if isinstance(model, Ranker):
         start = time.perf_counter()
         run, statistics = model.rank(collection, k)
@@ -81,13 +84,7 @@ def retrieve(
         logger.info("Searching the saved index %s", index.load)
         searcher = open_index(index, Path(index.load), provenance, model.score)
     else:
-        documents = collection.document_texts()
-        if sharding is not None:
-            sharding.encode(model, documents, batching, precision, provenance)
-            batches = sharding.read(len(documents))
-        else:
-            encoder = model.text_encoder(is_query=False)
-            batches = encode_batches(encoder, documents, desc="encode documents", **settings)
+        batches = _encoded_documents(model, collection, sharding, provenance, settings)
         if index.approximate and index.recall_queries:  # its recall, measured on the way
             sample = _dense(queries[: index.recall_queries], device)
             exact = RunningTopK(len(sample), min(k, len(doc_ids)), sample)
@@ -113,13 +110,8 @@ def retrieve(
     if exact is not None:
         statistics[f"recall@{k}_vs_exact"] = _overlap(rows[: len(exact.rows)], exact.rows)
         statistics["recall_queries"] = len(exact.rows)
-    if term_weights is not None:  # sparse models: active terms and sparsity ratio, per side
-        vocabulary = queries.shape[1] if sparse else term_weights(queries[:1]).shape[1]
-        sides = {"query": _active_terms(term_weights, queries), "doc": doc_active}
-        for side, counts in sides.items():
-            if counts:
-                statistics[f"{side}_active_dims"] = _mean(counts)
-                statistics[f"{side}_sparsity_ratio"] = 1 - _mean(counts) / vocabulary
+    if term_weights is not None:
+        statistics.update(_sparsity(term_weights, queries, doc_active, sparse))
     scores, rows = scores.cpu().tolist(), rows.cpu().tolist()
     run = {  # approximate indexes may return fewer than k documents (row -1)
         query_id: [
@@ -128,6 +120,35 @@ def retrieve(
         for i, query_id in enumerate(query_ids)
     }
     return Retrieval(run, statistics)
+
+
+def _encoded_documents(
+    model: BiEncoder,
+    collection: Collection,
+    sharding: Sharding | None,
+    provenance: dict,
+    settings: dict,
+) -> Iterator[tuple[Tensor, Reps]]:
+    """(document rows, representations) batches: encoded now, or in shards on disk first."""
+    documents = collection.document_texts()
+    if sharding is None:
+        encoder = model.text_encoder(is_query=False)
+        return encode_batches(encoder, documents, desc="encode documents", **settings)
+    sharding.encode(model, documents, settings["batching"], settings["precision"], provenance)
+    return sharding.read(len(documents))
+
+
+def _sparsity(
+    term_weights: Callable[[Tensor], Tensor], queries: Reps, doc_active: list[int], sparse: bool
+) -> dict[str, float]:
+    """Sparse models' mean active terms and sparsity ratio, for queries and documents."""
+    vocabulary = queries.shape[1] if sparse else term_weights(queries[:1]).shape[1]
+    statistics = {}
+    for side, counts in {"query": _active_terms(term_weights, queries), "doc": doc_active}.items():
+        if counts:
+            statistics[f"{side}_active_dims"] = _mean(counts)
+            statistics[f"{side}_sparsity_ratio"] = 1 - _mean(counts) / vocabulary
+    return statistics
 
 
 def _active_terms(term_weights: Callable[[Tensor], Tensor], reps: Reps) -> list[int]:

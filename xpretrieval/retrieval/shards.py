@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "shards.json"
 READ_BATCH = 256  # rows handed to the index at a time
+REENCODE = "delete it and run again: that shard alone is encoded again"
 
 
 @dataclass(frozen=True)
@@ -134,14 +137,16 @@ def encode_shards(
     _check_manifest(folder, manifest, world)
     n_shards = shard_count(len(texts), shard_size)
     mine = range(world.rank, n_shards, world.size)
-    done = [i for i in mine if shard_path(folder, i).is_file()]
+    done = [i for i in mine if _complete(shard_path(folder, i))]
     if done:
         logger.info("Resuming the encoding: %d of this process's shards are done", len(done))
     encoder = model.text_encoder(is_query=False)
     for index in mine:
         path = shard_path(folder, index)
-        if path.is_file():
+        if _complete(path):
             continue
+        if path.exists():
+            logger.warning("%s is damaged (truncated?): encoding the shard again", path)
         start = index * shard_size
         shard = texts[start : start + shard_size]
         desc = f"encode shard {index + 1}/{n_shards}"
@@ -158,11 +163,25 @@ def read_shards(folder: Path, n_texts: int, shard_size: int) -> Iterator[tuple[T
         path = shard_path(folder, index)
         if not path.is_file():
             raise ConfigError(f"{path}: shard {index} was never written; encode again")
-        shard = torch.load(path, weights_only=True)
-        rows = shard["rows"]
-        vectors = shard["dense"] if "dense" in shard else _unpacked(shard)
+        expected = min(shard_size, n_texts - index * shard_size)
+        try:
+            shard = torch.load(path, weights_only=True)
+            rows = shard["rows"]
+            vectors = shard["dense"] if "dense" in shard else _unpacked(shard)
+        except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as error:
+            reason = (str(error).strip() or type(error).__name__).splitlines()[0].split(". ")[0]
+            raise ConfigError(f"{path} is damaged ({reason}); {REENCODE}") from None
+        if len(rows) != expected or vectors.shape[0] != expected:
+            raise ConfigError(f"{path} holds {len(rows)} documents, not {expected}; {REENCODE}")
         for start in range(0, len(rows), READ_BATCH):
             yield rows[start : start + READ_BATCH], vectors[start : start + READ_BATCH]
+
+
+def _complete(path: Path) -> bool:
+    """Whether the shard is written whole: its zip archive (torch.save's) ends with the
+    directory a truncated copy lacks; shards are written atomically, so a damaged one is never
+    another process's shard in progress and is encoded again."""
+    return path.is_file() and zipfile.is_zipfile(path)
 
 
 def _packed(vectors: scipy.sparse.csr_matrix) -> dict[str, Tensor]:
