@@ -37,7 +37,7 @@ from benchmarks.common import (
 from xpretrieval import load
 from xpretrieval.data import Split
 from xpretrieval.models.encoding import Batching, encode_texts
-from xpretrieval.retrieval import InvertedIndex, Seismic
+from xpretrieval.retrieval import InvertedSearch, Seismic
 from xpretrieval.retrieval.index import ExactIndex
 
 K = 10
@@ -94,7 +94,7 @@ def batches(matrix: scipy.sparse.csr_matrix, size: int = 256) -> Iterator[tuple]
 
 
 BUILDS = {  # each sparse engine's index, from the documents' vectors as an encoder yields them
-    "xpretrieval inverted": lambda docs: InvertedIndex.from_batches(batches(docs), docs.shape[0]),
+    "xpretrieval inverted": lambda docs: InvertedSearch.from_batches(batches(docs), docs.shape[0]),
     "scipy CSR product": lambda docs: scipy.sparse.vstack(
         [reps for _, reps in batches(docs)], format="csr"
     ),

@@ -1,5 +1,6 @@
 """The recorded baselines' fast checks: few steps on a 400-document SciFact test, pinned
-values, so that a change shifting a baseline fails here (the full runs: experiments/)."""
+values, so that a change shifting a baseline fails here (the full runs: experiments/). They
+are marked `baseline`: `make test-baselines` runs every one of them, and CI runs it."""
 
 from __future__ import annotations
 
@@ -26,20 +27,9 @@ def test_every_baseline_file_is_valid_and_has_a_readme():
         assert (folder / "README.md").is_file(), folder
 
 
-def fast_checks() -> list:
-    """Every baseline's fast check; those not in `make test` are marked slow."""
-    return [
-        pytest.param(
-            folder,
-            id=folder.name,
-            marks=[] if load_baseline(folder).fast_in_make_test else [pytest.mark.slow],
-        )
-        for folder in BASELINES
-    ]
-
-
+@pytest.mark.baseline
 @pytest.mark.shared_data
-@pytest.mark.parametrize("folder", fast_checks())
+@pytest.mark.parametrize("folder", BASELINES, ids=[folder.name for folder in BASELINES])
 def test_fast_check_reproduces_its_pinned_values(folder: Path, tmp_path):
     outcome = run_check(load_baseline(folder).fast, tmp_path)
     assert not outcome.failures

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.models.encoding import sparse_rows
-from xpretrieval.retrieval import ExactIndex, Inverted, InvertedIndex, Seismic
+from xpretrieval.retrieval import ExactIndex, Inverted, InvertedSearch, Seismic
 from xpretrieval.retrieval.faiss_index import Faiss
 from xpretrieval.retrieval.saved import index_provenance, open_index, save_index
 
@@ -53,7 +53,7 @@ def test_inverted_top_k_equals_brute_force(
     batches = shuffled_batches(documents, batch_size, seed)
     if as_sparse_rows:  # as retrieval hands them over: the non-zeros only
         batches = ((rows, sparse_rows(reps)) for rows, reps in batches)
-    index = InvertedIndex.from_batches(batches, n_docs)
+    index = InvertedSearch.from_batches(batches, n_docs)
     assert index.n_postings == int((documents != 0).sum())
     scores, rows = index.search(sparse_rows(queries) if as_sparse_rows else queries, k)
     exact = (queries.double() @ documents.double().T).numpy()
@@ -81,7 +81,7 @@ def test_index_configs_agree_on_sparse_data():
 
 def test_empty_input_is_refused():
     with pytest.raises(ValueError, match="no documents"):
-        InvertedIndex.from_batches([], 0)
+        InvertedSearch.from_batches([], 0)
 
 
 INDEXES = [

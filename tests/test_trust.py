@@ -24,7 +24,7 @@ from xpretrieval.evaluation.measures import compute_metrics
 from xpretrieval.models import Dense, Splade
 from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.index import ExactIndex, Inverted
-from xpretrieval.retrieval.inverted import InvertedIndex
+from xpretrieval.retrieval.inverted import InvertedSearch
 from xpretrieval.retrieval.rerank import FirstStage
 from xpretrieval.retrieval.retrieve import retrieve
 
@@ -108,9 +108,9 @@ def test_sparse_indexes_receive_the_non_zeros_and_rank_as_exact_search(tiny_mode
     config = Splade(name_or_path=str(tiny_model_dir), doc_max_length=32, new_head_bias=0.0)
     splade = config.build().eval()
     received = []
-    search = InvertedIndex.search
+    search = InvertedSearch.search
     monkeypatch.setattr(
-        InvertedIndex, "search", lambda self, q, k: received.append(q) or search(self, q, k)
+        InvertedSearch, "search", lambda self, q, k: received.append(q) or search(self, q, k)
     )
     inverted = retrieve(splade, collection, Inverted(), 5, Batching(4), CPU)
     exact = retrieve(splade, collection, ExactIndex(), 5, Batching(4), CPU)

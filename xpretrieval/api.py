@@ -64,9 +64,11 @@ def default_run_dir() -> Path:
 def train_from_overrides(
     overrides: Sequence[str], output_dir: str | Path | None = None
 ) -> dict[str, float]:
-    """`train(configure(overrides))`, the overrides recorded for `resume` as the CLI does."""
+    """`train(configure(overrides))`, the overrides recorded for `resume` as the CLI does (with
+    `resume=<run>`, the run's own overrides first, so that the next resume has them too)."""
     output_dir = default_run_dir() if output_dir is None else output_dir
-    return run_train_rounds(configure(overrides), Path(output_dir), list(overrides))
+    overrides = with_saved_overrides("train", list(overrides))
+    return run_train_rounds(configure(overrides), Path(output_dir), overrides)
 
 
 def search(

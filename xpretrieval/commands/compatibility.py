@@ -1,5 +1,5 @@
 """Which components fit together, checked once, before any weights load: a model config names
-its model kind (`encoder`, a class of models/base.py), samplers the record type they yield,
+its model kind (`model_class`, a class of models/base.py), samplers the record type they yield,
 trainers the record types they read, losses the model kind and records they need, indexes
 the model kind they serve. Nothing here dispatches on a component's name."""
 
@@ -109,7 +109,7 @@ def check_loss(name: str, loss: Loss, experiment: ExperimentConfig) -> None:
             "not; use model=dense with model.normalize=true"
         )
     if loss.part is not None:
-        parts = model.encoder.parts if model.is_kind(PartedScore) else ()
+        parts = model.model_class.parts if model.is_kind(PartedScore) else ()
         if loss.part not in parts:
             raise ConfigError(
                 f"losses.{name}.part={loss.part}: a {kind} model's score has no such part "
@@ -171,7 +171,7 @@ def check_model_fits_evaluation(experiment: ExperimentConfig) -> None:
             "cannot; set validation.every=0"
         )
     if model.is_kind(BiEncoder) and (not rerank or experiment.validation.enabled):
-        check_index_serves(experiment.index, model.encoder, kind)
+        check_index_serves(experiment.index, model.model_class, kind)
 
 
 def check_index_serves(index: IndexConfig, model_class: type, name: str) -> None:

@@ -2,7 +2,9 @@
 round 1 trains as configured; each later round mines the training queries with the previous
 round's model (`mine`), draws its hard negatives from that ranking and trains from that model.
 Each round keeps its own run directory (`round-<k>/`, its mined run in `round-<k>/mine/`);
-`rounds.json` holds every round's test metrics, and `metrics.json` the last round's."""
+`rounds.json` holds every finished round's test metrics, and `metrics.json` the last round's.
+`resume=<rounds run>` continues an interrupted rounds run: finished rounds and mining passes
+are kept, the interrupted one continues from its last checkpoint."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from pathlib import Path
 
 from xpretrieval.commands.evaluate import run_mine
 from xpretrieval.commands.experiment import ExperimentConfig
-from xpretrieval.commands.resume import last_checkpoint
-from xpretrieval.commands.run_dir import claim_run_dir
+from xpretrieval.commands.resume import AUTO, last_checkpoint
+from xpretrieval.commands.run_dir import claim_run_dir, record_config
 from xpretrieval.commands.train import run_train
+from xpretrieval.commands.validate import validate
 from xpretrieval.core import distributed
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.core.io import write_json
@@ -30,22 +33,31 @@ def run_train_rounds(
     if experiment.rounds == 1:
         return run_train(experiment, output_dir, overrides)
     check_rounds(experiment)
-    if distributed.world().parallel:
-        raise ConfigError(
-            f"rounds={experiment.rounds}: hard-negative rounds mine between trainings, in one "
-            "process; run them without torchrun (or each round's training under it, by hand)"
-        )
-    claim_run_dir(output_dir, "train", resuming=False)
+    resuming = experiment.resume not in (None, AUTO) or (
+        experiment.resume == AUTO and (output_dir / "round-1").is_dir()
+    )
+    experiment = validate(
+        replace(experiment, resume=str(output_dir) if resuming else None), "train"
+    )
+    claim_run_dir(output_dir, "train", resuming=resuming)
+    record_config(output_dir, experiment, overrides)
     table: list[dict[str, float]] = []
-    current = replace(experiment, rounds=1)
+    current = replace(experiment, rounds=1, resume=AUTO if resuming else None)
     # what a round's own directory records, so that `resume=<run>/round-<k>` continues it
     changes = ["rounds=1"]
     for k in range(1, experiment.rounds + 1):
         round_dir = output_dir / f"round-{k}"
-        logger.info("Hard-negative round %d of %d in %s", k, experiment.rounds, round_dir)
-        # no overrides (an experiment built in Python): no resumable record, as for one run
-        recorded = None if overrides is None else [*overrides, *changes]
-        metrics = run_train(current, round_dir, recorded)
+        finished = round_dir / "metrics.json"
+        if resuming and finished.is_file():
+            logger.info(
+                "Hard-negative round %d of %d: finished in %s", k, experiment.rounds, round_dir
+            )
+            metrics = json.loads(finished.read_text())["aggregate"]
+        else:
+            logger.info("Hard-negative round %d of %d in %s", k, experiment.rounds, round_dir)
+            # no overrides (an experiment built in Python): no resumable record, as for one run
+            recorded = None if overrides is None else [*overrides, *changes]
+            metrics = run_train(current, round_dir, recorded)
         table.append({"round": k, **metrics})
         write_json(output_dir / "rounds.json", table)  # complete after every round
         if k < experiment.rounds:
@@ -58,16 +70,16 @@ def run_train_rounds(
 
 
 def check_rounds(experiment: ExperimentConfig) -> None:
-    """Rounds draw hard negatives from a ranking and start fresh runs: refuse what cannot."""
+    """Rounds draw hard negatives from a ranking and mine between trainings: refuse what cannot."""
     if not experiment.sampler.hard_negatives.enabled:
         raise ConfigError(
             f"rounds={experiment.rounds}: later rounds draw hard negatives from the previous "
             "model's ranking; set sampler.hard_negatives.top_k (e.g. 50)"
         )
-    if experiment.resume is not None:
+    if distributed.world().parallel:
         raise ConfigError(
-            "resume: a rounds run is resumed round by round: resume=<run>/round-<k> continues "
-            "that round as a single run"
+            f"rounds={experiment.rounds}: hard-negative rounds mine between trainings, in one "
+            "process; run them without torchrun (or each round's training under it, by hand)"
         )
 
 
@@ -75,11 +87,15 @@ def _next_round(
     experiment: ExperimentConfig, round_dir: Path
 ) -> tuple[ExperimentConfig, list[str]]:
     """The experiment of the next round (the previous round's last checkpoint, drawing hard
-    negatives from its ranking of the training queries), and the overrides that say so."""
+    negatives from its ranking of the training queries, mined unless a resumed run already
+    did), and the overrides that say so."""
     model_path = str(last_checkpoint(round_dir))
     trained = replace(experiment, model=replace(experiment.model, name_or_path=model_path))
-    run_mine(trained, round_dir / "mine")
-    run_file = str(round_dir / "mine" / "run.trec")
+    mine_dir = round_dir / "mine"
+    if not (mine_dir / "metrics.json").is_file():
+        started = (mine_dir / "config.yaml").is_file()  # an interrupted mining pass
+        run_mine(replace(trained, resume=str(mine_dir) if started else None), mine_dir)
+    run_file = str(mine_dir / "run.trec")
     sampler = experiment.sampler
     negatives = replace(sampler.hard_negatives, run_file=run_file, scoreddocs=None)
     changes = [

@@ -8,7 +8,7 @@ against each other. Bi-encoders are
 `TermWeighted` (vocabulary term weights that regularisers read), among which a
 `SparseBiEncoder`'s representations *are* the term weights (SPLADE: inverted indexes serve
 it). Losses, indexes and samplers state which kind they need; `compatibility` compares both
-through a config's `encoder` class before any weights load.
+through a config's `model_class` before any weights load.
 """
 
 from __future__ import annotations
@@ -219,10 +219,10 @@ def sparsity(weights: Tensor) -> dict[str, float]:
 
 @dataclass
 class ModelConfig(ABC):
-    """Base of model configs: `encoder` is the class `build` returns, which tells, before any
-    weights load, what kind of model the config makes."""
+    """Base of model configs: `model_class` is the class `build` returns, which tells, before
+    any weights load, what kind of model the config makes."""
 
-    encoder: ClassVar[type[RetrievalModel]]
+    model_class: ClassVar[type[RetrievalModel]]
     # fields that matter only when weights are created (a new head's bias), not once loaded
     initialisation_fields: ClassVar[tuple[str, ...]] = ()
 
@@ -237,4 +237,4 @@ class ModelConfig(ABC):
 
     def is_kind(self, kind: type | tuple[type, ...]) -> bool:
         """Whether the built model will be of `kind` (a model kind, or a tuple of them)."""
-        return issubclass(self.encoder, kind)
+        return issubclass(self.model_class, kind)

@@ -71,7 +71,7 @@ class Bm25Retriever(Ranker):
 class Bm25(ModelConfig):
     """BM25 scoring of stemmed, stop-word-filtered words (bm25s' Lucene variant by default)."""
 
-    encoder: ClassVar[type[Bm25Retriever]] = Bm25Retriever
+    model_class: ClassVar[type[Bm25Retriever]] = Bm25Retriever
 
     k1: float = 0.9  # term-frequency saturation (Anserini's BEIR setting)
     b: float = 0.4  # document-length normalisation (Anserini's BEIR setting)

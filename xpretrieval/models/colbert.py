@@ -81,7 +81,7 @@ class ColBERTEncoder(TransformerBiEncoder, MultiVectorBiEncoder):
 class ColBERT(TransformerConfig):
     """Multi-vector bi-encoder scored by MaxSim."""
 
-    encoder: ClassVar[type[ColBERTEncoder]] = ColBERTEncoder
+    model_class: ClassVar[type[ColBERTEncoder]] = ColBERTEncoder
     architecture_fields: ClassVar[tuple[str, ...]] = ("shared", "dim", "query_augmentation")
 
     dim: int = 128  # size of each token's projected embedding

@@ -57,5 +57,5 @@ class CrossEncoder(TransformerConfig):
     """A sequence-classification head with one output over `[CLS] query [SEP] document [SEP]`
     (at most query_max_length + doc_max_length tokens; the longer text is cut first)."""
 
-    encoder: ClassVar[type[CrossEncoderModel]] = CrossEncoderModel
+    model_class: ClassVar[type[CrossEncoderModel]] = CrossEncoderModel
     architecture_fields: ClassVar[tuple[str, ...]] = ()

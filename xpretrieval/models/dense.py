@@ -44,7 +44,7 @@ class DenseEncoder(TransformerBiEncoder, DenseBiEncoder):
 class Dense(TransformerConfig):
     """Bi-encoder: `score(q, d) = <pool(enc(q)), pool(enc(d))>`, a cosine when `normalize`."""
 
-    encoder: ClassVar[type[DenseEncoder]] = DenseEncoder
+    model_class: ClassVar[type[DenseEncoder]] = DenseEncoder
     architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "normalize", "shared")
     layout_kind: ClassVar[str | None] = "dense"
 

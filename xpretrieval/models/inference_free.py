@@ -126,7 +126,7 @@ class InferenceFreeSpladeEncoder(SpladeEncoder):
 class InferenceFreeSplade(Splade):
     """SPLADE documents, learned static query weights: queries cost a tokenisation."""
 
-    encoder: ClassVar[type[InferenceFreeSpladeEncoder]] = InferenceFreeSpladeEncoder
+    model_class: ClassVar[type[InferenceFreeSpladeEncoder]] = InferenceFreeSpladeEncoder
     layout_kind: ClassVar[str | None] = "inference_free_splade"
 
     query_weights_init: QueryWeightsInit = QueryWeightsInit.ones

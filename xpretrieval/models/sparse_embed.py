@@ -90,7 +90,7 @@ class SparseEmbedEncoder(MaskedLMEncoder, PartedScore):
 class SparseEmbed(MaskedLMConfig):
     """SPLADE term weights plus a contextual embedding per activated term."""
 
-    encoder: ClassVar[type[SparseEmbedEncoder]] = SparseEmbedEncoder
+    model_class: ClassVar[type[SparseEmbedEncoder]] = SparseEmbedEncoder
     architecture_fields: ClassVar[tuple[str, ...]] = (
         "pooling",
         "exclude_special_tokens",

@@ -159,7 +159,7 @@ class MaskedLMConfig(TransformerConfig):
 class Splade(MaskedLMConfig):
     """Sparse bi-encoder over any masked-LM checkpoint; vocabulary-sized representations."""
 
-    encoder: ClassVar[type[SpladeEncoder]] = SpladeEncoder
+    model_class: ClassVar[type[SpladeEncoder]] = SpladeEncoder
     architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "exclude_special_tokens", "shared")
     layout_kind: ClassVar[str | None] = "splade"
 

@@ -91,10 +91,10 @@ class TransformerConfig(ModelConfig):
         _check_local_path(self.name_or_path)
 
     def build(self) -> TransformerModel:
-        """Load the model named by `name_or_path` as this config's `encoder` class."""
-        encoder = self.encoder
-        assert issubclass(encoder, TransformerModel)
-        return encoder.from_config(self)
+        """Load the model named by `name_or_path` as this config's `model_class`."""
+        model_class = self.model_class
+        assert issubclass(model_class, TransformerModel)
+        return model_class.from_config(self)
 
 
 def _check_local_path(name_or_path: str) -> None:

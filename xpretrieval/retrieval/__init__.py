@@ -3,7 +3,7 @@
 from xpretrieval.core.config import register_package
 from xpretrieval.retrieval.exact import exact_top_k
 from xpretrieval.retrieval.index import ExactIndex, IndexConfig, Inverted
-from xpretrieval.retrieval.inverted import InvertedIndex
+from xpretrieval.retrieval.inverted import InvertedSearch
 from xpretrieval.retrieval.retrieve import Retrieval, retrieve
 from xpretrieval.retrieval.seismic import Seismic
 
@@ -11,7 +11,7 @@ __all__ = [
     "ExactIndex",
     "IndexConfig",
     "Inverted",
-    "InvertedIndex",
+    "InvertedSearch",
     "Retrieval",
     "Seismic",
     "exact_top_k",

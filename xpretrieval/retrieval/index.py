@@ -17,7 +17,7 @@ from xpretrieval.models.base import BiEncoder, SparseBiEncoder
 from xpretrieval.models.encoding import Reps
 from xpretrieval.retrieval.coverage import RowCoverage
 from xpretrieval.retrieval.exact import exact_top_k
-from xpretrieval.retrieval.inverted import InvertedIndex
+from xpretrieval.retrieval.inverted import InvertedSearch
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 DOCUMENTS_FILE = "documents.pt"
@@ -39,10 +39,9 @@ class SearchIndex(Protocol):
 class IndexConfig(ABC):
     """Builds a search index from document representations streamed batch by batch."""
 
-    serves: ClassVar[type[BiEncoder]] = BiEncoder  # the model kind it can index
-    # reads representations as sparse rows (their non-zeros): queries and documents are
-    # handed over that way, never as dense [n, vocab] weights
-    reads_sparse_rows: ClassVar[bool] = False
+    # the model kind it can index; an index of sparse models (SparseBiEncoder) reads their
+    # representations as sparse rows (the non-zeros), never as dense [n, vocab] weights
+    serves: ClassVar[type[BiEncoder]] = BiEncoder
 
     save: bool = False  # also write the built index to <run dir>/index/
     load: str | None = None  # a saved index folder to search instead of encoding documents
@@ -63,7 +62,7 @@ class IndexConfig(ABC):
         self, batches: Iterable[tuple[Tensor, Reps]], n_documents: int, score: ScoreFn
     ) -> SearchIndex:
         """Index `(rows, reps)` batches covering rows 0..n_documents-1 in any order (sparse
-        rows when `reads_sparse_rows`)."""
+        rows when it serves sparse models)."""
 
     @abstractmethod
     def open(self, folder: Path, score: ScoreFn) -> SearchIndex:
@@ -129,12 +128,11 @@ class Inverted(IndexConfig):
     dot-product scores without a [n_docs, vocab] matrix."""
 
     serves: ClassVar[type[BiEncoder]] = SparseBiEncoder
-    reads_sparse_rows: ClassVar[bool] = True
 
     def build(
         self, batches: Iterable[tuple[Tensor, Reps]], n_documents: int, score: ScoreFn
     ) -> SearchIndex:
-        return InvertedIndex.from_batches(batches, n_documents)
+        return InvertedSearch.from_batches(batches, n_documents)
 
     def open(self, folder: Path, score: ScoreFn) -> SearchIndex:
-        return InvertedIndex.load(folder)
+        return InvertedSearch.load(folder)

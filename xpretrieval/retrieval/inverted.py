@@ -17,7 +17,7 @@ from xpretrieval.models.encoding import Reps, sparse_rows
 from xpretrieval.retrieval.coverage import RowCoverage
 
 
-class InvertedIndex:
+class InvertedSearch:
     """For every vocabulary term, the documents where it is active and their weights.
 
     Stored as a SciPy CSC matrix `[n_documents, vocab]`: column t holds term t's posting list
@@ -30,7 +30,7 @@ class InvertedIndex:
     @classmethod
     def from_batches(
         cls, batches: Iterable[tuple[Tensor, Reps]], n_documents: int
-    ) -> InvertedIndex:
+    ) -> InvertedSearch:
         """Index `(rows, reps)` batches of `[batch, vocab]` weights (sparse rows, or dense
         tensors whose non-zeros are kept), covering document rows 0..n_documents-1."""
         rows, parts, coverage = [], [], RowCoverage(n_documents)
@@ -53,7 +53,7 @@ class InvertedIndex:
         scipy.sparse.save_npz(folder / self.FILE, self.postings)
 
     @classmethod
-    def load(cls, folder: Path) -> InvertedIndex:
+    def load(cls, folder: Path) -> InvertedSearch:
         return cls(scipy.sparse.load_npz(folder / cls.FILE).tocsc())
 
     @cached_property

@@ -18,7 +18,7 @@ from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.documents import document_ids
 from xpretrieval.data.run import Run
-from xpretrieval.models.base import BiEncoder, Ranker, TermWeighted
+from xpretrieval.models.base import BiEncoder, Ranker, SparseBiEncoder, TermWeighted
 from xpretrieval.models.encoding import (
     Batching,
     Reps,
@@ -68,7 +68,7 @@ def retrieve(
     term_weights = model.term_weights if isinstance(model, TermWeighted) else None
     doc_active: list[int] = []
     query_texts = list(collection.queries.values())
-    sparse = index.reads_sparse_rows
+    sparse = issubclass(index.serves, SparseBiEncoder)  # handed over as sparse rows
     queries = encode_texts(
         model.text_encoder(is_query=True),
         query_texts,

@@ -30,7 +30,6 @@ class Seismic(IndexConfig):
     skips blocks whose summary cannot beat the current top-k. Scores are dot products."""
 
     serves: ClassVar[type[BiEncoder]] = SparseBiEncoder
-    reads_sparse_rows: ClassVar[bool] = True
 
     n_postings: int = 3500  # postings kept per term on average (static pruning)
     centroid_fraction: float = 0.1  # blocks per posting list, as a fraction of its length

@@ -54,7 +54,10 @@ def train_sparse_embed(
         PairwiseRecord(Text(str(i), a), Text(f"{i}+", p), Text(f"{i}-", n))
         for i, (a, p, n) in enumerate(zip(anchor, positive, negative, strict=True))
     ]
-    output = BatchwiseTrainer().step(model, batch, losses)
+    trainer = BatchwiseTrainer()  # its loss terms, on the batch's texts encoded in one pass
+    query_texts, doc_texts = trainer.texts(batch)
+    queries, documents = model.forward_queries(query_texts), model.forward_documents(doc_texts)
+    output = trainer.loss_terms(model, batch, queries, documents, losses)
     total = torch.stack([losses[name].weight * term for name, term in output.terms.items()]).sum()
     optimizer.zero_grad(set_to_none=True)
     total.backward()

@@ -85,13 +85,6 @@ class Trainer(ABC):
     def pair_terms(self, model: PairScorer, batch: list, losses: dict[str, Loss]) -> StepOutput:
         """Loss terms for a model that reads each query with each document (a cross-encoder)."""
 
-    def step(self, model: BiEncoder, batch: list, losses: dict[str, Loss]) -> StepOutput:
-        """Encode the batch's texts and compute its loss terms, in one pass."""
-        query_texts, doc_texts = self.texts(batch)
-        queries = model.forward_queries(query_texts)
-        documents = model.forward_documents(doc_texts)
-        return self.loss_terms(model, batch, queries, documents, losses)
-
 
 @register("trainer", "batchwise")
 @dataclass
