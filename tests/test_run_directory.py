@@ -82,3 +82,13 @@ def test_checkpoints_are_written_by_elapsed_time_too(tmp_path):
     untimed = Checkpointer(tmp_path / "u", every=0, keep=5, save=lambda p: saved.append(p.name))
     untimed.on_step_end(TrainState(step=1, max_steps=3, epoch=0.0))
     assert len(saved) == 2
+
+
+def test_a_run_folder_named_with_non_ascii_characters_trains_and_resumes(tiny_model_dir, tmp_path):
+    """Hydra's lexer reads no bare non-ASCII text: the CLI quotes such values for it."""
+    run_dir = tmp_path / "expériences" / "run"
+    first = tiny_train(tiny_model_dir, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = cli("train", f"resume={run_dir}", "trainer.max_steps=4", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (run_dir / "checkpoints" / "step-0000004").is_dir()

@@ -37,9 +37,21 @@ def launch_overrides(command: str, overrides: list[str]) -> list[str]:
     """The overrides to compose `command`'s config from: a resumed run's saved ones first,
     its own folder as the run directory, and under torchrun one run directory for the main
     process alone. Refuses, before Hydra creates anything, an output folder it cannot write."""
+    overrides = [quoted_for_hydra(item) for item in overrides]
     overrides = run_in_resumed_directory(command, with_saved_overrides(command, overrides))
+    overrides = [quoted_for_hydra(item) for item in overrides]
     check_output_writable(overrides)
     return overrides + processes_overrides(command, overrides)
+
+
+def quoted_for_hydra(override: str) -> str:
+    """`key=value` with the value in quotes when Hydra's lexer cannot read it bare (a run
+    folder named with non-ASCII characters, `resume=/runs/café`), else unchanged."""
+    key, equals, value = override.partition("=")
+    bare = value.isascii() and " " not in value
+    if not equals or bare or value[:1] in "'\"[{" or "'" in value:
+        return override
+    return f"{key}='{value}'"
 
 
 def run_command(

@@ -76,6 +76,7 @@ RESUMABLE_KEYS = (
     "validation.restore_best",
     "validation.top_k",
     "evaluation",
+    "suite",
     "index",
     "logger",
     "device",
@@ -118,7 +119,7 @@ def run_in_resumed_directory(command: str, overrides: list[str]) -> list[str]:
     resume = _resumed_folder(command, overrides)
     if resume is None:
         return overrides
-    run_dirs = [item.split("=", 1)[1] for item in overrides if _key(item) == "hydra.run.dir"]
+    run_dirs = [_value(item) for item in overrides if _key(item) == "hydra.run.dir"]
     if run_dirs and Path(run_dirs[-1]).resolve() != Path(resume).resolve():
         raise ConfigError(
             f"resume={resume} continues in its own folder; drop hydra.run.dir={run_dirs[-1]}"
@@ -148,10 +149,18 @@ def with_saved_overrides(command: str, overrides: list[str]) -> list[str]:
 
 def _resumed_folder(command: str, overrides: list[str]) -> str | None:
     """The folder of `resume=<folder>` among `overrides` (None: no resume, or `auto`)."""
-    resume = [item.split("=", 1)[1] for item in overrides if _key(item) == "resume"]
+    resume = [_value(item) for item in overrides if _key(item) == "resume"]
     if command not in ("train", "evaluate", "mine") or not resume:
         return None
     return None if resume[-1] in ("", "null", AUTO) else resume[-1]
+
+
+def _value(override: str) -> str:
+    """`resume='/runs/é'` -> `/runs/é`: the value, without the quotes Hydra needs around text
+    it cannot read unquoted (non-ASCII characters, spaces)."""
+    value = override.split("=", 1)[1]
+    quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+    return value[1:-1] if quoted else value
 
 
 def _key(override: str) -> str:
