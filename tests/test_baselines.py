@@ -1,6 +1,7 @@
 """The recorded baselines' fast checks: few steps on a 400-document SciFact test, pinned
 values, so that a change shifting a baseline fails here (the full runs: experiments/). They
-are marked `baseline`: `make test-baselines` runs every one of them, and CI runs it."""
+are marked `baseline`: `make test-baselines` runs every one; `make test` (and CI) the ones
+whose baseline.yaml keeps `fast_in_make_test` true."""
 
 from __future__ import annotations
 
@@ -27,9 +28,22 @@ def test_every_baseline_file_is_valid_and_has_a_readme():
         assert (folder / "README.md").is_file(), folder
 
 
-@pytest.mark.baseline
+def fast_checks() -> list:
+    """Every baseline's fast check (marked `baseline`: `make test-baselines` runs them all);
+    those not in `make test` are also marked slow."""
+    return [
+        pytest.param(
+            folder,
+            id=folder.name,
+            marks=[pytest.mark.baseline]
+            + ([] if load_baseline(folder).fast_in_make_test else [pytest.mark.slow]),
+        )
+        for folder in BASELINES
+    ]
+
+
 @pytest.mark.shared_data
-@pytest.mark.parametrize("folder", BASELINES, ids=[folder.name for folder in BASELINES])
+@pytest.mark.parametrize("folder", fast_checks())
 def test_fast_check_reproduces_its_pinned_values(folder: Path, tmp_path):
     outcome = run_check(load_baseline(folder).fast, tmp_path)
     assert not outcome.failures

@@ -149,9 +149,11 @@ def test_arcface_margin_warms_up_through_its_hook():
         (["model=splade"], "ArcFace reads single \\[n, dim\\] vectors"),
     ],
 )
-def test_arcface_is_refused_without_cosine_scores(overrides, message):
+def test_arcface_is_refused_without_cosine_scores(overrides, message, tiny_model_dir):
+    # a plain transformers checkpoint: no saved Normalize for model.normalize=false to contradict
+    model = [] if "model=splade" in overrides else [f"model.name_or_path={tiny_model_dir}"]
     with pytest.raises(ConfigError, match=message):
-        xpretrieval.configure(["loss@losses.rank=arcface", *overrides])
+        xpretrieval.configure(["loss@losses.rank=arcface", *overrides, *model])
 
 
 def test_arcface_trains_end_to_end(tiny_model_dir, tmp_path):

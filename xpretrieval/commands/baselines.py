@@ -62,7 +62,10 @@ class Check:
 @dataclass
 class Baseline:
     full: Check  # the run the README reports
-    fast: Check  # its shrunken check, run by `make test-baselines` (and so by CI) on every change
+    fast: Check  # its shrunken check: `make test-baselines` runs every one
+    # also in `make test` (and so CI); false: its model is slow to train or evaluate on 2 CPU
+    # cores even shrunk, or its value is not yet shown to hold on every CPU kind
+    fast_in_make_test: bool = True
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,9 @@ def _run(command: list[str], folder: Path) -> None:
 def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m xpretrieval baseline", description=__doc__)
     parser.add_argument("folders", nargs="+", type=Path, help="experiments/<name> folders")
-    parser.add_argument("--fast", action="store_true", help="the shrunken check (make test-baselines)")
+    parser.add_argument(
+        "--fast", action="store_true", help="the shrunken check (make test-baselines)"
+    )
     options = parser.parse_args(args)
     failed = 0
     for folder in options.folders:
