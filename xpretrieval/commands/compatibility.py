@@ -146,6 +146,14 @@ def check_teacher(experiment: ExperimentConfig) -> None:
             f"teacher.model: a {type(teacher.model).__name__} model ranks collections but does "
             "not score given candidates; use a cross_encoder or a bi-encoder"
         )
+    train = experiment.dataset.train
+    if train is not None and train.hf_dataset is not None:  # its examples carry the scores
+        if sampler.teacher_run is not None or teacher.enabled:
+            raise ConfigError(
+                f"sampler.teacher_run: dataset.train.hf_dataset={train.hf_dataset} brings the "
+                "teacher's scores with its examples; drop the teacher run file or model"
+            )
+        return
     if (sampler.teacher_run is None) != teacher.enabled:
         raise ConfigError(
             "sampler.teacher_run: give exactly one of a teacher run file (sampler.teacher_run="

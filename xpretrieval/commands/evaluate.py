@@ -12,6 +12,7 @@ import torch
 
 from xpretrieval.commands.experiment import ExperimentConfig
 from xpretrieval.commands.run_dir import claim_run_dir, record_config, record_environment
+from xpretrieval.commands.suite import Measure, evaluate_suite
 from xpretrieval.commands.validate import validate
 from xpretrieval.core.device import resolve_device
 from xpretrieval.core.distributed import ALONE, World
@@ -37,9 +38,27 @@ logger = logging.getLogger(__name__)
 def run_evaluate(
     experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None = None
 ) -> dict[str, float]:
-    """Evaluate the configured model on the test split; returns the aggregate metrics."""
+    """Evaluate the configured model on the test split, or on each collection of its suite;
+    returns the aggregate metrics (of a suite: the mean over its collections)."""
     experiment = validate(experiment, "evaluate", output_dir)
+    if experiment.suite.enabled:
+        return _rank_suite(experiment, output_dir, overrides)
     return _rank_split(experiment, "evaluate", output_dir, overrides)
+
+
+def _rank_suite(
+    experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None
+) -> dict[str, float]:
+    """The model loaded once, then measured on the suite's collections one by one."""
+    started = time.perf_counter()
+    claim_run_dir(output_dir, "evaluate", resuming=experiment.resume is not None)
+    device = resolve_device(experiment.device)
+    seed_everything(experiment.seed)  # before the build: a new head draws its weights
+    model = experiment.model.build().to(device)
+    record_config(output_dir, experiment, overrides)
+    record_environment(output_dir, "evaluate", device)
+    measure = measurer(model, experiment, device)
+    return evaluate_suite(experiment, measure, output_dir, started).aggregate
 
 
 def run_mine(
@@ -131,6 +150,24 @@ def evaluate_model(
     )
     logger.info("%s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.aggregate.items()))
     return metrics
+
+
+def measurer(
+    model: RetrievalModel,
+    experiment: ExperimentConfig,
+    device: torch.device,
+    measured: Path | None = None,
+) -> Measure:
+    """`evaluate_model` of `model` on one collection of a suite, into its folder (re-ranking
+    the first stage's candidates of that collection when `evaluation.rerank` asks for it)."""
+
+    def measure(collection: Collection, folder: Path, started: float) -> Metrics:
+        candidates = first_stage(experiment, collection)
+        return evaluate_model(
+            model, collection, candidates, experiment, device, folder, started, measured=measured
+        )
+
+    return measure
 
 
 def sharding(

@@ -12,6 +12,7 @@ from xpretrieval.core.device import Precision
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.dataset import DatasetConfig
 from xpretrieval.evaluation.measures import EvaluationConfig
+from xpretrieval.evaluation.suites import SuiteConfig
 from xpretrieval.losses.base import Loss
 from xpretrieval.models.base import ModelConfig
 from xpretrieval.retrieval.export import ExportConfig
@@ -40,6 +41,9 @@ class ExperimentConfig:
     index: IndexConfig = MISSING  # how test documents are searched (exact, inverted)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    # test collections measured one by one under the loaded model (`suite=beir_small`), in
+    # place of dataset.test; off while suite.collections is empty
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
     # a trained model whose scores a distillation sampler learns from, computed at the start
     # of the run; off unless teacher.model is set
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -59,10 +63,11 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         check_range("rounds", self.rounds, at_least=1)
         validation = self.validation
-        if validation.enabled and self.dataset.dev is None and not validation.held_out_queries:
+        on = (self.dataset.dev is not None, validation.held_out_queries, validation.suite.enabled)
+        if validation.enabled and not any(on):
             raise ValueError(
                 f"validation.every={validation.every} needs queries to validate on: set "
-                "dataset.dev or validation.held_out_queries (e.g. 100)"
+                "dataset.dev, validation.held_out_queries (e.g. 100) or validation.suite"
             )
 
 
@@ -79,7 +84,8 @@ def without_unset_train_split(cfg: DictConfig) -> DictConfig:
     dataset.test.beir_folder=…` alone): evaluating or exporting needs only the test split."""
     train = cfg.dataset.get("train")
     unset = train is not None and (
-        OmegaConf.missing_keys(train) or (train.ir_datasets is None and train.beir_folder is None)
+        OmegaConf.missing_keys(train)
+        or all(train.get(source) is None for source in ("ir_datasets", "beir_folder", "hf_dataset"))
     )
     if not unset:
         return cfg

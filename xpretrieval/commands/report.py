@@ -9,7 +9,7 @@ import argparse
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -33,18 +33,22 @@ class RunSummary:
     index: dict[str, float]
     wall_seconds: float | None
     per_query: dict[str, dict[str, float]]
+    # a suite run's aggregate metrics by collection (its `aggregate` is their mean, its
+    # per-query values are keyed `<collection>/<query id>`); empty for a one-collection run
+    collections: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def find_runs(root: Path) -> list[RunSummary]:
     """Every finished run below `root`: a folder with a metrics.json (not a before-training
     one). The metrics a checkpoint carries, a rounds run's copy of its last round (beside its
-    rounds.json) and a `mine` pass (a ranking of training queries) are not runs to compare. A
-    metrics.json that is not complete JSON with an `aggregate` is a UserInputError."""
+    rounds.json), a `mine` pass (a ranking of training queries) and the collections of a suite
+    run (in its `suite/`) are not runs to compare. A metrics.json that is not complete JSON
+    with an `aggregate` is a UserInputError."""
     runs = []
     for metrics_file in sorted(root.rglob("metrics.json")):
         folder = metrics_file.parent
         copied = folder.parent.name == "checkpoints" or (folder / "rounds.json").is_file()
-        if copied or recorded_command(folder) == "mine":
+        if copied or _in_suite(folder, root) or recorded_command(folder) == "mine":
             continue
         data = _read_metrics(metrics_file)
         overrides_file = folder / ".hydra" / "overrides.yaml"
@@ -61,11 +65,21 @@ def find_runs(root: Path) -> list[RunSummary]:
                 data.get("index", {}),
                 data.get("wall_seconds"),
                 data.get("per_query", {}),
+                data.get("collections", {}),
             )
         )
     if not runs:
         raise UserInputError(f"{root}: no run below it has a metrics.json")
     return runs
+
+
+def _in_suite(folder: Path, root: Path) -> bool:
+    """Whether `folder` is one collection of a suite run: below a `[<prefix>]suite/` folder
+    that has its `<prefix>suite.json` beside it."""
+    for parent in folder.relative_to(root).parents:
+        if parent.name.endswith("suite") and (root / parent.with_suffix(".json")).is_file():
+            return True
+    return False
 
 
 def _read_metrics(path: Path) -> dict:
@@ -155,6 +169,45 @@ def _cell(run: RunSummary, measure: str, baseline: RunSummary | None, alpha: flo
     return text + ("*" if p_value < alpha else "")
 
 
+def collection_table(
+    runs: list[RunSummary], metric: str, baseline: RunSummary | None = None, alpha: float = 0.05
+) -> tuple[list[str], list[list[str]]] | None:
+    """Suite runs side by side: `metric` by collection (a row each) and run (a column each);
+    with a suite baseline, a value whose paired t-test against it over that collection's
+    queries gives p < alpha is marked `*`. None when no run is a suite run."""
+    suites = [run for run in runs if run.collections]
+    if not suites:
+        return None
+    names = list(dict.fromkeys(name for run in suites for name in run.collections))
+    header = ["collection", *(run.path.name for run in suites)]
+    split = {run.path: _per_collection(run) for run in suites}
+    rows = []
+    for name in names:
+        cells = []
+        for run in suites:
+            value = run.collections.get(name, {}).get(metric)
+            text = "" if value is None else f"{value:.4f}"
+            if value is not None and baseline is not None and baseline.collections:
+                if run is not baseline and name in baseline.collections:
+                    base, other = split[baseline.path][name], split[run.path].get(name, {})
+                    text += "*" if paired_t_test(base, other, metric) < alpha else ""
+            cells.append(text)
+        rows.append([name, *cells])
+    return header, rows
+
+
+def _per_collection(run: RunSummary) -> dict[str, dict[str, dict[str, float]]]:
+    """A suite run's pooled per-query values (`<collection>/<query id>`) by collection: each
+    key goes to the longest collection name it starts with."""
+    split: dict[str, dict[str, dict[str, float]]] = {name: {} for name in run.collections}
+    for key, values in run.per_query.items():
+        owners = [name for name in run.collections if key.startswith(f"{name}/")]
+        if owners:
+            owner = max(owners, key=len)
+            split[owner][key[len(owner) + 1 :]] = values
+    return split
+
+
 def markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -171,6 +224,15 @@ def write_report(root: Path, metric: str, baseline: str | None = None, alpha: fl
         text += (
             f"\n`*`: p < {alpha} in a paired t-test against {reference.path.name} over the "
             "per-query values (scipy.stats.ttest_rel).\n"
+        )
+    by_collection = collection_table(runs, metric, reference, alpha)
+    if by_collection is not None:
+        text += (
+            f"\nSuite runs: their values above are means over collections (their `*`, a test "
+            f"over the queries of all collections pooled); {metric} by collection"
+            + (", `*` tested over each collection's queries" if reference is not None else "")
+            + ":\n\n"
+            + markdown(*by_collection)
         )
     left_out = unfinished_runs(root)
     if left_out:

@@ -14,12 +14,14 @@ import torch
 from xpretrieval.commands.evaluate import (
     evaluate_model,
     first_stage,
+    measurer,
     metrics_table,
     sharding,
 )
 from xpretrieval.commands.experiment import ExperimentConfig
 from xpretrieval.commands.resume import AUTO, last_checkpoint
 from xpretrieval.commands.run_dir import claim_run_dir, record_config, record_environment
+from xpretrieval.commands.suite import evaluate_suite
 from xpretrieval.commands.validate import validate
 from xpretrieval.core import distributed
 from xpretrieval.core.device import resolve_device
@@ -28,7 +30,7 @@ from xpretrieval.core.hooks import Hook
 from xpretrieval.core.io import atomic_directory
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.run import Run
-from xpretrieval.evaluation.measures import check_computable
+from xpretrieval.evaluation.measures import Metrics, check_computable
 from xpretrieval.models.base import TrainableModel
 from xpretrieval.retrieval.saved import index_provenance
 from xpretrieval.training.checkpoint import Checkpointer, checkpoint_name
@@ -46,15 +48,17 @@ class Splits:
     """The data of a training run, loaded and checked before anything is written."""
 
     train: Collection
-    test: Collection
-    validation: Collection | None  # None: no validation
+    test: Collection | None  # None: a suite is evaluated instead
+    # None: no validation; by name: the collections of validation.suite
+    validation: Collection | dict[str, Collection] | None
     candidates: Run | None  # the test candidates to re-rank (None: search the collection)
 
 
 def run_train(
     experiment: ExperimentConfig, output_dir: Path, overrides: list[str] | None = None
 ) -> dict[str, float]:
-    """Train the model on the train split, then evaluate it on the test split; returns metrics.
+    """Train the model on the train split, then evaluate it on the test split (or, with
+    `suite`, on the suite's collections instead); returns metrics.
     `overrides` (the command line's) are saved with the run for `resume`. Under torchrun every
     process trains; the main one alone writes, validates and evaluates."""
     started = time.perf_counter()
@@ -74,19 +78,13 @@ def run_train(
     if world.main:
         resolved = record_config(output_dir, experiment, overrides)
         logger.info("Train split: %s", splits.train)
-        record_environment(output_dir, "train", device, train=splits.train, test=splits.test)
+        tested = {} if splits.test is None else {"test": splits.test}
+        record_environment(output_dir, "train", device, train=splits.train, **tested)
     learner = build_learner(experiment, model, splits, checkpoint, device, output_dir)
     before = None
     if experiment.evaluate_before_training and checkpoint is None and world.main:
-        before = evaluate_model(
-            model,
-            splits.test,
-            splits.candidates,
-            experiment,
-            device,
-            output_dir,
-            started,
-            "before_training_",
+        before = evaluate_trained(
+            model, experiment, splits, device, output_dir, started, "before_training_"
         )
     if not world.main:
         follow(experiment, model, learner, splits, device, output_dir)
@@ -94,11 +92,10 @@ def run_train(
     fitted = fit(experiment, model, learner, splits, device, output_dir, resolved)
     if shares_final_encoding(experiment, splits):
         distributed.broadcast_parameters(model)
-    after = evaluate_model(
+    after = evaluate_trained(
         model,
-        splits.test,
-        splits.candidates,
         experiment,
+        splits,
         device,
         output_dir,
         started,
@@ -109,9 +106,40 @@ def run_train(
     shutil.copyfile(output_dir / "metrics.json", fitted.measured / "metrics.json")
     for tracker in fitted.trackers:
         tracker.finish(after.aggregate)
-    print(metrics_table(splits.test, {"before": before, "after": after}))
+    if splits.test is not None:  # a suite printed its own table
+        print(metrics_table(splits.test, {"before": before, "after": after}))
     print(f"Trained model: {fitted.measured}")
     return after.aggregate
+
+
+def evaluate_trained(
+    model: TrainableModel,
+    experiment: ExperimentConfig,
+    splits: Splits,
+    device: torch.device,
+    output_dir: Path,
+    started: float,
+    prefix: str = "",
+    world: distributed.World = distributed.ALONE,
+    measured: Path | None = None,
+) -> Metrics:
+    """The model measured on the test split, or with `suite` on each of its collections
+    (into `<prefix>suite/`; the metrics are then the mean over collections)."""
+    if splits.test is None:
+        measure = measurer(model, experiment, device, measured)
+        return evaluate_suite(experiment, measure, output_dir, started, prefix, measured)
+    return evaluate_model(
+        model,
+        splits.test,
+        splits.candidates,
+        experiment,
+        device,
+        output_dir,
+        started,
+        prefix,
+        world,
+        measured,
+    )
 
 
 def load_splits(experiment: ExperimentConfig) -> Splits:
@@ -119,21 +147,41 @@ def load_splits(experiment: ExperimentConfig) -> Splits:
     on them: every check that can refuse the run, before anything is written."""
     if experiment.dataset.train is None:
         raise ConfigError(f"dataset.train is not set in dataset {experiment.dataset.name!r}")
-    train, test = experiment.dataset.train.load(), experiment.dataset.test.load()
-    test.check_measurable()
-    candidates = first_stage(experiment, test)  # checked now rather than after training
-    settings, validation = experiment.validation, None
+    train = experiment.dataset.train.load()
+    test, candidates = None, None  # with a suite, dataset.test is not evaluated
+    if not experiment.suite.enabled:
+        test = experiment.dataset.test.load()
+        test.check_measurable()
+        candidates = first_stage(experiment, test)  # checked now rather than after training
+    train, validation = load_validation(experiment, train)
     measures = {"evaluation.metrics": experiment.evaluation.metrics}
-    if settings.enabled:
-        if experiment.dataset.dev is not None:
-            validation = experiment.dataset.dev.load()
-        else:
-            train, validation = train.hold_out(settings.held_out_queries, experiment.seed)
-            logger.info("Validating on %s", validation)
-        validation.check_measurable()
-        measures["validation.metric"] = [settings.metric]
-    check_computable(measures, test.qrels)
+    if validation is not None:
+        measures["validation.metric"] = [experiment.validation.metric]
+    check_computable(measures, (train if test is None else test).qrels)
     return Splits(train, test, validation, candidates)
+
+
+def load_validation(
+    experiment: ExperimentConfig, train: Collection
+) -> tuple[Collection, Collection | dict[str, Collection] | None]:
+    """The training split (less the queries held out) and what validation measures: the
+    collections of validation.suite, dataset.dev or held-out training queries (None: none)."""
+    settings = experiment.validation
+    if not settings.enabled:
+        return train, None
+    if settings.suite.enabled:  # read once, kept for every validation (use a nano cut)
+        suite = dict(settings.suite.load_all(experiment.seed))
+        for collection in suite.values():
+            logger.info("Validating on %s", collection)
+            collection.check_measurable()
+        return train, suite
+    if experiment.dataset.dev is not None:
+        validation = experiment.dataset.dev.load()
+    else:
+        train, validation = train.hold_out(settings.held_out_queries, experiment.seed)
+        logger.info("Validating on %s", validation)
+    validation.check_measurable()
+    return train, validation
 
 
 def build_model(
@@ -280,6 +328,7 @@ def shares_final_encoding(experiment: ExperimentConfig, splits: Splits) -> bool:
     settings = experiment.evaluation
     return (
         distributed.world().parallel
+        and splits.test is not None
         and settings.shard_size is not None
         and splits.candidates is None
         and experiment.index.load is None

@@ -9,6 +9,7 @@ from pathlib import Path
 from xpretrieval.commands.compatibility import check_components
 from xpretrieval.commands.experiment import ExperimentConfig
 from xpretrieval.commands.resume import AUTO, check_resume_changes, has_checkpoint
+from xpretrieval.commands.suite import check_suite, check_suite_resume
 from xpretrieval.core.checks import non_finite_settings
 from xpretrieval.core.errors import ConfigError
 
@@ -23,9 +24,14 @@ def validate(
     if command == "train" and experiment.resume == AUTO and output_dir is not None:
         resume = str(output_dir) if has_checkpoint(output_dir) else None
         experiment = replace(experiment, resume=resume)
+    # the settings left to the checkpoint, as it was saved: checked and recorded as used
+    experiment = replace(experiment, model=experiment.model.as_saved())
     for key, value in non_finite_settings(experiment):
         raise ConfigError(f"{key} must be a finite number, got {value}")
     check_components(experiment, command)
+    check_suite(experiment, command)
     if command == "train" and experiment.resume not in (None, AUTO):
         check_resume_changes(experiment, Path(experiment.resume))
+    if command == "evaluate" and experiment.resume not in (None, AUTO):
+        check_suite_resume(experiment, Path(experiment.resume))
     return experiment

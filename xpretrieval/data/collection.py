@@ -11,6 +11,7 @@ from pathlib import Path
 from xpretrieval.core.errors import DataError
 from xpretrieval.data.beir import read_beir_folder
 from xpretrieval.data.documents import document_texts
+from xpretrieval.data.examples import TrainingExamples
 from xpretrieval.data.irds import read_ir_dataset
 from xpretrieval.data.records import Qrels
 
@@ -23,13 +24,21 @@ class Collection:
     (`OnDiskDocuments`, for collections larger than memory).
 
     `queries` holds only the queries that have at least one judgement, so that evaluation
-    and sampling see the same query set that the metrics are computed over.
+    and sampling see the same query set that the metrics are computed over. A training split
+    read from a Hub dataset has its own examples (`training`) instead: samplers draw from
+    them, and there is nothing to search or measure.
     """
 
     name: str
     documents: Mapping[str, str]
     queries: dict[str, str]
     qrels: Qrels
+    training: TrainingExamples | None = None
+
+    @classmethod
+    def from_training(cls, examples: TrainingExamples) -> Collection:
+        """A training split that is its examples alone (a Hub dataset's rows)."""
+        return cls(examples.name, documents={}, queries={}, qrels={}, training=examples)
 
     @classmethod
     def from_beir(
@@ -83,6 +92,9 @@ class Collection:
         """Fail unless some judgement is relevant (grade >= 1, as ir-measures counts them):
         otherwise every measure is 0 whatever the ranking. Queries with no relevant
         document score 0 and lower the mean: they are counted in a warning."""
+        self._check_collection(
+            "measuring a ranking", "measure on an ir_datasets id or a beir_folder"
+        )
         unjudged = [q for q, judged in self.qrels.items() if max(judged.values()) < 1]
         if len(unjudged) == len(self.qrels):
             raise DataError(
@@ -100,11 +112,15 @@ class Collection:
 
     def document_texts(self) -> Sequence[str]:
         """The documents' texts in the order of `documents` (on disk: read as they are used)."""
+        self._check_collection(
+            "reading its documents", "initialise without them (e.g. model.query_weights_init=ones)"
+        )
         return document_texts(self.documents)
 
     def hold_out(self, n: int, seed: int) -> tuple[Collection, Collection]:
         """(the collection without `n` of its queries, those `n` queries), drawn with `seed`;
         both keep every document."""
+        self._check_collection("holding out validation queries", "validate on dataset.dev")
         ids = sorted(self.queries)
         if not 0 < n < len(ids):
             raise DataError(
@@ -133,7 +149,17 @@ class Collection:
         documents = {doc_id: text for doc_id, text in self.documents.items() if doc_id in kept}
         return Collection(self.name, documents, self.queries, self.qrels)
 
+    def _check_collection(self, doing: str, instead: str) -> None:
+        """Refuse `doing` on a training split made of examples: no documents, no judgements."""
+        if self.training is not None:
+            raise DataError(
+                f"{self.name}: training examples from a dataset are no collection (no "
+                f"documents, no relevance judgements), so {doing} is impossible; {instead}"
+            )
+
     def __repr__(self) -> str:
+        if self.training is not None:
+            return f"Collection({self.name!r}: {len(self.training)} training examples)"
         return (
             f"Collection({self.name!r}: {len(self.documents)} documents, {len(self.queries)} "
             f"queries, {sum(len(j) for j in self.qrels.values())} judgements)"

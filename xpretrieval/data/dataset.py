@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from omegaconf import MISSING
 
 from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.hub import read_hub_examples
+from xpretrieval.data.hub_layouts import ColumnMapping
+
+SOURCES = ("ir_datasets", "beir_folder", "hf_dataset")
+HUB_SETTINGS = ("hf_subset", "hf_queries", "hf_documents", "streaming")
 
 
 @dataclass
 class Split:
-    """One split, from an ir-datasets id or from a BEIR-layout folder (exactly one of them)."""
+    """One split, from an ir-datasets id, a BEIR-layout folder or (training only) a dataset of
+    training examples read by the `datasets` library: exactly one of them."""
 
     ir_datasets: str | None = None  # e.g. beir/scifact/test
     beir_folder: str | None = None  # a folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv
-    split: str | None = None  # with beir_folder: which qrels/<split>.tsv (train, dev, test)
+    # with beir_folder: which qrels/<split>.tsv (train, dev, test); with hf_dataset: which of its
+    # splits (null: train)
+    split: str | None = None
+    # training examples: a Hub dataset id, a local folder, or a .parquet / .jsonl file, in a
+    # published layout (sentence-transformers, tevatron, pylate's ids and scores: docs/hub-data.md)
+    hf_dataset: str | None = None
+    hf_subset: str | None = None  # the Hub dataset's subset (configuration), if it has several
+    # the columns of each role in any other layout: {query: q, positive: p, negatives: [n1, n2],
+    # score: s}; unset: the layout is recognised from the column names
+    hf_columns: ColumnMapping = field(default_factory=ColumnMapping)
+    # the ids-with-scores layout's separate sets: queries (query_id, text) and documents
+    # (document_id, text), each a path or Hub id; null for a Hub id: its queries / documents subsets
+    hf_queries: str | None = None
+    hf_documents: str | None = None
+    # hf_dataset read as a stream, never held whole (for sets larger than memory or disk)
+    streaming: bool = False
+    shuffle_buffer: int = 10_000  # streaming: rows shuffled within a buffer of this many
     # keep every judged document and only this many in all (others drawn at random, always
     # the same ones): a smaller, still realistic collection for quick runs; null: all
     max_documents: int | None = None
@@ -26,17 +48,32 @@ class Split:
     on_disk: bool = False
 
     def __post_init__(self) -> None:
-        if (self.ir_datasets is None) == (self.beir_folder is None):
+        given = {name: getattr(self, name) for name in SOURCES if getattr(self, name) is not None}
+        if len(given) != 1:
             raise ValueError(
-                "set exactly one of ir_datasets (an ir-datasets id) and beir_folder (a path), "
-                f"got ir_datasets={self.ir_datasets!r}, beir_folder={self.beir_folder!r}"
+                "set exactly one of ir_datasets (an ir-datasets id), beir_folder (a path) and "
+                "hf_dataset (training examples), got "
+                + ", ".join(f"{name}={getattr(self, name)!r}" for name in SOURCES)
             )
         if self.beir_folder is not None and not self.split:
             raise ValueError(f"split must name the qrels file of beir_folder={self.beir_folder!r}")
         check_range("max_documents", self.max_documents, at_least=1, optional=True)
+        check_range("shuffle_buffer", self.shuffle_buffer, at_least=1)
+        if self.hf_dataset is None:
+            hub_only = [n for n in HUB_SETTINGS if getattr(self, n)]
+            hub_only += ["hf_columns"] if self.hf_columns.given else []
+            if hub_only:
+                raise ValueError(f"{hub_only[0]} applies to hf_dataset only, which is not set")
+        elif self.max_documents is not None or self.on_disk:
+            raise ValueError(
+                "max_documents and on_disk apply to collections; hf_dataset holds training "
+                "examples (streaming=true keeps them out of memory)"
+            )
 
     def load(self) -> Collection:
-        """Read the split's documents, queries and qrels."""
+        """Read the split's documents, queries and qrels, or a dataset's training examples."""
+        if self.hf_dataset is not None:
+            return Collection.from_training(read_hub_examples(self))
         if self.ir_datasets is not None:
             collection = Collection.from_ir_datasets(self.ir_datasets, self.on_disk)
         else:
@@ -56,3 +93,12 @@ class DatasetConfig:
     train: Split | None = None
     dev: Split | None = None
     test: Split = MISSING
+
+    def __post_init__(self) -> None:
+        for role in ("dev", "test"):
+            split = getattr(self, role)
+            if isinstance(split, Split) and split.hf_dataset is not None:
+                raise ValueError(
+                    f"{role}.hf_dataset: a dataset of training examples has no relevance "
+                    f"judgements to measure; give {role} an ir_datasets id or a beir_folder"
+                )

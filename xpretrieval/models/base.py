@@ -230,6 +230,11 @@ class ModelConfig(ABC):
     def build(self) -> RetrievalModel:
         """Load the weights named by the config and return the ready model (on CPU)."""
 
+    def as_saved(self) -> ModelConfig:
+        """This config with the settings it leaves to its checkpoint set as the checkpoint was
+        saved (what `build` will use); itself for models without saved settings."""
+        return self
+
     @property
     def cosine_scores(self) -> bool:
         """Whether the built model's scores are cosines (unit vectors, dot product)."""

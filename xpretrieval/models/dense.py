@@ -13,7 +13,7 @@ from xpretrieval.core.config import register
 from xpretrieval.models.base import DenseBiEncoder
 from xpretrieval.models.pooling import Pooling, pool
 from xpretrieval.models.sentence_transformers_layout import write_dense_layout
-from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConfig
+from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConfig, saved_or
 
 
 class DenseEncoder(TransformerBiEncoder, DenseBiEncoder):
@@ -48,13 +48,19 @@ class Dense(TransformerConfig):
     architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "normalize", "shared")
     layout_kind: ClassVar[str | None] = "dense"
 
-    pooling: Pooling = Pooling.mean
-    normalize: bool = True  # L2-normalise vectors, making the dot-product score a cosine
+    # null: as the checkpoint was saved (a sentence-transformers folder's Pooling, a saved
+    # xpretrieval model's setting), else mean
+    pooling: Pooling | None = saved_or(Pooling.mean)
+    # L2-normalise vectors, making the dot-product score a cosine; null: as the checkpoint was
+    # saved (a Normalize module or not), else true
+    normalize: bool | None = saved_or(True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.pooling = Pooling(self.pooling)  # built in Python, "mean" means Pooling.mean
+        if self.pooling is not None:
+            self.pooling = Pooling(self.pooling)  # built in Python, "mean" means Pooling.mean
 
     @property
     def cosine_scores(self) -> bool:
-        return self.normalize
+        normalize = self.normalize
+        return bool(self.as_saved().normalize if normalize is None else normalize)

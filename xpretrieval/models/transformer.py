@@ -5,6 +5,7 @@ for bi-encoders, tokenising and running each side."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import re
 from abc import abstractmethod
@@ -49,6 +50,14 @@ LAYOUT_ONLY = ("kind", "encoders", "heads")  # what `read_layout` says beyond co
 # from a complete one (files saved before it have none and are read as they are)
 COMPONENT_HEADER = "# xpretrieval {kind} model, {count} settings\n"
 HEADER_PATTERN = re.compile(r"# xpretrieval \w+ model, (\d+) settings\n")
+SAVED_OR = "saved_or"  # the metadata key of `saved_or` fields: their default when none is saved
+
+
+def saved_or(default: Any) -> Any:
+    """A field that, left null, is what the loaded checkpoint was saved with, else `default`:
+    a checkpoint's saved settings are the defaults, and only a value given explicitly that
+    the checkpoint contradicts is refused."""
+    return field(default=None, metadata={SAVED_OR: default})
 
 
 @dataclass
@@ -89,6 +98,12 @@ class TransformerConfig(ModelConfig):
             raise ValueError(f"padding_side must be left or right, got {self.padding_side!r}")
         check_range("lora_rank", self.lora_rank, at_least=0)  # 0: no LoRA
         _check_local_path(self.name_or_path)
+
+    def as_saved(self) -> TransformerConfig:
+        """This config with the settings it leaves null (`saved_or`) as the checkpoint at
+        `name_or_path` was saved (or their defaults); one given that the checkpoint
+        contradicts is refused. Reads the saved settings files, no weights."""
+        return _as_saved(self, model_layout(self.name_or_path))[0]
 
     def build(self) -> TransformerModel:
         """Load the model named by `name_or_path` as this config's `model_class`."""
@@ -161,9 +176,7 @@ class TransformerModel(nn.Module):
                 "not a Hugging Face model (nor a saved xpretrieval model)"
             )
         layout = model_layout(path)  # read once: the saved settings and the encoders' folders
-        saved = _saved_config(path, type(config), layout)
-        if saved is not None:
-            _check_compatible(config, saved, path)
+        config, saved = _as_saved(config, layout)
         sources = _encoder_folders(path, saved, layout)
         try:
             tokenizer = AutoTokenizer.from_pretrained(sources[0])
@@ -456,10 +469,38 @@ def _encoder_folders(
     return [path]
 
 
+def _as_saved(
+    config: TransformerConfig, layout: dict[str, Any] | None
+) -> tuple[TransformerConfig, TransformerConfig | None]:
+    """(`config` completed from the checkpoint's saved settings, those settings; None for a
+    plain Hugging Face checkpoint), after checking that the config contradicts none of them."""
+    saved = _saved_config(config.name_or_path, type(config), layout)
+    if saved is not None:
+        saved = _completed(saved, None)  # what the layout leaves unsaid: the defaults
+        _check_compatible(config, saved, config.name_or_path)
+    return _completed(config, saved), saved
+
+
+def _completed(config: TransformerConfig, saved: TransformerConfig | None) -> TransformerConfig:
+    """`config` with each `saved_or` field it leaves null set as `saved` has it, else to the
+    field's default."""
+    values = {}
+    for item in dataclasses.fields(config):
+        if SAVED_OR in item.metadata and getattr(config, item.name) is None:
+            value = None if saved is None else getattr(saved, item.name)
+            values[item.name] = item.metadata[SAVED_OR] if value is None else value
+    return replace(config, **values) if values else config
+
+
 def _check_compatible(config: TransformerConfig, saved: TransformerConfig, path: str) -> None:
-    """A saved model must be loaded with the architecture fields it was trained with."""
+    """A saved model must be loaded with the architecture fields it was trained with (those
+    the config leaves null take the saved values)."""
     fields = (*config.architecture_fields, *CHECKED_ON_LOAD)
-    differ = [n for n in fields if getattr(config, n) != getattr(saved, n)]
+    differ = [
+        n
+        for n in fields
+        if getattr(config, n) is not None and getattr(config, n) != getattr(saved, n)
+    ]
     if differ:
         wanted = ", ".join(f"{n}={_show(getattr(saved, n))}" for n in differ)
         given = ", ".join(f"{n}={_show(getattr(config, n))}" for n in differ)

@@ -10,7 +10,7 @@ from typing import ClassVar
 from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
 from xpretrieval.data.collection import Collection
-from xpretrieval.data.records import BatchwiseRecord, Text
+from xpretrieval.data.records import BatchwiseRecord
 from xpretrieval.samplers.pairwise import PairwiseSampler
 
 
@@ -29,9 +29,5 @@ class BatchwiseSampler(PairwiseSampler):
         check_range("negatives", self.negatives, at_least=1)
 
     def records(self, collection: Collection, seed: int) -> Iterator[BatchwiseRecord]:
-        for query_id, positive_id, negative_ids in self.draws(collection, seed, self.negatives):
-            yield BatchwiseRecord(
-                query=Text(query_id, collection.queries[query_id]),
-                positive=Text(positive_id, collection.documents[positive_id]),
-                negatives=tuple(Text(d, collection.documents[d]) for d in negative_ids),
-            )
+        for draw in self.examples(collection, seed, self.negatives):
+            yield BatchwiseRecord(draw.query, draw.positive, draw.negatives)

@@ -1,22 +1,23 @@
 """Distillation records: a query, its positive, n negatives and a teacher's score for each,
 read from the teacher's TREC run over the training queries: a file (e.g. written by `python -m
 xpretrieval mine` with the teacher), or the one a `teacher` model writes at the start of the
-run (xpretrieval/training/teacher.py)."""
+run (xpretrieval/training/teacher.py); or the scores a Hub dataset's examples carry."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import ClassVar
 
 from xpretrieval.core.config import register
-from xpretrieval.core.errors import DataError
+from xpretrieval.core.errors import ConfigError, DataError
 from xpretrieval.data.collection import Collection
-from xpretrieval.data.records import DistillationRecord, Text
+from xpretrieval.data.examples import TrainingExamples
+from xpretrieval.data.records import DistillationRecord
 from xpretrieval.data.run import read_trec_run
-from xpretrieval.samplers.pairwise import Candidate, PairwiseSampler
+from xpretrieval.samplers.pairwise import Candidate, Draw, PairwiseSampler
 
 logger = logging.getLogger(__name__)
 
@@ -77,15 +78,40 @@ class DistillationSampler(PairwiseSampler):
         return pairs
 
     def epoch_size(self, collection: Collection) -> int:
+        if collection.training is not None:
+            return len(self.training_examples(collection))
         return len(self.candidates(collection))
 
-    def records(self, collection: Collection, seed: int) -> Iterator[DistillationRecord]:
-        teacher = self.teacher_scores
-        for query_id, positive_id, negative_ids in self.draws(collection, seed, self.negatives):
-            scores = teacher[query_id]
-            yield DistillationRecord(
-                query=Text(query_id, collection.queries[query_id]),
-                positive=Text(positive_id, collection.documents[positive_id]),
-                negatives=tuple(Text(d, collection.documents[d]) for d in negative_ids),
-                teacher_scores=(scores[positive_id], *(scores[d] for d in negative_ids)),
+    def training_examples(self, collection: Collection) -> TrainingExamples:
+        """The split's own examples, which must carry the teacher's scores (none else)."""
+        examples = super().training_examples(collection)
+        if self.teacher_run is not None:
+            raise ConfigError(
+                f"sampler.teacher_run: {examples.name} brings its own examples; set "
+                "sampler.teacher_run=null (the dataset's scores are the teacher's)"
             )
+        if not examples.has_scores:
+            raise DataError(
+                f"{examples.name}: its examples carry no teacher scores, which sampler="
+                "distillation reads; use a layout with scores (a label or score column, or "
+                "pylate's scores) or another sampler"
+            )
+        return examples
+
+    def examples(self, collection: Collection, seed: int, n_negatives: int) -> Iterator[Draw]:
+        """The draws, with the teacher's scores: the dataset's own, or the run file's."""
+        draws = super().examples(collection, seed, n_negatives)
+        if collection.training is not None:
+            return draws
+        teacher = self.teacher_scores
+
+        def scored(draw: Draw) -> Draw:
+            scores, documents = teacher[draw.query.id], (draw.positive, *draw.negatives)
+            return replace(draw, scores=tuple(scores[d.id] for d in documents))
+
+        return map(scored, draws)
+
+    def records(self, collection: Collection, seed: int) -> Iterator[DistillationRecord]:
+        for draw in self.examples(collection, seed, self.negatives):
+            assert draw.scores is not None
+            yield DistillationRecord(draw.query, draw.positive, draw.negatives, draw.scores)

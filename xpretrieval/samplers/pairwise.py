@@ -1,5 +1,6 @@
 """Pairwise records: (query, relevant document, other document), from qrels with random or
-hard negatives, or from an ir-datasets id's docpairs (e.g. MS MARCO's training triples)."""
+hard negatives, from an ir-datasets id's docpairs (e.g. MS MARCO's training triples), or from
+a Hub dataset's own examples (the split's `training`)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from functools import cached_property
 from typing import ClassVar
 
 from xpretrieval.core.config import register
-from xpretrieval.core.errors import DataError
+from xpretrieval.core.errors import ConfigError, DataError
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.documents import document_ids
+from xpretrieval.data.examples import TrainingExamples
 from xpretrieval.data.records import PairwiseRecord, Text
 from xpretrieval.samplers.base import Sampler, shuffled_epochs
 from xpretrieval.samplers.negatives import HardNegatives
@@ -23,6 +25,17 @@ logger = logging.getLogger(__name__)
 
 Candidate = tuple[str, str, list[str]]
 """(query id, positive id, the negatives to draw from; empty: random unjudged documents)."""
+
+
+@dataclass(frozen=True)
+class Draw:
+    """A query with one positive and its negatives, and a teacher's scores of them when known
+    (the positive's first): what each sampler turns into its own record."""
+
+    query: Text
+    positive: Text
+    negatives: tuple[Text, ...]
+    scores: tuple[float, ...] | None = None
 
 
 @register("sampler", "pairwise")
@@ -77,17 +90,40 @@ class PairwiseSampler(Sampler):
         return pairs
 
     def epoch_size(self, collection: Collection) -> int:
+        if collection.training is not None:
+            return len(self.training_examples(collection))
         if self.docpairs is not None:
             return len(self.docpair_candidates(collection))
         return len(self.positive_pairs(collection))
 
     def records(self, collection: Collection, seed: int) -> Iterator[PairwiseRecord]:
-        for query_id, positive_id, negative_ids in self.draws(collection, seed, 1):
-            yield PairwiseRecord(
-                query=Text(query_id, collection.queries[query_id]),
-                positive=Text(positive_id, collection.documents[positive_id]),
-                negative=Text(negative_ids[0], collection.documents[negative_ids[0]]),
+        for draw in self.examples(collection, seed, 1):
+            yield PairwiseRecord(draw.query, draw.positive, draw.negatives[0])
+
+    def examples(self, collection: Collection, seed: int, n_negatives: int) -> Iterator[Draw]:
+        """Endless draws of `n_negatives` negatives each, epoch after epoch in a fresh order:
+        from the qrels (`draws`), or from the split's own training examples."""
+        if collection.training is not None:
+            return draws_from(self.training_examples(collection), seed, n_negatives)
+        documents, queries = collection.documents, collection.queries
+        return (
+            Draw(
+                Text(query_id, queries[query_id]),
+                Text(positive_id, documents[positive_id]),
+                tuple(Text(d, documents[d]) for d in negative_ids),
             )
+            for query_id, positive_id, negative_ids in self.draws(collection, seed, n_negatives)
+        )
+
+    def training_examples(self, collection: Collection) -> TrainingExamples:
+        """The split's own examples, which bring their negatives (none drawn here)."""
+        assert collection.training is not None
+        if self.hard_negatives.enabled or self.docpairs is not None:
+            raise ConfigError(
+                f"sampler.hard_negatives, sampler.docpairs: {collection.name} brings the "
+                "negatives of its examples; leave them off"
+            )
+        return collection.training
 
     def candidates(self, collection: Collection) -> list[Candidate]:
         """The (query id, positive id) pairs of an epoch, each with its pool of negatives."""
@@ -153,3 +189,27 @@ def _random_unjudged(rng: random.Random, doc_ids: Sequence[str], judged: dict[st
         doc_id = doc_ids[rng.randrange(len(doc_ids))]
         if doc_id not in judged:
             return doc_id
+
+
+def draws_from(examples: TrainingExamples, seed: int, n_negatives: int) -> Iterator[Draw]:
+    """Each example, epoch after epoch, with one of its positives and `n_negatives` of its
+    negatives drawn with `seed`: distinct while it has that many, else some repeated (as
+    tevatron draws a group), their teacher scores alongside."""
+    rng = random.Random(seed)
+    for example in examples.epochs(seed):
+        pool = len(example.negatives)
+        if not pool:
+            raise DataError(
+                f"{examples.name}: the example of query {example.query.text!r} has no negative, "
+                f"and the sampler draws {n_negatives} per record; give the dataset negatives"
+            )
+        if pool >= n_negatives:
+            picks = rng.sample(range(pool), n_negatives)
+        else:
+            picks = [rng.randrange(pool) for _ in range(n_negatives)]
+        positives = example.positives
+        positive = positives[rng.randrange(len(positives))] if len(positives) > 1 else positives[0]
+        scores = example.scores
+        if scores is not None:
+            scores = (scores[0], *(scores[1 + at] for at in picks))
+        yield Draw(example.query, positive, tuple(example.negatives[at] for at in picks), scores)

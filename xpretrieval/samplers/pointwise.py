@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from xpretrieval.core.config import register
 from xpretrieval.data.collection import Collection
-from xpretrieval.data.records import PointwiseRecord, Text
+from xpretrieval.data.records import PointwiseRecord
 from xpretrieval.samplers.pairwise import PairwiseSampler
 
 
@@ -25,7 +25,6 @@ class PointwiseSampler(PairwiseSampler):
         return 2 * super().epoch_size(collection)
 
     def records(self, collection: Collection, seed: int) -> Iterator[PointwiseRecord]:
-        for query_id, positive_id, (negative_id,) in self.draws(collection, seed, 1):
-            query = Text(query_id, collection.queries[query_id])
-            yield PointwiseRecord(query, Text(positive_id, collection.documents[positive_id]), 1.0)
-            yield PointwiseRecord(query, Text(negative_id, collection.documents[negative_id]), 0.0)
+        for draw in self.examples(collection, seed, 1):
+            yield PointwiseRecord(draw.query, draw.positive, 1.0)
+            yield PointwiseRecord(draw.query, draw.negatives[0], 0.0)

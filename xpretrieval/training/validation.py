@@ -4,8 +4,8 @@ best weights by a metric, and stop early when it stops improving."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -15,6 +15,7 @@ from xpretrieval.core.device import Precision
 from xpretrieval.core.hooks import Hook, TrainState
 from xpretrieval.data.collection import Collection
 from xpretrieval.evaluation.measures import compute_metrics, parse_measure
+from xpretrieval.evaluation.suites import SuiteConfig, suite_mean
 from xpretrieval.models.base import BiEncoder
 from xpretrieval.models.encoding import Batching
 from xpretrieval.retrieval.index import IndexConfig
@@ -35,10 +36,19 @@ class ValidationConfig:
     patience: int | None = None  # validations without improvement before stopping; null: never
     restore_best: bool = True  # test the best validated weights rather than the last ones
     top_k: int = 100  # documents retrieved per validation query
+    # validate on these collections (typically with a nano cut), `metric` being their mean,
+    # instead of dataset.dev or held-out queries: `+suite@validation.suite=beir_small
+    # validation.suite.nano.queries=50 validation.suite.nano.bm25_pool=100`; off while empty
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
 
     def __post_init__(self) -> None:
         for name in ("every", "held_out_queries"):
             check_range(name, getattr(self, name), at_least=0)
+        if self.suite.enabled and self.held_out_queries:
+            raise ValueError(
+                f"held_out_queries={self.held_out_queries}: validation on suite.collections "
+                "holds out no training queries; set held_out_queries=0 or drop the suite"
+            )
         check_range("patience", self.patience, at_least=1, optional=True)
         check_range("top_k", self.top_k, at_least=1)
         parse_measure(self.metric, field="metric")
@@ -52,13 +62,15 @@ class Validator(Hook):
     """Measures `metric` of the model on a validation collection every `config.every` steps
     and after the last (in eval mode, then back to training), and hands the result to the
     `on_validation` of `listeners` (typically all the run's hooks: best-model keeping,
-    loggers). Put it first among the hooks, so that a checkpoint of a step includes its result."""
+    loggers). Put it first among the hooks, so that a checkpoint of a step includes its result.
+    On a suite (collections by name), `metric` is their mean (`suite_mean`), and each
+    collection's value is reported too, as `<metric>/<name>`."""
 
     def __init__(
         self,
         model: BiEncoder,
         config: ValidationConfig,
-        collection: Collection,
+        collection: Collection | Mapping[str, Collection],
         index: IndexConfig,
         batching: Batching,
         device: torch.device,
@@ -81,13 +93,22 @@ class Validator(Hook):
                 hook.on_validation(state, metrics)
 
     def validate(self) -> dict[str, float]:
+        if isinstance(self.collection, Collection):
+            return self.measure(self.collection)
+        metric = self.config.metric
+        values = {name: self.measure(c) for name, c in self.collection.items()}
+        each = {f"{metric}/{name}": measures[metric] for name, measures in values.items()}
+        return {metric: suite_mean(values)[metric], **each}
+
+    def measure(self, collection: Collection) -> dict[str, float]:
+        """`metric` of the model on one collection."""
         model = self.model
         assert isinstance(model, nn.Module)
         model.eval()
         try:
             retrieval = retrieve(
                 model,
-                self.collection,
+                collection,
                 self.index,
                 self.config.top_k,
                 self.batching,
@@ -96,7 +117,7 @@ class Validator(Hook):
             )
         finally:
             model.train()
-        return compute_metrics(retrieval.run, self.collection.qrels, [self.config.metric]).aggregate
+        return compute_metrics(retrieval.run, collection.qrels, [self.config.metric]).aggregate
 
 
 class BestModel(Hook):
