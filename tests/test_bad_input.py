@@ -498,10 +498,32 @@ def test_a_full_disk_never_leaves_a_half_written_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("os.fsync", full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(ResourceError, match=r"metrics.json: not written, the disk is full"):
         write_json(tmp_path / "metrics.json", {"ok": 2, "big": "x" * 10_000})
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(tmp_path):
+    """torch's writer says so without an errno: 'PytorchStreamWriter failed ... file write
+    failed'; the checkpoint before stays whole."""
+    from xpretrieval.core.hooks import TrainState
+    from xpretrieval.training.checkpoint import Checkpointer
+
+    def save(folder: Path) -> None:
+        (folder / "weights.bin").write_bytes(b"w" * 100)
+        if saves.append(folder) or len(saves) > 1:
+            raise RuntimeError(
+                "[enforce fail] PytorchStreamWriter failed writing file: file write failed"
+            )
+
+    saves: list[Path] = []
+    checkpoints = Checkpointer(tmp_path, every=1, keep=2, save=save)
+    checkpoints.on_step_end(TrainState(step=1, max_steps=3, epoch=0.0))
+    with pytest.raises(ResourceError, match=r"step-0000002: not written, the disk is full"):
+        checkpoints.on_step_end(TrainState(step=2, max_steps=3, epoch=0.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-0000001"]
+    assert (tmp_path / "step-0000001" / "weights.bin").read_bytes() == b"w" * 100
 
 
 # fuzzing: any bytes in any file of a BEIR folder, or in a run file

@@ -52,3 +52,21 @@ def test_an_evaluation_resumed_in_a_training_run_is_refused_and_changes_nothing(
     with pytest.raises(RunDirectoryRefused, match="holds a `train` run"):
         run_evaluate(experiment, run_dir)
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == files
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda e: setattr(e.trainer, "max_steps", 0), r"trainer\.max_steps must be >= 1"),
+        (lambda e: setattr(e.evaluation, "top_k", 0), r"evaluation\.top_k must be >= 1"),
+        (lambda e: setattr(e.optimizer, "lr", float("inf")), r"optimizer\.lr must be > 0"),
+    ],
+)
+def test_a_setting_changed_on_a_built_experiment_is_checked_again(
+    change, message, tiny_model_dir, tmp_path
+):
+    experiment = xpretrieval.configure(tiny_overrides(tiny_model_dir))
+    change(experiment)  # dataclasses are mutable: __post_init__ does not see this
+    with pytest.raises(ConfigError, match=message):
+        xpretrieval.train(experiment, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -6,11 +6,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from xpretrieval.commands.compatibility import check_components
 from xpretrieval.commands.experiment import ExperimentConfig
 from xpretrieval.commands.resume import AUTO, check_resume_changes, has_checkpoint
 from xpretrieval.commands.suite import check_suite, check_suite_resume
 from xpretrieval.core.checks import non_finite_settings
+from xpretrieval.core.config import to_objects
 from xpretrieval.core.errors import ConfigError
 
 
@@ -24,6 +27,9 @@ def validate(
     if command == "train" and experiment.resume == AUTO and output_dir is not None:
         resume = str(output_dir) if has_checkpoint(output_dir) else None
         experiment = replace(experiment, resume=resume)
+    # rebuilt from its own fields, so that every component's checks run again: a setting
+    # changed on a built experiment (`experiment.trainer.max_steps = 0`) is refused as on the CLI
+    experiment = to_objects(OmegaConf.structured(experiment))
     # the settings left to the checkpoint, as it was saved: checked and recorded as used
     experiment = replace(experiment, model=experiment.model.as_saved())
     for key, value in non_finite_settings(experiment):

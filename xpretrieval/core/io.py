@@ -3,6 +3,7 @@ dies), and input read line by line with the line numbers that errors name."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from xpretrieval.core.errors import ResourceError
 
 
 @contextmanager
@@ -26,8 +29,9 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        _raise_if_disk_full(error, target)
         raise
 
 
@@ -65,9 +69,28 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        _raise_if_disk_full(error, target)
         raise
+
+
+# what the writers say when the disk or quota is full: OSError's errno, or the text of torch's
+# and safetensors' own errors, which carry no errno
+FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+FULL_DISK_WORDS = ("No space left on device", "Disk quota exceeded", "file write failed")
+
+
+def _raise_if_disk_full(error: BaseException, target: Path) -> None:
+    """A write that failed for want of space, as one line naming what was not written (the
+    temporary copy is gone and an earlier version of `target` is intact)."""
+    full = isinstance(error, OSError) and error.errno in FULL_DISK_ERRNOS
+    if full or any(words in str(error) for words in FULL_DISK_WORDS):
+        raise ResourceError(
+            f"{target}: not written, the disk is full ({str(error).splitlines()[0][:120]}); "
+            "nothing half-written was left: free space (or write elsewhere with hydra.run.dir) "
+            "and run again, or resume"
+        ) from None
 
 
 def current_umask() -> int:
