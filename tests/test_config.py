@@ -290,3 +290,17 @@ def test_components_built_in_python_equal_their_presets():
     assert load_experiment(compose_config("+loss@losses.flops=flops")).losses["flops"] == Flops()
     model = load_experiment(compose_config()).model
     assert model == Dense(name_or_path="sentence-transformers/all-MiniLM-L6-v2")
+
+
+DATASET_PRESETS = sorted(p.stem for p in (CONF_DIR / "dataset").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", [n for n in DATASET_PRESETS if n != "beir_folder"])
+def test_every_dataset_preset_names_splits_ir_datasets_serves(name):
+    """Composed and built without loading anything; every id is one ir-datasets registers."""
+    import ir_datasets
+
+    experiment = load_experiment(compose_config(f"dataset={name}", config_name="evaluate"))
+    splits = [experiment.dataset.train, experiment.dataset.dev, experiment.dataset.test]
+    ids = [split.ir_datasets for split in splits if split is not None]
+    assert ids and all(i in ir_datasets.registry for i in ids), ids
