@@ -53,8 +53,7 @@ def main() -> None:
 
     @hydra.main(config_path=config_dir(), config_name=command, version_base="1.3")
     def task(cfg: DictConfig) -> dict[str, float]:
-        # under torchrun the main process's run directory (the others write none)
-        output_dir = distributed.broadcast(Path(HydraConfig.get().runtime.output_dir))
+        output_dir = distributed.broadcast(Path(HydraConfig.get().runtime.output_dir))  # the main's
         try:
             return run_command(command, cfg, output_dir, list(HydraConfig.get().overrides.task))
         except RunDirectoryRefused as error:  # printed, not logged: the folder is not ours
