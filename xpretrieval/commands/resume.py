@@ -88,16 +88,9 @@ def check_resume_changes(experiment: object, run_dir: Path) -> None:
     """Refuse a resumed run whose config differs from the one saved in `run_dir/config.yaml`
     outside `RESUMABLE_KEYS`, naming the first such key with both values: the same rule for a
     config composed on the command line and one built in Python."""
-    saved_file = Path(run_dir) / "config.yaml"
-    if not saved_file.is_file():
+    if not (Path(run_dir) / "config.yaml").is_file():
         raise ConfigError(f"resume={run_dir}: not a run directory of `train` (no config.yaml)")
-    try:
-        saved = flatten(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=True))
-    except Exception as error:  # omegaconf and yaml raise several kinds for a damaged file
-        raise ConfigError(f"resume={run_dir}: {saved_file} cannot be read ({error})") from None
-    now = flatten(
-        OmegaConf.to_container(OmegaConf.structured(experiment), resolve=True, enum_to_str=True)
-    )
+    saved, now = saved_and_given(experiment, Path(run_dir))
     for key in sorted(saved.keys() | now.keys()):
         resumable = any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)
         if not resumable and saved.get(key, _ABSENT) != now.get(key, _ABSENT):
@@ -110,6 +103,18 @@ def check_resume_changes(experiment: object, run_dir: Path) -> None:
 
 
 _ABSENT = object()
+
+
+def saved_and_given(experiment: object, run_dir: Path) -> tuple[dict, dict]:
+    """The config a run saved (`run_dir/config.yaml`) and `experiment`'s, as flat dicts of
+    dotted keys, to compare setting by setting (one line naming a damaged file)."""
+    saved_file = run_dir / "config.yaml"
+    try:
+        saved = flatten(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=True))
+    except Exception as error:  # omegaconf and yaml raise several kinds for a damaged file
+        raise ConfigError(f"resume={run_dir}: {saved_file} cannot be read ({error})") from None
+    given = OmegaConf.to_container(OmegaConf.structured(experiment), resolve=True, enum_to_str=True)
+    return saved, flatten(given)
 
 
 def run_in_resumed_directory(command: str, overrides: list[str]) -> list[str]:

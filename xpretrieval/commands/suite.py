@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from xpretrieval.commands.experiment import ExperimentConfig
-from xpretrieval.core.config import flatten
+from xpretrieval.commands.resume import saved_and_given
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.core.io import write_json, write_text
 from xpretrieval.data.collection import Collection
@@ -250,16 +249,9 @@ def check_suite(experiment: ExperimentConfig, command: str) -> None:
 def check_suite_resume(experiment: ExperimentConfig, run_dir: Path) -> None:
     """Refuse resuming an evaluation whose saved config.yaml measured another suite, model or
     measures (`KEPT_ON_RESUME`): its finished collections would not be comparable."""
-    saved_file = run_dir / "config.yaml"
-    if not saved_file.is_file():
+    if not (run_dir / "config.yaml").is_file():
         return  # nothing recorded yet: nothing to mix with
-    try:
-        saved = flatten(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=True))
-    except Exception as error:  # omegaconf and yaml raise several kinds for a damaged file
-        raise ConfigError(f"resume={run_dir}: {saved_file} cannot be read ({error})") from None
-    now = flatten(
-        OmegaConf.to_container(OmegaConf.structured(experiment), resolve=True, enum_to_str=True)
-    )
+    saved, now = saved_and_given(experiment, run_dir)
     if not saved.get("suite.collections") and not experiment.suite.enabled:
         return
     for key in sorted(saved.keys() | now.keys()):
