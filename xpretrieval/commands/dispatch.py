@@ -37,9 +37,8 @@ def launch_overrides(command: str, overrides: list[str]) -> list[str]:
     """The overrides to compose `command`'s config from: a resumed run's saved ones first,
     its own folder as the run directory, and under torchrun one run directory for the main
     process alone. Refuses, before Hydra creates anything, an output folder it cannot write."""
-    overrides = [quoted_for_hydra(item) for item in overrides]
     overrides = run_in_resumed_directory(command, with_saved_overrides(command, overrides))
-    overrides = [quoted_for_hydra(item) for item in overrides]
+    overrides = [quoted_for_hydra(item) for item in overrides]  # those added here too
     check_output_writable(overrides)
     return overrides + processes_overrides(command, overrides)
 

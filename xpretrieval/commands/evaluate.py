@@ -135,21 +135,30 @@ def evaluate_model(
         )
     write_trec_run(output_dir / f"{prefix}run.trec", retrieval.run, settings.run_tag)
     metrics = compute_metrics(retrieval.run, collection.qrels, settings.metrics)
+    details = {} if measured is None else {"checkpoint": str(measured)}
+    details["index"] = retrieval.statistics
+    write_metrics(output_dir / f"{prefix}metrics.json", collection, metrics, started, details)
+    logger.info("%s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.aggregate.items()))
+    return metrics
+
+
+def write_metrics(
+    path: Path, collection: Collection, metrics: Metrics, started: float, details: dict
+) -> None:
+    """metrics.json of a ranking: the collection, the command's time so far, `details` (what
+    was measured: checkpoint, index statistics, fused runs), aggregate and per-query values."""
     write_json(
-        output_dir / f"{prefix}metrics.json",
+        path,
         {
             "dataset": collection.name,
             "documents": len(collection.documents),
             "queries": len(collection.queries),
-            "wall_seconds": time.perf_counter() - started,  # of the command so far
-            **({} if measured is None else {"checkpoint": str(measured)}),
-            "index": retrieval.statistics,
+            "wall_seconds": time.perf_counter() - started,
+            **details,
             "aggregate": metrics.aggregate,
             "per_query": metrics.per_query,
         },
     )
-    logger.info("%s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.aggregate.items()))
-    return metrics
 
 
 def measurer(

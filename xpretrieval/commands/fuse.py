@@ -1,7 +1,8 @@
 """`python -m xpretrieval fuse RUN RUN... [--method rrf|wsum|comb_mnz]`: one ranking from
 several runs of the same test collection (a dense and a sparse run, say; evaluation/fusion.py),
-measured like any run. Writes a run directory (run.trec, metrics.json with per-query values,
-fuse.json) that `report` compares with the runs it came from."""
+measured like any run. Writes a run directory (config.yaml: the collection and the fusion;
+run.trec; metrics.json with per-query values) that `report` compares with the runs it came from
+and that `fuse` itself can fuse again."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from xpretrieval.commands.evaluate import write_metrics
 from xpretrieval.commands.run_dir import claim_run_dir
 from xpretrieval.core.config import to_objects
-from xpretrieval.core.errors import DataError, RunDirectoryRefused, UserInputError
-from xpretrieval.core.io import write_json
+from xpretrieval.core.errors import DataError, UserInputError
+from xpretrieval.core.io import write_text
 from xpretrieval.data.dataset import DatasetConfig
 from xpretrieval.data.run import read_trec_run, write_trec_run
 from xpretrieval.evaluation.fusion import METHODS, NORMS, fuse_runs
@@ -31,39 +33,24 @@ def fuse_run_dirs(
     started = time.perf_counter()
     if len(folders) < 2:
         raise UserInputError("fuse needs at least two runs")
-    collections = {_measured(folder)["dataset"] for folder in folders}
+    measured = [_measured(folder) for folder in folders]
+    collections = {metrics["dataset"] for metrics in measured}
     if len(collections) != 1:
         raise UserInputError(
             f"the runs rank different collections: {', '.join(sorted(collections))}"
         )
-    if output.is_dir() and any(output.iterdir()):  # a fused run is never overwritten
-        raise RunDirectoryRefused(f"{output} already holds a run; choose another --output")
-    claim_run_dir(output, "fuse", resuming=False)
-    test = _test_split(folders[0]).load()
-    runs = [read_trec_run(folder / "run.trec") for folder in folders]
-    fused = fuse_runs(runs, method, weights, norm)
-    measures = list(_measured(folders[0])["aggregate"])
-    write_trec_run(output / "run.trec", fused, f"fuse-{method}")
-    metrics = compute_metrics(fused, test.qrels, measures)
-    settings = {
-        "runs": [str(f) for f in folders],
-        "method": method,
-        "weights": weights,
-        "norm": norm,
-    }
-    write_json(output / "fuse.json", settings)
-    write_json(
-        output / "metrics.json",
-        {
-            "dataset": test.name,
-            "documents": len(test.documents),
-            "queries": len(test.queries),
-            "wall_seconds": time.perf_counter() - started,
-            "fused": settings,
-            "aggregate": metrics.aggregate,
-            "per_query": metrics.per_query,
-        },
+    dataset = _saved_dataset(folders[0])
+    settings = {"runs": [str(f) for f in folders], "method": method, "weights": weights}
+    settings["norm"] = norm
+    claim_run_dir(output, "fuse", resuming=False)  # refuses a folder that holds a run
+    write_text(output / "config.yaml", OmegaConf.to_yaml({"dataset": dataset, "fuse": settings}))
+    test = to_objects(OmegaConf.merge(OmegaConf.structured(DatasetConfig), dataset)).test.load()
+    fused = fuse_runs(
+        [read_trec_run(folder / "run.trec") for folder in folders], method, weights, norm
     )
+    write_trec_run(output / "run.trec", fused, f"fuse-{method}")
+    metrics = compute_metrics(fused, test.qrels, list(measured[0]["aggregate"]))
+    write_metrics(output / "metrics.json", test, metrics, started, {"fused": settings})
     return metrics.aggregate
 
 
@@ -75,14 +62,12 @@ def _measured(folder: Path) -> dict[str, Any]:
     return json.loads(file.read_text(encoding="utf-8"))
 
 
-def _test_split(folder: Path) -> Any:
-    """The test split a run was measured on, from its saved config.yaml."""
+def _saved_dataset(folder: Path) -> dict[str, Any]:
+    """The dataset a run was measured on, from its saved config.yaml (resolved)."""
     file = folder / "config.yaml"
     if not file.is_file():
         raise DataError(f"{folder}: no config.yaml to read its test collection from")
-    saved = OmegaConf.to_container(OmegaConf.load(file), resolve=True)["dataset"]
-    dataset = to_objects(OmegaConf.merge(OmegaConf.structured(DatasetConfig), saved))
-    return dataset.test
+    return OmegaConf.to_container(OmegaConf.load(file), resolve=True)["dataset"]
 
 
 def main(args: list[str]) -> None:

@@ -17,7 +17,7 @@ import yaml
 from xpretrieval.commands.report_plots import plot_sweep, plot_training
 from xpretrieval.commands.run_dir import recorded_command
 from xpretrieval.core.errors import UserInputError
-from xpretrieval.core.io import write_text
+from xpretrieval.core.io import markdown_table, write_text
 from xpretrieval.evaluation.measures import paired_t_test
 
 INDEX_COLUMNS = ("query_active_dims", "doc_active_dims")
@@ -208,18 +208,12 @@ def _per_collection(run: RunSummary) -> dict[str, dict[str, dict[str, float]]]:
     return split
 
 
-def markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def write_report(root: Path, metric: str, baseline: str | None = None, alpha: float = 0.05) -> str:
     """Write report.md, report.csv (and the plots) into `root`; returns the markdown table."""
     runs = find_runs(root)
     reference = None if baseline is None else find_baseline(runs, root, baseline)
     header, rows = table(runs, metric, reference, alpha)
-    text = markdown(header, rows)
+    text = markdown_table(header, rows)
     if reference is not None:
         text += (
             f"\n`*`: p < {alpha} in a paired t-test against {reference.path.name} over the "
@@ -232,7 +226,7 @@ def write_report(root: Path, metric: str, baseline: str | None = None, alpha: fl
             f"over the queries of all collections pooled); {metric} by collection"
             + (", `*` tested over each collection's queries" if reference is not None else "")
             + ":\n\n"
-            + markdown(*by_collection)
+            + markdown_table(*by_collection)
         )
     left_out = unfinished_runs(root)
     if left_out:

@@ -21,7 +21,7 @@ import torch
 from xpretrieval.commands.experiment import ExperimentConfig
 from xpretrieval.commands.resume import saved_and_given
 from xpretrieval.core.errors import ConfigError
-from xpretrieval.core.io import write_json, write_text
+from xpretrieval.core.io import markdown_table, write_json, write_text
 from xpretrieval.data.collection import Collection
 from xpretrieval.evaluation.measures import Metrics, check_computable
 from xpretrieval.evaluation.suites import collection_name, group_of, suite_mean
@@ -216,8 +216,7 @@ def suite_table(results: dict[str, Measured], mean: dict[str, float], style: str
         csv.writer(buffer).writerows([header, *rows])
         return buffer.getvalue()
     if style == "markdown":
-        lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+        return markdown_table(header, rows)
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = [
         "  ".join(

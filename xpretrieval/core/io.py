@@ -93,6 +93,13 @@ def _raise_if_disk_full(error: BaseException, target: Path) -> None:
         ) from None
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table of text cells, one row a line (reports and suite tables)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def current_umask() -> int:
     """The process's umask (reading it means setting it: it is set straight back)."""
     mask = os.umask(0o022)
