@@ -10,7 +10,7 @@ from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register_root, to_objects
 from xpretrieval.core.device import Precision
 from xpretrieval.core.errors import ConfigError
-from xpretrieval.data.dataset import DatasetConfig
+from xpretrieval.data.dataset import SOURCES, DatasetConfig
 from xpretrieval.evaluation.measures import EvaluationConfig
 from xpretrieval.evaluation.suites import SuiteConfig
 from xpretrieval.losses.base import Loss
@@ -84,8 +84,7 @@ def without_unset_train_split(cfg: DictConfig) -> DictConfig:
     dataset.test.beir_folder=…` alone): evaluating or exporting needs only the test split."""
     train = cfg.dataset.get("train")
     unset = train is not None and (
-        OmegaConf.missing_keys(train)
-        or all(train.get(source) is None for source in ("ir_datasets", "beir_folder", "hf_dataset"))
+        OmegaConf.missing_keys(train) or all(train.get(source) is None for source in SOURCES)
     )
     if not unset:
         return cfg
