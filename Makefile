@@ -10,7 +10,7 @@ OFFLINE := $(if $(SHARED_ENV),eval "$$($(SHARED_ENV))" &&,)
 .PHONY: help install demo test test-baselines test-all bench lint docs clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed  ## create .venv and install xpretrieval with its test tools, trackers and docs tools (CPU torch)
 

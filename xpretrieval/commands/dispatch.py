@@ -33,14 +33,31 @@ COMMANDS: dict[str, Callable[[ExperimentConfig, Path, list[str]], dict[str, floa
 }
 
 
-def launch_overrides(command: str, overrides: list[str]) -> list[str]:
-    """The overrides to compose `command`'s config from: a resumed run's saved ones first,
-    its own folder as the run directory, and under torchrun one run directory for the main
-    process alone. Refuses, before Hydra creates anything, an output folder it cannot write."""
+# Hydra's own flags that take a value (`--cfg job`): kept with their value, after the overrides
+VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn"}
+VALUE_FLAGS |= {"--config-dir", "-cd", "--experimental-rerun"}
+
+
+def launch_overrides(command: str, args: list[str]) -> list[str]:
+    """Hydra's arguments for `command`: the overrides (a resumed run's saved ones first, its
+    own folder as the run directory, under torchrun one run directory for the main process
+    alone), then Hydra's flags as given (`--cfg job`, `-m`), since Hydra reads the overrides
+    as one block. Refuses, before Hydra creates anything, an output folder it cannot write."""
+    overrides, flags = split_hydra_flags(args)
     overrides = run_in_resumed_directory(command, with_saved_overrides(command, overrides))
     overrides = [quoted_for_hydra(item) for item in overrides]  # those added here too
     check_output_writable(overrides)
-    return overrides + processes_overrides(command, overrides)
+    return overrides + processes_overrides(command, flags) + flags
+
+
+def split_hydra_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """`args` as (overrides, Hydra's flags with their values), each in the order given."""
+    overrides: list[str] = []
+    flags: list[str] = []
+    for i, item in enumerate(args):
+        is_value = i > 0 and args[i - 1] in VALUE_FLAGS
+        (flags if item.startswith("-") or is_value else overrides).append(item)
+    return overrides, flags
 
 
 def quoted_for_hydra(override: str) -> str:
@@ -64,14 +81,14 @@ def run_command(
     return COMMANDS[command](load_experiment(cfg), output_dir, overrides)
 
 
-def processes_overrides(command: str, overrides: list[str]) -> list[str]:
+def processes_overrides(command: str, flags: list[str]) -> list[str]:
     """Under torchrun: join the process group, and keep every process but the main one from
     creating a run directory (Hydra's, in a temporary folder instead). One run at a time."""
     if not distributed.launched_by_torchrun():
         return []
     if command != "train":
         raise ConfigError(f"{command} runs in one process; torchrun launches `train` only")
-    if any(item in ("-m", "--multirun") for item in overrides):
+    if any(item in ("-m", "--multirun") for item in flags):
         raise ConfigError("-m: a sweep under torchrun is not supported; launch one run each")
     if distributed.start().main:
         return []
