@@ -1,6 +1,8 @@
-"""How the command line's arguments reach Hydra: overrides as one block, Hydra's flags after."""
+"""From the command line to the config: overrides before Hydra's flags, unset values named."""
 
 from __future__ import annotations
+
+import pytest
 
 from xpretrieval.commands.dispatch import launch_overrides, split_hydra_flags
 
@@ -26,3 +28,11 @@ def test_a_resume_showing_its_config_keeps_the_overrides_in_one_block(tmp_path):
         "--cfg",
         "job",
     ]
+
+
+def test_a_mandatory_value_left_unset_is_named_before_anything_is_built():
+    from xpretrieval import configure
+    from xpretrieval.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^model.name_or_path: no value given"):
+        configure(["+experiment=llm_lora"])  # a causal LM must be named: no default checkpoint

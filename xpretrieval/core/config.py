@@ -62,8 +62,14 @@ def to_objects(cfg: DictConfig) -> Any:
     """Build the dataclass objects of a composed config.
 
     Validation in `__post_init__` raises `ValueError("scale must be > 0, got -1")`; this wraps
-    it as `ConfigError("loss.scale must be > 0, got -1")` by locating the node that fails.
+    it as `ConfigError("loss.scale must be > 0, got -1")` by locating the node that fails; a
+    mandatory value left unset (`???`) is named before anything is built.
     """
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)}: no value given; set it as an override ({missing[0]}=...)"
+        )
     try:
         return OmegaConf.to_object(cfg)
     except ValueError as error:
