@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SHARED_ENV := $(wildcard ../shared/offline/env.sh)
 OFFLINE := $(if $(SHARED_ENV),eval "$$($(SHARED_ENV))" &&,)
 
-.PHONY: help install demo test test-baselines test-all bench lint docs clean
+.PHONY: help install demo test test-pinned test-baselines test-all bench lint docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -23,11 +23,14 @@ demo: install  ## fine-tune all-MiniLM-L6-v2 on SciFact train, print nDCG@10 bef
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) -m xpretrieval train +experiment=demo
 
 # coverage counts the in-process tests (the CLI smoke tests run in subprocesses it does not follow)
-test: install  ## the fast test suite (excludes tests marked slow), then its line coverage of xpretrieval/
-	$(OFFLINE) $(PY) -m pytest -m "not slow" -q -n auto --cov=xpretrieval --cov-report=
+test: install  ## the fast test suite (no slow tests, no baseline checks), then its line coverage of xpretrieval/
+	$(OFFLINE) $(PY) -m pytest -m "not slow and not baseline" -q -n auto --dist loadgroup --cov=xpretrieval --cov-report=
 	@echo "line coverage of xpretrieval/: $$($(PY) -m coverage report --format=total)%"
 
-test-baselines: install  ## every baseline's pinned fast check (experiments/*/baseline.yaml); make test runs the quick ones
+test-pinned: install  ## the pinned baseline values CI checks on every change (fast_in_ci in experiments/*/baseline.yaml)
+	$(OFFLINE) $(PY) -m pytest -m "baseline and not slow" -q -n auto
+
+test-baselines: install  ## every baseline's pinned fast check (experiments/*/baseline.yaml), the slow ones included
 	$(OFFLINE) $(PY) -m pytest -m baseline -q -n auto
 
 test-all: install  ## every test, slow ones included

@@ -25,10 +25,13 @@ TINY_BEIR = Path(__file__).parent / "fixtures" / "tiny_beir"
 
 # under pytest-xdist (`make test` runs one worker per core), each worker keeps to its share of
 # the cores: tiny models gain nothing from more threads, and oversubscription slows every worker
+# (and so do the `python -m xpretrieval` subprocesses of the CLI tests, through the environment
+# they inherit: the same thread count as this process, whose in-process runs they are compared
+# with bit for bit)
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
-    torch.set_num_threads(
-        max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
-    )
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    torch.set_num_threads(_threads)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(_threads)
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 

@@ -1,7 +1,7 @@
 """The recorded baselines' fast checks: few steps on a 400-document SciFact test, pinned
 values, so that a change shifting a baseline fails here (the full runs: experiments/). They
-are marked `baseline`: `make test-baselines` runs every one; `make test` (and CI) the ones
-whose baseline.yaml keeps `fast_in_make_test` true."""
+are marked `baseline`: `make test-baselines` runs every one; `make test-pinned` (and so CI)
+the ones whose baseline.yaml keeps `fast_in_ci` true; `make test` none."""
 
 from __future__ import annotations
 
@@ -30,13 +30,13 @@ def test_every_baseline_file_is_valid_and_has_a_readme():
 
 def fast_checks() -> list:
     """Every baseline's fast check (marked `baseline`: `make test-baselines` runs them all);
-    those not in `make test` are also marked slow."""
+    those not in `make test-pinned` are also marked slow."""
     return [
         pytest.param(
             folder,
             id=folder.name,
             marks=[pytest.mark.baseline]
-            + ([] if load_baseline(folder).fast_in_make_test else [pytest.mark.slow]),
+            + ([] if load_baseline(folder).fast_in_ci else [pytest.mark.slow]),
         )
         for folder in BASELINES
     ]

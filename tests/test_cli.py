@@ -1,15 +1,21 @@
-"""`python -m xpretrieval train|evaluate` end to end, in subprocesses, on the tiny fixture."""
+"""`python -m xpretrieval train|evaluate` end to end on the tiny fixture: the command line itself
+(outputs, exit codes, one-line errors) in subprocesses; what the experiments measure and write
+in this process, through the code the CLI runs (tests/inprocess.py)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
 import ir_measures
 import pytest
 
+from tests import inprocess
 from tests.conftest import ROOT, TINY_BEIR, tiny_overrides
+from xpretrieval.core import progress
+from xpretrieval.core.errors import RunDirectoryRefused
 
 
 def cli(*args: str, cwd, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -30,18 +36,16 @@ def tiny_train(model_dir, *extra: str, cwd=ROOT) -> subprocess.CompletedProcess:
 
 def train_reranking(experiment: str, model_dir, run_dir, *extra: str) -> dict:
     """Train `experiment` on the fixture, evaluate by re-ranking BM25's top 5; its metrics."""
-    result = cli(
-        "train",
-        f"+experiment={experiment}",
-        *tiny_overrides(model_dir),
-        "precision=fp32",
-        "evaluation.rerank.top_k=5",
-        *extra,
-        f"hydra.run.dir={run_dir}",
-        cwd=ROOT,
+    metrics = inprocess.train(
+        [
+            f"+experiment={experiment}",
+            *tiny_overrides(model_dir),
+            "precision=fp32",
+            "evaluation.rerank.top_k=5",
+            *extra,
+        ],
+        run_dir,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["index"]["candidates_per_query"] <= 5 and metrics["aggregate"]["nDCG@10"] > 0
     return metrics
 
@@ -92,14 +96,7 @@ def test_resolved_config_rebuilds_the_run(train_run):
 def test_evaluate_a_checkpoint_reproduces_the_trained_metrics(train_run, tmp_path):
     run_dir, _ = train_run
     checkpoint = run_dir / "checkpoints" / "step-0000006"
-    result = cli(
-        "evaluate",
-        "model=dense",
-        *tiny_overrides(checkpoint),
-        f"hydra.run.dir={tmp_path}",
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    inprocess.run("evaluate", ["model=dense", *tiny_overrides(checkpoint)], tmp_path)
     trained = json.loads((run_dir / "metrics.json").read_text())["aggregate"]
     evaluated = json.loads((tmp_path / "metrics.json").read_text())["aggregate"]
     assert evaluated == pytest.approx(trained, abs=1e-6)
@@ -112,31 +109,37 @@ def test_bad_value_fails_fast_with_the_key(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_unknown_command_prints_usage():
-    result = cli("fit", cwd=ROOT)
-    assert result.returncode == 2 and "usage: python -m xpretrieval" in result.stderr
+def test_unknown_command_prints_usage(monkeypatch, capsys):
+    from xpretrieval.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", ["xpretrieval", "fit"])  # refused before Hydra or torch
+    with pytest.raises(SystemExit) as exit:
+        main()
+    assert exit.value.code == 2 and "usage: python -m xpretrieval" in capsys.readouterr().err
 
 
-def test_show_the_composed_config_with_overrides():
-    result = cli("train", "+experiment=splade", "trainer.max_steps=3", "--cfg", "job", cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "max_steps: 3" in result.stdout and "flops:" in result.stdout
+def test_show_the_composed_config_with_overrides(monkeypatch, capsys):
+    from xpretrieval.__main__ import main
+
+    argv = ["xpretrieval", "train", "+experiment=splade", "trainer.max_steps=3", "--cfg", "job"]
+    monkeypatch.setattr(sys, "argv", argv)  # Hydra prints the config and runs nothing
+    main()
+    shown = capsys.readouterr().out
+    assert "max_steps: 3" in shown and "flops:" in shown
 
 
-def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path):
-    result = cli(
-        "train",
-        "+experiment=splade",
-        *tiny_overrides(tiny_model_dir),
-        "precision=fp32",
-        "model.new_head_bias=0",
-        "losses.flops.warmup_steps=3",
-        "index.save=true",
-        f"hydra.run.dir={tmp_path}",
-        cwd=ROOT,
+def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path, caplog, monkeypatch):
+    metrics = inprocess.train(
+        [
+            "+experiment=splade",
+            *tiny_overrides(tiny_model_dir),
+            "precision=fp32",
+            "model.new_head_bias=0",
+            "losses.flops.warmup_steps=3",
+            "index.save=true",
+        ],
+        tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
     index = metrics["index"]
     assert index["documents"] == 20 and index["postings"] > 0
     assert 0 < index["doc_active_dims"] == index["postings"] / 20
@@ -149,71 +152,71 @@ def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path):
     assert "loss/flops" in log[0] and len(log) == 4  # header + steps 2, 4, 6
     assert "flops/doc_active_dims" in log[0] and "flops/expected_flops" in log[0]
     # evaluate searches the saved index: the same run, without encoding documents again
+    monkeypatch.setattr(progress, "QUIET_SECONDS", 0.0)  # every encoding logs its closing line
+    caplog.set_level(logging.INFO)
     checkpoint = tmp_path / "checkpoints" / "step-0000006"
-    result = cli(
+    inprocess.run(
         "evaluate",
-        "model=splade",
-        *tiny_overrides(checkpoint),
-        "model.exclude_special_tokens=true",  # as +experiment=splade trained it
-        "index=inverted",
-        f"index.load={tmp_path / 'index'}",
-        f"hydra.run.dir={tmp_path / 'again'}",
-        cwd=ROOT,
+        [
+            "model=splade",
+            *tiny_overrides(checkpoint),
+            "model.exclude_special_tokens=true",  # as +experiment=splade trained it
+            "index=inverted",
+            f"index.load={tmp_path / 'index'}",
+        ],
+        tmp_path / "again",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Searching the saved index" in result.stderr and "encode documents" not in result.stderr
+    assert "Searching the saved index" in caplog.text and "encode queries" in caplog.text
+    assert "encode documents" not in caplog.text
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["aggregate"] == pytest.approx(metrics["aggregate"], abs=1e-6)
 
 
 def test_sparse_embed_experiment_end_to_end(tiny_model_dir, tmp_path):
-    result = cli(
-        "train",
-        "+experiment=sparse_embed",
-        *tiny_overrides(tiny_model_dir),
-        "precision=fp32",
-        "model.new_head_bias=0",
-        "model.embedding_dim=8",
-        "model.query_terms=8",
-        "model.doc_terms=16",
-        "losses.flops.warmup_steps=3",
-        f"hydra.run.dir={tmp_path}",
-        cwd=ROOT,
+    metrics = inprocess.train(
+        [
+            "+experiment=sparse_embed",
+            *tiny_overrides(tiny_model_dir),
+            "precision=fp32",
+            "model.new_head_bias=0",
+            "model.embedding_dim=8",
+            "model.query_terms=8",
+            "model.doc_terms=16",
+            "losses.flops.warmup_steps=3",
+        ],
+        tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     header = (tmp_path / "train_log.csv").read_text().splitlines()[0]
     assert {"loss/rank", "loss/sparse", "loss/flops", "flops/doc_active_dims"} <= set(
         header.split(",")
     )
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 0 < metrics["index"]["query_active_dims"] <= 8
     assert 0 < metrics["index"]["doc_active_dims"] <= 16
     saved = tmp_path / "checkpoints" / "step-0000006"
     assert (saved / "projection.safetensors").is_file()
 
 
-def test_train_validates_on_held_out_queries_and_tests_the_best_weights(tiny_model_dir, tmp_path):
-    result = cli(
-        "train",
-        *tiny_overrides(tiny_model_dir),
-        "validation.every=3",
-        "validation.held_out_queries=3",
-        f"hydra.run.dir={tmp_path}",
-        cwd=ROOT,
+def test_train_validates_on_held_out_queries_and_tests_the_best_weights(
+    tiny_model_dir, tmp_path, caplog
+):
+    caplog.set_level(logging.INFO)
+    inprocess.train(
+        [*tiny_overrides(tiny_model_dir), "validation.every=3", "validation.held_out_queries=3"],
+        tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "(held out)': 20 documents, 3 queries" in result.stderr
+    assert "(held out)': 20 documents, 3 queries" in caplog.text
     rows = (tmp_path / "validation.csv").read_text().splitlines()
     assert rows[0] == "step,nDCG@10" and [row.split(",")[0] for row in rows[1:]] == ["3", "6"]
-    assert "Restored the weights of step" in result.stderr
+    assert "Restored the weights of step" in caplog.text
 
 
 def test_a_run_directory_is_never_shared(train_run, tiny_model_dir):
+    # the CLI's one-line refusal of a used folder: tests/test_run_directory.py
     run_dir, _ = train_run
-    again = cli("train", *tiny_overrides(tiny_model_dir), f"hydra.run.dir={run_dir}", cwd=ROOT)
-    assert again.returncode == 2
-    assert f"{run_dir} already holds a run (config.yaml)" in again.stderr
-    assert f"resume={run_dir}" in again.stderr
+    with pytest.raises(RunDirectoryRefused) as refused:
+        inprocess.train(tiny_overrides(tiny_model_dir), run_dir)
+    assert f"{run_dir} already holds a run (config.yaml)" in str(refused.value)
+    assert f"resume={run_dir}" in str(refused.value)
 
 
 def test_a_run_directory_locked_by_a_live_run_is_refused(tmp_path):
@@ -242,9 +245,8 @@ def test_run_directory_records_versions_commit_and_data(train_run):
 
 
 def test_the_same_config_and_seed_give_bit_identical_results(train_run, tiny_model_dir, tmp_path):
-    run_dir, _ = train_run
-    again = cli("train", *tiny_overrides(tiny_model_dir), f"hydra.run.dir={tmp_path}", cwd=ROOT)
-    assert again.returncode == 0, again.stderr[-3000:]
+    run_dir, _ = train_run  # trained by the CLI; again here, through the Python API
+    inprocess.train(tiny_overrides(tiny_model_dir), tmp_path)
     first = json.loads((run_dir / "metrics.json").read_text())
     second = json.loads((tmp_path / "metrics.json").read_text())
     assert first["aggregate"] == second["aggregate"] and first["per_query"] == second["per_query"]

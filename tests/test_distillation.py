@@ -13,8 +13,8 @@ import math
 import pytest
 import torch
 
+from tests import inprocess
 from tests.conftest import TINY_BEIR, tiny_overrides
-from tests.test_cli import ROOT, cli
 from tests.test_grad_cache import NO_DROPOUT, gradients_of
 from xpretrieval.core.device import Precision
 from xpretrieval.data.collection import Collection
@@ -146,21 +146,20 @@ def test_distillation_experiment_with_a_teacher_model_end_to_end(tiny_model_dir,
     every = {q: [(d, 0.0) for d in sorted(train.documents)] for q in train.queries}
     write_trec_run(tmp_path / "candidates.trec", every)
     run_dir = tmp_path / "run"
-    result = cli(
-        "train",
-        "+experiment=distill_margin_mse",
-        *tiny_overrides(tiny_model_dir),
-        f"teacher.model.name_or_path={tiny_model_dir}",
-        "teacher.model.query_max_length=16",
-        "teacher.model.doc_max_length=32",
-        "teacher.model.dim=8",
-        f"teacher.candidates.run_file={tmp_path / 'candidates.trec'}",
-        "sampler.top_k=5",
-        "precision=fp32",
-        f"hydra.run.dir={run_dir}",
-        cwd=ROOT,
+    inprocess.train(
+        [
+            "+experiment=distill_margin_mse",
+            *tiny_overrides(tiny_model_dir),
+            f"teacher.model.name_or_path={tiny_model_dir}",
+            "teacher.model.query_max_length=16",
+            "teacher.model.doc_max_length=32",
+            "teacher.model.dim=8",
+            f"teacher.candidates.run_file={tmp_path / 'candidates.trec'}",
+            "sampler.top_k=5",
+            "precision=fp32",
+        ],
+        run_dir,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     teacher = read_trec_run(run_dir / "teacher_run.trec")
     assert {q: len(ranking) for q, ranking in teacher.items()} == {q: 20 for q in train.queries}
     rows = list(csv.DictReader((run_dir / "train_log.csv").open()))

@@ -72,20 +72,26 @@ def train(setting: dict, model_dir: str) -> tuple[list[float], dict[str, torch.T
     return recorder.totals, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _process(rank: int, world: int, store: str, setting: dict, model_dir: str, out: str) -> None:
+def _process(rank: int, world: int, store: str, runs: dict[str, tuple[dict, str]], out: str):
+    """Train each of `runs` (name -> setting, model folder) in turn, in one process group."""
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
-        totals, weights = train(setting, model_dir)
-        torch.save({"totals": totals, "weights": weights}, Path(out) / f"rank{rank}.pt")
+        for name, (setting, model_dir) in runs.items():
+            totals, weights = train(setting, model_dir)
+            result = {"totals": totals, "weights": weights}
+            torch.save(result, Path(out) / f"{name}-rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def train_on_two_processes(setting: dict, model_dir: str, tmp_path: Path) -> list[dict]:
-    mp.spawn(
-        _process, args=(2, str(tmp_path / "store"), setting, model_dir, str(tmp_path)), nprocs=2
-    )
-    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+def train_on_two_processes(runs: dict[str, tuple[dict, str]], tmp_path: Path) -> dict[str, list]:
+    """Each run's results on both ranks, by name: the runs share one pair of processes (their
+    start is most of a run's time)."""
+    mp.spawn(_process, args=(2, str(tmp_path / "store"), runs, str(tmp_path)), nprocs=2)
+    return {
+        name: [torch.load(tmp_path / f"{name}-rank{r}.pt", weights_only=True) for r in range(2)]
+        for name in runs
+    }
 
 
 SETTINGS = {
@@ -105,16 +111,29 @@ SETTINGS = {
 }
 
 
+@pytest.fixture(scope="module")
+def on_two_processes(tiny_model_dir, masked_lm_dir, tmp_path_factory) -> dict[str, list]:
+    """Every setting trained on two processes: name -> both ranks' losses and weights."""
+    runs = {
+        name: (setting, model_folder(setting, tiny_model_dir, masked_lm_dir))
+        for name, setting in SETTINGS.items()
+    }
+    return train_on_two_processes(runs, tmp_path_factory.mktemp("two-processes"))
+
+
+def model_folder(setting: dict, tiny_model_dir: Path, masked_lm_dir: Path) -> str:
+    return str(masked_lm_dir if setting["kind"] == "splade" else tiny_model_dir)
+
+
+@pytest.mark.xdist_group("two_processes")  # one worker starts the processes once for all
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_two_processes_train_as_one_on_the_global_batch(
-    name, tiny_model_dir, masked_lm_dir, tmp_path
+    name, on_two_processes, tiny_model_dir, masked_lm_dir
 ):
     setting = SETTINGS[name]
-    model_dir = str(masked_lm_dir if setting["kind"] == "splade" else tiny_model_dir)
     alone = {k: v for k, v in setting.items() if k != "micro"}  # one pass, for reference
-    totals, weights = train(alone, model_dir)
-    ranks = train_on_two_processes(setting, model_dir, tmp_path)
-    for rank in ranks:
+    totals, weights = train(alone, model_folder(setting, tiny_model_dir, masked_lm_dir))
+    for rank in on_two_processes[name]:
         assert rank["totals"] == pytest.approx(totals, abs=1e-5)
         for key, value in weights.items():
             torch.testing.assert_close(rank["weights"][key], value, atol=1e-5, rtol=0)
@@ -131,35 +150,55 @@ def test_shares_cover_the_items_in_order_and_differ_by_at_most_one():
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
-def test_torchrun_trains_with_two_processes_and_one_run_directory(tiny_model_dir, tmp_path):
+STOPPABLE = ["trainer.max_steps=12", "trainer.checkpoint_every=3", "trainer.log_every=1"]
+
+
+def torchrun_train(model_dir: Path, *extra: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [*TORCHRUN, "-m", "xpretrieval", "train", *tiny_overrides(model_dir), *STOPPABLE]
+    return subprocess.run([*command, *extra], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def torchrun_run(tiny_model_dir, tmp_path_factory) -> Path:
+    """A run of `train` under torchrun with two processes, run from a folder of its own."""
+    cwd = tmp_path_factory.mktemp("torchrun")
+    run_dir = cwd / "runs" / "plain"
+    result = torchrun_train(tiny_model_dir, f"hydra.run.dir={run_dir}", cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("Trained model:") == 1
+    return run_dir
+
+
+@pytest.mark.xdist_group("torchrun_run")  # one worker runs the shared run once
+def test_torchrun_trains_with_two_processes_and_one_run_directory(
+    torchrun_run, tiny_model_dir, tmp_path
+):
     """The main process alone writes the run (one directory, its log, checkpoints, metrics);
     every process trained (the environment records two). With evaluation.shard_size, both
     processes encode shards of the test documents, and the metrics are the same."""
-    metrics = {}
-    for name, extra in {"plain": [], "sharded": ["evaluation.shard_size=6"]}.items():
-        run_dir = tmp_path / "runs" / name
-        command = [*TORCHRUN, "-m", "xpretrieval", "train", *tiny_overrides(tiny_model_dir)]
-        result = subprocess.run(
-            [*command, *extra, f"hydra.run.dir={run_dir}"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
+    sharded = tmp_path / "runs" / "sharded"
+    result = torchrun_train(
+        tiny_model_dir, "evaluation.shard_size=6", f"hydra.run.dir={sharded}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("Trained model:") == 1
+    for run_dir in (torchrun_run, sharded):
         assert json.loads((run_dir / "environment.json").read_text())["processes"] == 2
-        metrics[name] = json.loads((run_dir / "metrics.json").read_text())["aggregate"]
-        assert result.stdout.count("Trained model:") == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # nothing from the others
-    assert len(list((tmp_path / "runs" / "sharded" / "encoded").glob("shard-*.pt"))) == 4
+        assert sorted(p.name for p in run_dir.parents[1].iterdir()) == ["runs"]  # no others'
+    assert len(list((sharded / "encoded").glob("shard-*.pt"))) == 4
+    metrics = {
+        p.name: json.loads((p / "metrics.json").read_text())["aggregate"]
+        for p in (torchrun_run, sharded)
+    }
     assert metrics["sharded"] == pytest.approx(metrics["plain"], abs=1e-6)
 
 
-def test_a_two_process_run_stopped_by_sigterm_resumes_to_the_same_losses(tiny_model_dir, tmp_path):
-    steps = ["trainer.max_steps=12", "trainer.checkpoint_every=3", "trainer.log_every=1"]
-    train = [*TORCHRUN, "-m", "xpretrieval", "train", *tiny_overrides(tiny_model_dir), *steps]
-    reference = tmp_path / "uninterrupted"
-    result = subprocess.run([*train, f"hydra.run.dir={reference}"], cwd=ROOT, capture_output=True)
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
+@pytest.mark.xdist_group("torchrun_run")
+def test_a_two_process_run_stopped_by_sigterm_resumes_to_the_same_losses(
+    torchrun_run, tiny_model_dir, tmp_path
+):
+    train = [*TORCHRUN, "-m", "xpretrieval", "train", *tiny_overrides(tiny_model_dir), *STOPPABLE]
+    reference = torchrun_run
 
     stopped = tmp_path / "stopped"
     process = subprocess.Popen(

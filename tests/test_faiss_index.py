@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 
+from tests import inprocess
 from tests.conftest import tiny_overrides
-from tests.test_cli import cli
 from tests.test_inverted_index import shuffled_batches
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.retrieval import ExactIndex
@@ -69,15 +69,7 @@ def test_bad_settings_are_refused_naming_the_field():
 
 
 def test_an_approximate_index_reports_its_recall_in_metrics(tiny_model_dir, tmp_path):
-    result = cli(
-        "evaluate",
-        *tiny_overrides(tiny_model_dir),
-        "index=faiss",
-        "index.factory=HNSW8",
-        "index.ef_search=1",
-        f"hydra.run.dir={tmp_path}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    overrides = ["index=faiss", "index.factory=HNSW8", "index.ef_search=1"]
+    inprocess.run("evaluate", [*tiny_overrides(tiny_model_dir), *overrides], tmp_path)
     index = json.loads((tmp_path / "metrics.json").read_text())["index"]
     assert 0 < index["recall@10_vs_exact"] <= 1 and index["recall_queries"] == 4

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import inprocess
 from tests.conftest import TINY_BEIR, tiny_overrides
-from tests.test_cli import cli
 from tests.test_ir_datasets_sources import register
 from xpretrieval.core.errors import DataError
 from xpretrieval.data import Split
@@ -102,8 +102,7 @@ def test_evaluate_on_disk_measures_what_in_memory_measures(tiny_model_dir, tmp_p
     for name, extra in {"memory": [], "disk": ["dataset.test.on_disk=true"]}.items():
         run_dir = tmp_path / name
         overrides = [*tiny_overrides(tiny_model_dir), f"dataset.test.beir_folder={TINY_BEIR}"]
-        result = cli("evaluate", *overrides, *extra, f"hydra.run.dir={run_dir}", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
+        inprocess.run("evaluate", [*overrides, *extra], run_dir)
         metrics[name] = json.loads((run_dir / "metrics.json").read_text())["aggregate"]
     assert metrics["disk"] == metrics["memory"]
 

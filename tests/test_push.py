@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from tests import inprocess
 from tests.conftest import ROOT
 from tests.test_cli import cli, tiny_train
 
@@ -18,10 +19,9 @@ def run_dir(tiny_model_dir, tmp_path_factory):
     return folder
 
 
-def test_the_card_names_the_model_its_metrics_and_the_command(run_dir):
-    result = cli("push", str(run_dir), "someone/tiny", "--card-only", cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    card = result.stdout
+def test_the_card_names_the_model_its_metrics_and_the_command(run_dir, capsys):
+    assert inprocess.main("push", str(run_dir), "someone/tiny", "--card-only") == 0
+    card = capsys.readouterr().out
     assert card.startswith("---\n") and "library_name: sentence-transformers" in card
     assert "- xpretrieval" in card and "# Dense model trained with xpretrieval" in card
     assert "## Results on tiny_beir/test" in card and "| nDCG@10 |" in card
@@ -39,6 +39,6 @@ def test_offline_the_push_fails_with_one_line(run_dir):
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_a_missing_folder_is_named(tmp_path):
-    result = cli("push", str(tmp_path / "nope"), "someone/tiny", cwd=ROOT)
-    assert result.returncode == 2 and "nope: no such folder" in result.stderr
+def test_a_missing_folder_is_named(tmp_path, capsys):
+    assert inprocess.main("push", str(tmp_path / "nope"), "someone/tiny") == 2
+    assert "nope: no such folder" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import inprocess
 from tests.conftest import ROOT, tiny_overrides
 from tests.test_cli import cli
 from xpretrieval.commands.report import find_runs, swept, table, write_report
@@ -112,7 +113,7 @@ def test_bad_input_is_a_clear_error(tmp_path, sweep):
 
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
-def test_multirun_then_report_through_the_cli(tiny_model_dir, tmp_path, launcher):
+def test_multirun_then_report_through_the_cli(tiny_model_dir, tmp_path, launcher, capsys):
     overrides = [o for o in tiny_overrides(tiny_model_dir) if not o.startswith("trainer.max")]
     if launcher == "joblib":  # parallel local runs
         overrides += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
@@ -127,9 +128,9 @@ def test_multirun_then_report_through_the_cli(tiny_model_dir, tmp_path, launcher
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.parent.name for p in tmp_path.glob("*/metrics.json")) == ["0", "1"]
-    result = cli("report", str(tmp_path), cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.splitlines()
+    capsys.readouterr()
+    assert inprocess.main("report", str(tmp_path)) == 0  # the report command, in this process
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| run | losses.rank.scale | nDCG@10 |") and len(lines) == 4
     assert (tmp_path / "report.png").is_file() and (tmp_path / "report_training.png").is_file()
 

@@ -1,5 +1,6 @@
 """Exact resumption: a run killed (SIGKILL) or stopped (SIGTERM) mid-training and resumed
-gives the loss curve and metrics of the uninterrupted run, bit for bit, on CPU."""
+gives the loss curve and metrics of the uninterrupted run, bit for bit, on CPU. The stopped
+and resumed runs are the CLI's; the uninterrupted one runs in this process (the same code)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,22 @@ from pathlib import Path
 
 import pytest
 
+from tests import inprocess
 from tests.conftest import ROOT, tiny_overrides
 from xpretrieval.commands.resume import last_checkpoint, with_saved_overrides
 from xpretrieval.core.errors import ConfigError
 
-STEPS = 40
+STEPS = 16  # checkpoints at steps 5, 10 and 15: a stop after the first leaves most to resume
+
+
+def train_overrides(model_dir: Path, *extra: str) -> list[str]:
+    return [
+        *tiny_overrides(model_dir),
+        f"trainer.max_steps={STEPS}",
+        "trainer.checkpoint_every=5",
+        "trainer.log_every=1",
+        *extra,
+    ]
 
 
 def train_command(model_dir: Path, run_dir: Path, *extra: str) -> list[str]:
@@ -26,10 +38,7 @@ def train_command(model_dir: Path, run_dir: Path, *extra: str) -> list[str]:
         "-m",
         "xpretrieval",
         "train",
-        *tiny_overrides(model_dir),
-        f"trainer.max_steps={STEPS}",
-        "trainer.checkpoint_every=5",
-        "trainer.log_every=1",
+        *train_overrides(model_dir),
         f"hydra.run.dir={run_dir}",
         *extra,
     ]
@@ -43,7 +52,9 @@ def losses(run_dir: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in row.items() if k not in timing} for row in rows]
 
 
-def stop_after_first_checkpoint(command: list[str], run_dir: Path, how: int) -> int:
+def stop_after_first_checkpoint(command: list[str], run_dir: Path, how: int) -> tuple[int, str]:
+    """Start `command`, send it `how` once its first checkpoint is written; its exit status and
+    its stderr."""
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     first = run_dir / "checkpoints" / "step-0000005"
     deadline = time.monotonic() + 300
@@ -52,23 +63,22 @@ def stop_after_first_checkpoint(command: list[str], run_dir: Path, how: int) -> 
     process.send_signal(how)
     _, stderr = process.communicate(timeout=300)
     assert first.is_dir(), stderr.decode()[-3000:]
-    return process.returncode
+    return process.returncode, stderr.decode()
 
 
-VALIDATING = ("validation.every=5", "validation.held_out_queries=3", "validation.patience=3")
+# the fixture's validation nDCG does not improve after step 5: patience stops the run at step 15
+VALIDATING = ("validation.every=5", "validation.held_out_queries=3", "validation.patience=2")
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_model_dir, tmp_path_factory):
-    """The uninterrupted run of each set of extra overrides, run once."""
+    """The uninterrupted run of each set of extra overrides, run once, in this process."""
     runs: dict[tuple[str, ...], Path] = {}
 
     def run(extra: tuple[str, ...]) -> Path:
         if extra not in runs:
             run_dir = tmp_path_factory.mktemp("uninterrupted")
-            command = train_command(tiny_model_dir, run_dir, *extra)
-            result = subprocess.run(command, cwd=ROOT, capture_output=True)
-            assert result.returncode == 0, result.stderr.decode()[-3000:]
+            inprocess.train(train_overrides(tiny_model_dir, *extra), run_dir)
             runs[extra] = run_dir
         return runs[extra]
 
@@ -85,11 +95,17 @@ def test_a_stopped_run_resumes_to_the_same_losses_and_metrics(
 ):
     reference = uninterrupted(extra)
     command = train_command(tiny_model_dir, tmp_path, *extra)
-    returncode = stop_after_first_checkpoint(command, tmp_path, how)
+    returncode, stderr = stop_after_first_checkpoint(command, tmp_path, how)
     assert returncode in (-how, 128 + how)  # killed, or stopped after saving a checkpoint
     assert not (tmp_path / "metrics.json").exists()
     stopped_at = last_checkpoint(tmp_path)
     assert int(stopped_at.name.split("-")[1]) < STEPS
+    if how == signal.SIGTERM:  # it saves a checkpoint at the step it stops, and says so
+        assert returncode == 128 + signal.SIGTERM
+        assert "stopped by SIGTERM after step" in stderr
+        assert f"continue with: python -m xpretrieval train resume={tmp_path}" in stderr
+        step = int(stderr.split("stopped by SIGTERM after step ")[1].split(";")[0])
+        assert stopped_at.name == f"step-{step:07d}"
     resumed = subprocess.run(
         [
             sys.executable,
@@ -111,25 +127,6 @@ def test_a_stopped_run_resumes_to_the_same_losses_and_metrics(
     if extra:  # validations, best weights and patience continue as if never interrupted
         validated = (tmp_path / "validation.csv").read_text()
         assert validated == (reference / "validation.csv").read_text()
-
-
-def test_sigterm_saves_a_checkpoint_at_the_step_it_stops(tiny_model_dir, tmp_path):
-    process = subprocess.Popen(
-        train_command(tiny_model_dir, tmp_path),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    while not (tmp_path / "checkpoints" / "step-0000005").is_dir() and process.poll() is None:
-        time.sleep(0.005)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 128 + signal.SIGTERM
-    assert "stopped by SIGTERM after step" in stderr
-    assert f"continue with: python -m xpretrieval train resume={tmp_path}" in stderr
-    step = int(stderr.split("stopped by SIGTERM after step ")[1].split(";")[0])
-    assert last_checkpoint(tmp_path).name == f"step-{step:07d}"
 
 
 def test_resume_needs_a_run_directory_with_a_checkpoint(tmp_path):

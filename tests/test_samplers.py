@@ -132,16 +132,10 @@ def test_random_span_pairs_train_with_in_batch_negatives(tiny_model_dir, train_s
 def test_mine_writes_a_run_over_the_training_queries_for_hard_negatives(
     tiny_model_dir, tmp_path, train_split
 ):
-    import subprocess
-    import sys
+    from tests import inprocess
+    from tests.conftest import tiny_overrides
 
-    from tests.conftest import ROOT, tiny_overrides
-
-    command = ["mine", *tiny_overrides(tiny_model_dir), f"hydra.run.dir={tmp_path}"]
-    result = subprocess.run(
-        [sys.executable, "-m", "xpretrieval", *command], cwd=ROOT, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    inprocess.run("mine", tiny_overrides(tiny_model_dir), tmp_path)
     hard = HardNegatives(run_file=str(tmp_path / "run.trec"), top_k=5)
     pools = hard.candidates(train_split)
     assert set(pools) == set(train_split.qrels) and all(pools.values())

@@ -10,8 +10,8 @@ import pytest
 import scipy.sparse
 import torch
 
+from tests import inprocess
 from tests.conftest import TINY_BEIR, tiny_overrides
-from tests.test_cli import cli
 from xpretrieval.core.device import Precision
 from xpretrieval.core.distributed import World
 from xpretrieval.core.errors import ConfigError
@@ -103,14 +103,7 @@ def test_evaluate_on_two_cpu_processes_measures_what_one_measures(tiny_model_dir
         "sharded": ["evaluation.shard_size=6", "evaluation.devices=[cpu,cpu]"],
     }.items():
         run_dir = tmp_path / name
-        result = cli(
-            "evaluate",
-            *tiny_overrides(tiny_model_dir),
-            *extra,
-            f"hydra.run.dir={run_dir}",
-            cwd=tmp_path,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
+        inprocess.run("evaluate", [*tiny_overrides(tiny_model_dir), *extra], run_dir)
         runs[name] = json.loads((run_dir / "metrics.json").read_text())["aggregate"]
     assert runs["sharded"] == pytest.approx(runs["plain"], abs=1e-6)
     assert len(list((tmp_path / "sharded" / "encoded").glob("shard-*.pt"))) == 4
@@ -118,14 +111,12 @@ def test_evaluate_on_two_cpu_processes_measures_what_one_measures(tiny_model_dir
 
 def test_an_interrupted_evaluation_resumes_from_its_shards(tiny_model_dir, tmp_path):
     run_dir = tmp_path / "run"
-    command = ["evaluate", *tiny_overrides(tiny_model_dir), "evaluation.shard_size=6"]
-    first = cli(*command, f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
+    overrides = [*tiny_overrides(tiny_model_dir), "evaluation.shard_size=6"]
+    inprocess.run("evaluate", overrides, run_dir)
     expected = json.loads((run_dir / "metrics.json").read_text())["aggregate"]
     finished = {i: shard_path(run_dir / "encoded", i).stat().st_mtime_ns for i in (0, 1, 3)}
     shard_path(run_dir / "encoded", 2).unlink()  # the shard being written when it stopped
     (run_dir / "metrics.json").unlink()
-    again = cli(*command, f"resume={run_dir}", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
+    inprocess.run("evaluate", [*overrides, f"resume={run_dir}"], run_dir)
     assert {i: shard_path(run_dir / "encoded", i).stat().st_mtime_ns for i in (0, 1, 3)} == finished
     assert json.loads((run_dir / "metrics.json").read_text())["aggregate"] == expected

@@ -12,10 +12,14 @@ import time
 
 import pytest
 
+from tests import inprocess
 from tests.conftest import ROOT, tiny_overrides
 from tests.test_resume import losses
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the [slurm] extra")
+
+
+SETTINGS = ("trainer.log_every=1", "trainer.checkpoint_every=3")
 
 
 def sweep(model_dir, sweep_dir, *extra: str) -> list[str]:
@@ -26,8 +30,7 @@ def sweep(model_dir, sweep_dir, *extra: str) -> list[str]:
         "train",
         "-m",
         *tiny_overrides(model_dir),
-        "trainer.log_every=1",
-        "trainer.checkpoint_every=3",
+        *SETTINGS,
         f"hydra.sweep.dir={sweep_dir}",
         "resume=auto",
         "seed=0,1",
@@ -36,10 +39,11 @@ def sweep(model_dir, sweep_dir, *extra: str) -> list[str]:
 
 
 def test_a_sweep_stopped_by_sigterm_continues_every_run_when_relaunched(tiny_model_dir, tmp_path):
-    steps = "trainer.max_steps=15"
-    reference = tmp_path / "uninterrupted"
-    done = subprocess.run(sweep(tiny_model_dir, reference, steps), cwd=ROOT, capture_output=True)
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    steps = "trainer.max_steps=9"
+    reference = tmp_path / "uninterrupted"  # each run of the sweep, uninterrupted, in-process
+    for seed in (0, 1):
+        overrides = [*tiny_overrides(tiny_model_dir), *SETTINGS, f"seed={seed}", steps]
+        inprocess.train(overrides, reference / str(seed))
 
     stopped = tmp_path / "stopped"
     command = sweep(tiny_model_dir, stopped, steps)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import xpretrieval
+from tests import inprocess
 from tests.conftest import TINY_BEIR, tiny_overrides
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.core.hooks import TrainState
@@ -76,20 +77,12 @@ def test_simcse_copies_differ_by_dropout_and_are_replayed_exactly(tiny_model_dir
     assert not torch.allclose(queries[0], documents[0])  # same texts, other dropout masks
 
 
-def test_simcse_experiment_trains_from_the_cli(tiny_model_dir, tmp_path):
-    from tests.test_cli import cli
-
+def test_simcse_experiment_trains_end_to_end(tiny_model_dir, tmp_path):
     overrides = [o for o in tiny_overrides(tiny_model_dir) if "query_max_length" not in o]
-    result = cli(
-        "train",
-        "+experiment=simcse",
-        *overrides,
-        "sampler.min_length=2",
-        "trainer.max_steps=2",
-        f"hydra.run.dir={tmp_path}",
-        cwd=tmp_path,
+    inprocess.train(
+        ["+experiment=simcse", *overrides, "sampler.min_length=2", "trainer.max_steps=2"],
+        tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     config = (tmp_path / "config.yaml").read_text()
     assert "query_max_length: 32" in config  # both copies as long as each other
     assert json.loads((tmp_path / "metrics.json").read_text())["aggregate"]["nDCG@10"] >= 0
@@ -238,28 +231,25 @@ def test_prompts_reach_training_and_evaluation(tiny_model_dir, tmp_path):
     assert "query_prompt: 'query: '" in saved and "document_prompt: 'passage: '" in saved
 
 
-# --- the additions together, from the command line ------------------------------------------
+# --- the additions together, end to end (the CLI's code, in this process) ---------------------
 
 
-def test_inference_free_splade_in_rounds_with_layer_decay_and_prompts_from_the_cli(
+def test_inference_free_splade_in_rounds_with_layer_decay_and_prompts_end_to_end(
     masked_lm_dir, tmp_path
 ):
-    from tests.test_cli import cli
-
-    result = cli(
-        "train",
-        "+experiment=inference_free_splade",
-        *tiny_overrides(masked_lm_dir),
-        "trainer.max_steps=2",
-        "precision=fp32",
-        "rounds=2",
-        "sampler.hard_negatives.top_k=5",
-        "optimizer.layer_decay=0.8",
-        "model.document_prompt='passage: '",
-        f"hydra.run.dir={tmp_path}",
-        cwd=tmp_path,
+    inprocess.train(
+        [
+            "+experiment=inference_free_splade",
+            *tiny_overrides(masked_lm_dir),
+            "trainer.max_steps=2",
+            "precision=fp32",
+            "rounds=2",
+            "sampler.hard_negatives.top_k=5",
+            "optimizer.layer_decay=0.8",
+            "model.document_prompt='passage: '",
+        ],
+        tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     rounds = json.loads((tmp_path / "rounds.json").read_text())
     assert [row["round"] for row in rounds] == [1, 2]
     saved = tmp_path / "round-2" / "checkpoints" / "step-0000002"
@@ -267,25 +257,22 @@ def test_inference_free_splade_in_rounds_with_layer_decay_and_prompts_from_the_c
     assert "document_prompt: 'passage: '" in (saved / "xpretrieval_model.yaml").read_text()
 
 
-def test_an_llm_with_lora_and_the_arcface_margin_from_the_cli(tiny_decoder_dir, tmp_path):
-    from tests.test_cli import cli
-
-    result = cli(
-        "train",
-        "+experiment=llm_lora",
-        "loss@losses.rank=arcface",
-        f"model.name_or_path={tiny_decoder_dir}",
-        "model.doc_max_length=32",
-        "dataset=beir_folder",
-        f"dataset.train.beir_folder={TINY_BEIR}",
-        "trainer.max_steps=2",
-        "evaluation.top_k=10",
-        "precision=fp32",
-        "device=cpu",
-        f"hydra.run.dir={tmp_path}",
-        cwd=tmp_path,
+def test_an_llm_with_lora_and_the_arcface_margin_end_to_end(tiny_decoder_dir, tmp_path):
+    inprocess.train(
+        [
+            "+experiment=llm_lora",
+            "loss@losses.rank=arcface",
+            f"model.name_or_path={tiny_decoder_dir}",
+            "model.doc_max_length=32",
+            "dataset=beir_folder",
+            f"dataset.train.beir_folder={TINY_BEIR}",
+            "trainer.max_steps=2",
+            "evaluation.top_k=10",
+            "precision=fp32",
+            "device=cpu",
+        ],
+        tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "checkpoints" / "step-0000002" / "adapter_config.json").is_file()
     config = (tmp_path / "config.yaml").read_text()
     assert "margin: 0.5" in config and "lora_rank: 8" in config
