@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from benchmarks import encoding, retrieval, table, training
+from benchmarks import encoding, gradient_checkpointing, retrieval, table, training
 from benchmarks.common import row, transformer_flops
 from tests.conftest import TINY_BEIR
 from xpretrieval.core.device import Precision
@@ -100,3 +100,12 @@ def test_every_sparse_index_build_reports_its_memory(train):
     docs, _, _ = retrieval.bm25_vectors(train)
     added = retrieval.index_memory(docs)
     assert set(added) == set(retrieval.BUILDS) and all(gb >= 0 for gb in added.values())
+
+
+@pytest.mark.parametrize("kind", ["dense", "splade"])
+def test_gradient_checkpointing_measures_both_states(kind, train, masked_lm_dir):
+    setting = gradient_checkpointing.Setting(train, str(masked_lm_dir), batch=2, length=16, steps=2)
+    figures = {s: gradient_checkpointing.measure(kind, s == "on", setting) for s in ("off", "on")}
+    figures["seconds"] = gradient_checkpointing.step_seconds(kind, setting)
+    assert all(figures[s]["step_peak_mb"] > 0 and figures["seconds"][s] > 0 for s in ("off", "on"))
+    assert gradient_checkpointing.summary({kind: figures})[1][f"{kind}_gradient_checkpointing"]

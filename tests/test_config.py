@@ -29,6 +29,8 @@ REQUIRED = {
     "experiment/distill_margin_mse": [f"teacher.model.name_or_path={ROOT}"],  # an existing folder
     "experiment/llm_lora": [f"model.name_or_path={ROOT}"],
     "model/llm": [f"model.name_or_path={ROOT}"],
+    "model/llm_reranker": [f"model.name_or_path={ROOT}"],
+    "experiment/llm_rerank": [f"model.name_or_path={ROOT}"],
     "loss/margin_mse": ["sampler=distillation", "sampler.teacher_run=teacher.trec"],
     "loss/kl_distillation": ["sampler=distillation", "sampler.teacher_run=teacher.trec"],
     "loss/bce": ["sampler=pointwise", "trainer=pointwise"],

@@ -1,7 +1,8 @@
 """xpretrieval: neural information-retrieval experiments from typed configuration.
 
 The Python API (see the README's "From Python"): `load` a model, `Collection.from_beir` /
-`from_ir_datasets`, `search`, `evaluate`; `configure` and `train` an experiment as the CLI does.
+`from_ir_datasets`, `search`, `evaluate`; `configure` and `train` an experiment as the CLI does;
+`mteb_model`: a model as `mteb.evaluate` runs it.
 The names are imported on first use, so `import xpretrieval` stays cheap (no torch, no Hydra).
 """
 
@@ -19,6 +20,7 @@ _EXPORTS = {
     "configure": "xpretrieval.api",
     "evaluate": "xpretrieval.api",
     "load": "xpretrieval.models.loading",
+    "mteb_model": "xpretrieval.evaluation.mteb",
     "search": "xpretrieval.api",
     "train": "xpretrieval.api",
     "train_from_overrides": "xpretrieval.api",
@@ -30,6 +32,7 @@ __all__ = [
     "configure",
     "evaluate",
     "load",
+    "mteb_model",
     "search",
     "train",
     "train_from_overrides",
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from xpretrieval.api import configure, evaluate, search, train, train_from_overrides
     from xpretrieval.commands.experiment import ExperimentConfig
     from xpretrieval.data.collection import Collection
+    from xpretrieval.evaluation.mteb import mteb_model
     from xpretrieval.models.loading import load
 
 

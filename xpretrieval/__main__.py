@@ -10,32 +10,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from xpretrieval.commands import baselines, fuse, push, report
 from xpretrieval.commands.dispatch import COMMANDS, launch_overrides, run_command
+from xpretrieval.commands.tools import TOOLS, USAGE, run_tool
 from xpretrieval.core import distributed
 from xpretrieval.core.config import config_dir
 from xpretrieval.core.errors import RunDirectoryRefused, UserInputError
 from xpretrieval.training.interrupt import TrainingInterrupted
-
-TOOLS = {"report": report.main, "baseline": baselines.main, "push": push.main, "fuse": fuse.main}
-
-USAGE = """usage: python -m xpretrieval {train,evaluate,mine,export} [OVERRIDES...]
-       python -m xpretrieval report FOLDER [--metric nDCG@10] [--baseline RUN]
-       python -m xpretrieval baseline [--fast] experiments/NAME...
-       python -m xpretrieval push RUN_OR_CHECKPOINT OWNER/NAME [--private] [--card-only]
-       python -m xpretrieval fuse RUN RUN... [--method rrf|wsum|...] [--weights W...]
-
-  train      train the configured model on dataset.train, then evaluate it on dataset.test
-  evaluate   evaluate the configured model (model.name_or_path) on dataset.test
-  mine       rank the training queries with the model: a run of hard negatives
-  export     encode dataset.test for other engines: Anserini files (SPLADE), .npy (dense)
-  report     gather the runs under FOLDER (e.g. a multirun) into one table and plots
-  baseline   re-run recorded baselines and compare with their recorded metrics
-  push       upload a trained model to the Hugging Face Hub with a generated model card
-  fuse       fuse runs of one collection (reciprocal rank fusion, weighted sums) and measure it
-
-OVERRIDES are Hydra's: +experiment=dense  dataset=scifact  trainer.max_steps=200
-Add --help after the command for the config groups, --cfg job for the composed config."""
 
 
 def main() -> None:
@@ -46,7 +26,7 @@ def main() -> None:
     command, rest = args[0], args[1:]
     try:
         if command in TOOLS:
-            return TOOLS[command](rest)
+            return run_tool(command, rest)
         sys.argv = [f"{sys.argv[0]} {command}", *launch_overrides(command, rest)]
     except UserInputError as error:
         refuse(error)

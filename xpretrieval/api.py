@@ -31,6 +31,7 @@ from xpretrieval.data.run import Run
 from xpretrieval.evaluation.measures import Metrics, compute_metrics
 from xpretrieval.models.base import BiEncoder, Ranker, SparseBiEncoder
 from xpretrieval.models.encoding import Batching
+from xpretrieval.models.transformer import TransformerModel
 from xpretrieval.retrieval.index import ExactIndex, IndexConfig, Inverted
 from xpretrieval.retrieval.retrieve import retrieve
 
@@ -81,12 +82,15 @@ def search(
     max_batch_tokens: int | None = None,
 ) -> Run:
     """The k best documents of every query of `collection`: `{query id: [(doc id, score)]}`.
-    The default index is an inverted index for sparse models and exact search otherwise;
+    The default index is an inverted index for sparse models and exact search otherwise
+    (settings an index leaves to the model, a quantised index's precision, are the model's);
     texts are encoded `batch_size` at a time, at most `max_batch_tokens` padded tokens."""
     if index is None:
         index = Inverted() if isinstance(model, SparseBiEncoder) else ExactIndex()
     if isinstance(model, BiEncoder):
         check_index_serves(index, type(model), type(model).__name__)
+    if isinstance(model, TransformerModel):  # what the index leaves to the model's settings
+        index = index.fitted(model.config)
     device = model.device if isinstance(model, BiEncoder) else torch.device("cpu")
     batching = Batching(batch_size, max_batch_tokens)
     return retrieve(model, collection, index, k, batching, device, precision).run

@@ -21,6 +21,8 @@ from xpretrieval.models.base import (
     TermWeighted,
     TrainableModel,
 )
+from xpretrieval.models.loading import config_for
+from xpretrieval.samplers.pairwise import PairwiseSampler
 
 if TYPE_CHECKING:
     from xpretrieval.commands.experiment import ExperimentConfig
@@ -73,6 +75,7 @@ def check_training(experiment: ExperimentConfig) -> None:
     for name, loss in experiment.losses.items():
         check_loss(name, loss, experiment)
     check_teacher(experiment)
+    check_negative_filter(experiment)
     if model.is_kind(PairScorer) and experiment.batcher.micro_batch_size() is not None:
         raise ConfigError(
             f"batcher: a {type(model).__name__} model has no representations to split by "
@@ -163,6 +166,26 @@ def check_teacher(experiment: ExperimentConfig) -> None:
         )
 
 
+def check_negative_filter(experiment: ExperimentConfig) -> None:
+    """A hard-negative filter's model scores (query, document) pairs: a cross-encoder, told by
+    the settings saved with the checkpoint (no weights load)."""
+    sampler = experiment.sampler
+    if not isinstance(sampler, PairwiseSampler) or not sampler.hard_negatives.filter.enabled:
+        return
+    name = sampler.hard_negatives.filter.model
+    key = f"sampler.hard_negatives.filter.model={name}"
+    try:
+        model = config_for(str(name))
+    except ConfigError as error:
+        raise ConfigError(f"{key}: {error}") from None
+    if not model.is_kind(PairScorer):
+        raise ConfigError(
+            f"{key} holds a {type(model).__name__} model, which does not score given (query, "
+            "document) pairs; give a cross-encoder checkpoint (one trained with "
+            "model=cross_encoder, or a sentence-transformers CrossEncoder)"
+        )
+
+
 def check_model_fits_evaluation(experiment: ExperimentConfig) -> None:
     """A pair scorer needs a first stage to re-rank; a bi-encoder that searches the collection
     needs an index that serves its kind."""
@@ -178,8 +201,15 @@ def check_model_fits_evaluation(experiment: ExperimentConfig) -> None:
             f"validation.every: validation searches the collection, which a {kind} model "
             "cannot; set validation.every=0"
         )
-    if model.is_kind(BiEncoder) and (not rerank or experiment.validation.enabled):
+    if searches_collection(experiment):
         check_index_serves(experiment.index, model.model_class, kind)
+
+
+def searches_collection(experiment: ExperimentConfig) -> bool:
+    """Whether the experiment's index searches a collection: a bi-encoder evaluated without a
+    first stage to re-rank, or validated during training."""
+    rerank, validation = experiment.evaluation.rerank, experiment.validation
+    return experiment.model.is_kind(BiEncoder) and (not rerank.enabled or validation.enabled)
 
 
 def check_index_serves(index: IndexConfig, model_class: type, name: str) -> None:

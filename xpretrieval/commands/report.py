@@ -1,7 +1,9 @@
 """`python -m xpretrieval report DIR`: every run under DIR (a Hydra multirun folder, or any
 folder of runs) in one table, sorted by a metric, with paired significance tests against a
 baseline run, a plot of that metric against the swept parameter, and the training curves.
-Writes report.md, report.csv, report.png and report_training.png into DIR."""
+Writes report.md, report.csv, report.png and report_training.png into DIR; runs whose indexes
+differ in bytes per document (quantised and cut vectors) add the metric against that size,
+in report.md and report_sizes.png."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from xpretrieval.commands.report_plots import plot_sweep, plot_training
+from xpretrieval.commands.report_plots import plot_sizes, plot_sweep, plot_training
+from xpretrieval.commands.report_sizes import size_points, size_table
 from xpretrieval.commands.run_dir import recorded_command
 from xpretrieval.core.errors import UserInputError
 from xpretrieval.core.io import markdown_table, write_text
@@ -228,6 +231,13 @@ def write_report(root: Path, metric: str, baseline: str | None = None, alpha: fl
             + ":\n\n"
             + markdown_table(*by_collection)
         )
+    sizes = size_points(runs)
+    if sizes:
+        text += (
+            f"\n{metric} against bytes per document in the index (report_sizes.png); QAT: the "
+            "precision the model was trained for (model.quantization):\n\n"
+            + markdown_table(*size_table(sizes, metric))
+        )
     left_out = unfinished_runs(root)
     if left_out:
         text += f"\nLeft out, {len(left_out)} runs without metrics:\n" + "".join(
@@ -240,6 +250,8 @@ def write_report(root: Path, metric: str, baseline: str | None = None, alpha: fl
         write_text(root / "report.csv", buffer.getvalue())
         plot_sweep(runs, swept(runs), metric, root / "report.png")
         plot_training(runs, root / "report_training.png")
+        if sizes:
+            plot_sizes(sizes, metric, root / "report_sizes.png")
     except OSError as error:
         raise UserInputError(
             f"{root}: cannot write the report there ({error.strerror or error})"

@@ -1,4 +1,5 @@
-"""The report's figures: a metric against the swept parameter, and the training curves."""
+"""The report's figures: a metric against the swept parameter or the index's bytes per
+document, and the training curves."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from xpretrieval.commands.report import RunSummary
+    from xpretrieval.commands.report_sizes import SizePoint
 
 
 def plot_sweep(runs: list[RunSummary], parameters: list[str], metric: str, path: Path) -> bool:
@@ -39,6 +41,30 @@ def plot_sweep(runs: list[RunSummary], parameters: list[str], metric: str, path:
     axis.set_title(f"{metric} against {parameters[0]}")
     _save(figure, path)
     return True
+
+
+def plot_sizes(points: list[SizePoint], metric: str, path: Path) -> None:
+    """PNG of `metric` against bytes per document (log scale), a curve per precision and
+    training (solid: quantisation-aware, dashed: not), its points the dimensions searched."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    curves: dict[str, list[SizePoint]] = {}
+    for point in sorted(points, key=lambda p: p.bytes_per_document):
+        curves.setdefault(point.curve, []).append(point)
+    markers = {"float32": "o", "int8": "s", "binary": "^"}
+    for name, curve in sorted(curves.items()):
+        xs = [p.bytes_per_document for p in curve]
+        style = "--" if curve[0].trained_for == "none" else "-"
+        marker = markers.get(curve[0].precision, "o")
+        axis.plot(xs, [p.run.metrics[metric] for p in curve], style, marker=marker, label=name)
+        for point in curve:
+            if point.dimensions:
+                xy = (point.bytes_per_document, point.run.metrics[metric])
+                axis.annotate(point.dimensions, xy, fontsize="x-small", alpha=0.7)
+    axis.set_xscale("log", base=2)
+    axis.set(xlabel="bytes per document", ylabel=metric, title=f"{metric} against index size")
+    axis.legend(fontsize="small")
+    _save(figure, path)
 
 
 def plot_training(runs: list[RunSummary], path: Path) -> bool:

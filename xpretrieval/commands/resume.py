@@ -61,9 +61,10 @@ def _check_readable(checkpoint: Path) -> None:
             ) from None
 
 
-# what a resumed run may change: its length, and how it logs, checkpoints, validates and is
-# evaluated. Anything else (model, optimiser, losses, sampler, data, seed, precision) would
-# silently disagree with the restored state, so it is refused.
+# what a resumed run may change: its length, how it logs, checkpoints, validates and is
+# evaluated, and whether it recomputes activations in backward (the same gradients, and the
+# random streams are left as they were). Anything else (model, optimiser, losses, sampler,
+# data, seed, precision) would silently disagree with the restored state, so it is refused.
 RESUMABLE_KEYS = (
     "trainer.max_steps",
     "trainer.epochs",
@@ -71,6 +72,7 @@ RESUMABLE_KEYS = (
     "trainer.checkpoint_every",
     "trainer.checkpoint_minutes",
     "trainer.keep_checkpoints",
+    "model.gradient_checkpointing",
     "validation.every",
     "validation.patience",
     "validation.restore_best",

@@ -29,6 +29,7 @@ from xpretrieval.core.errors import ConfigError
 from xpretrieval.core.hooks import Hook
 from xpretrieval.core.io import atomic_directory
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.documents import document_texts
 from xpretrieval.data.run import Run
 from xpretrieval.evaluation.measures import Metrics, check_computable
 from xpretrieval.models.base import TrainableModel
@@ -312,9 +313,10 @@ def follow(
     world = distributed.world()
     shards = sharding(experiment.evaluation, device, output_dir / "encoded", world)
     assert shards is not None
-    provenance = index_provenance(model, splits.test.documents)
+    documents = splits.test.searched_documents()  # with passages: their windows
+    provenance = index_provenance(model, documents)
     settings = (experiment.evaluation.batching, experiment.precision, provenance)
-    shards.encode(model, splits.test.document_texts(), *settings)
+    shards.encode(model, document_texts(documents), *settings)
 
 
 def loss_hooks(experiment: ExperimentConfig) -> list[Hook]:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from xpretrieval.commands.compatibility import check_components
+from xpretrieval.commands.compatibility import check_components, searches_collection
 from xpretrieval.commands.experiment import ExperimentConfig
+from xpretrieval.commands.passage_checks import check_passages
 from xpretrieval.commands.resume import AUTO, check_resume_changes, has_checkpoint
 from xpretrieval.commands.suite import check_suite, check_suite_resume
 from xpretrieval.core.checks import non_finite_settings
@@ -35,6 +36,10 @@ def validate(
     for key, value in non_finite_settings(experiment):
         raise ConfigError(f"{key} must be a finite number, got {value}")
     check_components(experiment, command)
+    check_passages(experiment, command)
+    if command != "export" and searches_collection(experiment):
+        # the settings the index leaves to the model (a quantised index's precision): recorded
+        experiment = replace(experiment, index=experiment.index.fitted(experiment.model))
     check_suite(experiment, command)
     if command == "train" and experiment.resume not in (None, AUTO):
         check_resume_changes(experiment, Path(experiment.resume))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 from xpretrieval.core.errors import DataError
@@ -13,6 +14,7 @@ from xpretrieval.data.beir import read_beir_folder
 from xpretrieval.data.documents import document_texts
 from xpretrieval.data.examples import TrainingExamples
 from xpretrieval.data.irds import read_ir_dataset
+from xpretrieval.data.passages import Passages, PassageWindows
 from xpretrieval.data.records import Qrels
 
 logger = logging.getLogger(__name__)
@@ -26,7 +28,8 @@ class Collection:
     `queries` holds only the queries that have at least one judgement, so that evaluation
     and sampling see the same query set that the metrics are computed over. A training split
     read from a Hub dataset has its own examples (`training`) instead: samplers draw from
-    them, and there is nothing to search or measure.
+    them, and there is nothing to search or measure. With `passages`, search encodes each
+    document as windows (`searched_documents`) and still ranks documents.
     """
 
     name: str
@@ -34,6 +37,20 @@ class Collection:
     queries: dict[str, str]
     qrels: Qrels
     training: TrainingExamples | None = None
+    passages: Passages | None = None  # long documents read as windows (dataset.<split>.passages)
+
+    @cached_property
+    def windows(self) -> PassageWindows | None:
+        """The documents' passages when `passages` cuts them (counted once), else None."""
+        if self.passages is None:
+            return None
+        self._check_collection("cutting its documents into passages", "drop passages")
+        return self.passages.windows(self.documents)
+
+    def searched_documents(self) -> Mapping[str, str]:
+        """What search encodes and indexes: the documents, or their passages (`windows`)."""
+        self._check_collection("searching it", "search an ir_datasets id or a beir_folder")
+        return self.documents if self.windows is None else self.windows
 
     @classmethod
     def from_training(cls, examples: TrainingExamples) -> Collection:
@@ -133,7 +150,7 @@ class Collection:
         def part(name: str, keep: bool) -> Collection:
             queries = {q: text for q, text in self.queries.items() if (q in held) != keep}
             qrels = {q: judged for q, judged in self.qrels.items() if q in queries}
-            return Collection(name, self.documents, queries, qrels)
+            return replace(self, name=name, queries=queries, qrels=qrels)
 
         return part(self.name, keep=True), part(f"{self.name} (held out)", keep=False)
 
@@ -147,7 +164,7 @@ class Collection:
         if len(judged) > n:
             logger.warning("%s: %d judged documents are more than %d", self.name, len(judged), n)
         documents = {doc_id: text for doc_id, text in self.documents.items() if doc_id in kept}
-        return Collection(self.name, documents, self.queries, self.qrels)
+        return replace(self, documents=documents)
 
     def _check_collection(self, doing: str, instead: str) -> None:
         """Refuse `doing` on a training split made of examples: no documents, no judgements."""
@@ -160,7 +177,8 @@ class Collection:
     def __repr__(self) -> str:
         if self.training is not None:
             return f"Collection({self.name!r}: {len(self.training)} training examples)"
+        read = "" if self.passages is None else f", read as {self.passages.describe()}"
         return (
             f"Collection({self.name!r}: {len(self.documents)} documents, {len(self.queries)} "
-            f"queries, {sum(len(j) for j in self.qrels.values())} judgements)"
+            f"queries, {sum(len(j) for j in self.qrels.values())} judgements{read})"
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from omegaconf import MISSING
 
@@ -11,6 +11,7 @@ from xpretrieval.core.config import register
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.hub import read_hub_examples
 from xpretrieval.data.hub_layouts import ColumnMapping
+from xpretrieval.data.passages import Passages, PositivePassage
 
 SOURCES = ("ir_datasets", "beir_folder", "hf_dataset")
 HUB_SETTINGS = ("hf_subset", "hf_queries", "hf_documents", "streaming")
@@ -46,6 +47,9 @@ class Split:
     # read documents when needed, for collections larger than memory: from corpus.jsonl through
     # an offset index (beir_folder) or through ir-datasets' docstore, holding only their ids
     on_disk: bool = False
+    # long documents cut into windows of words for encoding and search, each document scored
+    # from its windows' scores (MaxP, FirstP, SumP); off while passages.length is null
+    passages: Passages = field(default_factory=Passages)
 
     def __post_init__(self) -> None:
         given = {name: getattr(self, name) for name in SOURCES if getattr(self, name) is not None}
@@ -72,12 +76,14 @@ class Split:
 
     def load(self) -> Collection:
         """Read the split's documents, queries and qrels, or a dataset's training examples."""
+        passages = self.passages if self.passages.enabled else None
         if self.hf_dataset is not None:
-            return Collection.from_training(read_hub_examples(self))
+            return replace(Collection.from_training(read_hub_examples(self)), passages=passages)
         if self.ir_datasets is not None:
             collection = Collection.from_ir_datasets(self.ir_datasets, self.on_disk)
         else:
             collection = Collection.from_beir(self.beir_folder, self.split, self.on_disk)
+        collection = replace(collection, passages=passages)
         if self.max_documents is None:
             return collection
         return collection.subsample_documents(self.max_documents, seed=0)
@@ -101,4 +107,9 @@ class DatasetConfig:
                 raise ValueError(
                     f"{role}.hf_dataset: a dataset of training examples has no relevance "
                     f"judgements to measure; give {role} an ir_datasets id or a beir_folder"
+                )
+            if isinstance(split, Split) and split.passages.positive is not PositivePassage.first:
+                raise ValueError(
+                    f"{role}.passages.positive: the passage trained on applies to the training "
+                    f"split; set dataset.train.passages.positive instead"
                 )

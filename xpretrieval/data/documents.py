@@ -37,19 +37,32 @@ def parse_text_line(line: str, where: str, with_title: bool) -> tuple[str, str]:
 
 def document_ids(documents: Mapping[str, str]) -> Sequence[str]:
     """The ids of `documents` in its order: decoded as they are used when on disk."""
-    if isinstance(documents, OnDiskDocuments):
+    if isinstance(documents, LazyDocuments):
         return documents.ids()
     return list(documents)
 
 
 def document_texts(documents: Mapping[str, str]) -> Sequence[str]:
     """The texts of `documents` in its order: read as they are used when on disk."""
-    if isinstance(documents, OnDiskDocuments):
+    if isinstance(documents, LazyDocuments):
         return documents.texts()
     return list(documents.values())
 
 
-class OnDiskDocuments(Mapping[str, str]):
+class LazyDocuments(Mapping[str, str]):
+    """id -> text whose ids and texts are sequences read as they are used, never all held: the
+    documents on disk, or the passage windows of a collection (`data.passages`)."""
+
+    @abstractmethod
+    def ids(self) -> Sequence[str]:
+        """Every id, by position."""
+
+    @abstractmethod
+    def texts(self) -> Sequence[str]:
+        """Every text, by position; iterating reads them in order."""
+
+
+class OnDiskDocuments(LazyDocuments):
     """id -> text, in the source's order, holding in memory only the ids (a NumPy array of
     bytes, about 2 x the id's length a document): subclasses read a text by row, and every
     text in order."""

@@ -225,6 +225,9 @@ class ModelConfig(ABC):
     model_class: ClassVar[type[RetrievalModel]]
     # fields that matter only when weights are created (a new head's bias), not once loaded
     initialisation_fields: ClassVar[tuple[str, ...]] = ()
+    # fields that change how training computes, never what the model computes (activation
+    # checkpointing): not saved with the model, not part of a saved index's provenance
+    training_fields: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def build(self) -> RetrievalModel:

@@ -12,6 +12,11 @@ from torch import Tensor
 from xpretrieval.core.config import register
 from xpretrieval.models.base import DenseBiEncoder
 from xpretrieval.models.pooling import Pooling, pool
+from xpretrieval.models.quantization import (
+    Quantization,
+    QuantizationAware,
+    quantize_for_training,
+)
 from xpretrieval.models.sentence_transformers_layout import write_dense_layout
 from xpretrieval.models.transformer import TransformerBiEncoder, TransformerConfig, saved_or
 
@@ -23,7 +28,10 @@ class DenseEncoder(TransformerBiEncoder, DenseBiEncoder):
         self, output: Any, attention_mask: Tensor, special_tokens_mask: Tensor, is_query: bool
     ) -> Tensor:
         vectors = pool(output.last_hidden_state, attention_mask, self.config.pooling)
-        return F.normalize(vectors, dim=-1) if self.config.normalize else vectors
+        vectors = F.normalize(vectors, dim=-1) if self.config.normalize else vectors
+        if self.training:  # quantisation-aware training: the values the index will search
+            vectors = quantize_for_training(vectors, self.config.quantization, is_query)
+        return vectors
 
     def score(self, queries: Tensor, documents: Tensor) -> Tensor:
         """All-pairs dot products, `[n_queries, n_documents]`."""
@@ -41,7 +49,7 @@ class DenseEncoder(TransformerBiEncoder, DenseBiEncoder):
 
 @register("model", "dense")
 @dataclass
-class Dense(TransformerConfig):
+class Dense(TransformerConfig, QuantizationAware):
     """Bi-encoder: `score(q, d) = <pool(enc(q)), pool(enc(d))>`, a cosine when `normalize`."""
 
     model_class: ClassVar[type[DenseEncoder]] = DenseEncoder
@@ -54,11 +62,17 @@ class Dense(TransformerConfig):
     # L2-normalise vectors, making the dot-product score a cosine; null: as the checkpoint was
     # saved (a Normalize module or not), else true
     normalize: bool | None = saved_or(True)
+    # quantisation-aware training for a quantised index (index=quantized): none, int8 or
+    # binary; training forwards the quantised values with straight-through gradients, and
+    # evaluation searches with that precision; null: as the checkpoint was saved, else none
+    quantization: Quantization | None = saved_or(Quantization.none)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.pooling is not None:
             self.pooling = Pooling(self.pooling)  # built in Python, "mean" means Pooling.mean
+        if self.quantization is not None:
+            self.quantization = Quantization(self.quantization)
 
     @property
     def cosine_scores(self) -> bool:

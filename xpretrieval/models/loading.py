@@ -80,10 +80,11 @@ def config_for(name_or_path: str) -> TransformerConfig:
 
 
 def _saved_kind(file: Path, name_or_path: str) -> TransformerConfig:
-    """The config class whose fields are exactly the saved file's keys."""
+    """The config class whose fields are exactly the saved file's keys (`save` leaves out
+    its training fields)."""
     saved = read_saved_settings(file)
     for kind in KINDS:
-        if {f.name for f in dataclasses.fields(kind)} == set(saved):
+        if {f.name for f in dataclasses.fields(kind)} - {*kind.training_fields} == set(saved):
             try:
                 return _build(kind, {**saved, "name_or_path": name_or_path})
             except (OmegaConfBaseException, ValueError) as error:  # a damaged value

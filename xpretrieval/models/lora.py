@@ -1,14 +1,18 @@
 """LoRA adapters (Hu et al., ICLR 2022) through peft: train low-rank updates of a large
-backbone instead of all its weights, as tevatron fine-tunes LLM retrievers. A model with
-`lora_rank > 0` saves only its adapters (peft's files, which name their base model) and
-reloads them on that base; `merged` folds them into the weights for a plain checkpoint."""
+backbone instead of all its weights, as tevatron fine-tunes LLM retrievers and re-rankers. A
+model with `lora_rank > 0` saves only its adapters (peft's files, which name their base model;
+a classifier's head with them) and reloads them on that base; `merged` folds them into the
+weights for a plain checkpoint."""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
 from xpretrieval.core.errors import ConfigError
 
@@ -34,10 +38,17 @@ def with_lora(
     model: Any, rank: int, alpha: float, dropout: float, targets: list[str] | None
 ) -> Any:
     """`model` with new trainable LoRA adapters on `targets` (None: peft's choice for the
-    architecture, e.g. the attention's query and value projections); the rest is frozen."""
+    architecture, e.g. the attention's query and value projections); the rest is frozen but
+    a sequence classifier's head (BERT's `classifier`, a decoder's `score`), new and small,
+    which trains in full and is saved with the adapters (peft's SEQ_CLS task, as RankLLaMA's)."""
     peft = _peft()
+    classifier = type(model).__name__ in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.values()
     settings = peft.LoraConfig(
-        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        task_type="SEQ_CLS" if classifier else None,
     )
     return peft.get_peft_model(model, settings)
 
@@ -50,6 +61,13 @@ def load_adapter(path: str | Path, load_base: Callable[[str], Any]) -> Any:
     if not name:
         raise ConfigError(f"{Path(path) / ADAPTER_FILE} does not name its base model")
     return _peft().PeftModel.from_pretrained(load_base(name), str(path), is_trainable=True)
+
+
+def unwrapped(model: Any) -> Any:
+    """The Hugging Face model under peft's wrapper, with the adapters in its layers and
+    active (`model` itself when unwrapped), to call its parts: its backbone, its head."""
+    peft = sys.modules.get("peft")  # a model wrapped by peft means that peft is imported
+    return model.get_base_model() if peft and isinstance(model, peft.PeftModel) else model
 
 
 def merged(model: Any) -> Any:

@@ -66,6 +66,8 @@ class TransformerConfig(ModelConfig):
 
     # fields a saved model must be loaded with; subclasses list their own
     architecture_fields: ClassVar[tuple[str, ...]] = ("shared",)
+    # how training computes, not what the model does: left out of the saved settings
+    training_fields: ClassVar[tuple[str, ...]] = ("gradient_checkpointing",)
     # the sentence-transformers model kind read from and saved in its layout, if any
     layout_kind: ClassVar[str | None] = None
 
@@ -90,6 +92,10 @@ class TransformerConfig(ModelConfig):
     lora_alpha: float = 16.0
     lora_dropout: float = 0.05
     lora_target_modules: list[str] | None = None  # null: peft's default modules for the model
+    # in training, keep only each layer's input and recompute the layer in backward (Hugging
+    # Face activation checkpointing, non-reentrant): far less activation memory for about one
+    # more forward pass; the same gradients. A training setting, not saved with the model
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         for name in ("query_max_length", "doc_max_length"):
@@ -112,6 +118,12 @@ class TransformerConfig(ModelConfig):
         return model_class.from_config(self)
 
 
+def can_only_be_a_path(name: str) -> bool:
+    """Whether `name` can only name a local folder (absolute, ./ ../ ~, or more than one
+    slash): a hub id is `name` or `owner/name`."""
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1
+
+
 def _check_local_path(name_or_path: str) -> None:
     """A value that can only be a local path (absolute, ./ ../ ~, or more than one slash: a
     hub id is `name` or `owner/name`) must name an existing folder; otherwise the hub would
@@ -119,13 +131,12 @@ def _check_local_path(name_or_path: str) -> None:
     if name_or_path == MISSING:
         return
     path = Path(name_or_path)
-    local = name_or_path.startswith(("/", "./", "../", "~")) or name_or_path.count("/") > 1
     if path.is_file():
         raise ValueError(
             f"name_or_path={name_or_path!r} is a file; expected a model folder (with "
             "config.json) or a Hugging Face hub id such as sentence-transformers/all-MiniLM-L6-v2"
         )
-    if local and not path.exists():
+    if can_only_be_a_path(name_or_path) and not path.exists():
         raise ValueError(
             f"name_or_path={name_or_path!r}: no such folder; expected a local model folder or "
             "a Hugging Face hub id such as sentence-transformers/all-MiniLM-L6-v2"
@@ -206,14 +217,18 @@ class TransformerModel(nn.Module):
     @classmethod
     def load_encoder(cls, path: str | Path, config: TransformerConfig) -> PreTrainedModel:
         """The encoder at `path`: saved LoRA adapters on their base model, or the checkpoint
-        (with new adapters when `config.lora_rank` > 0)."""
+        (with new adapters when `config.lora_rank` > 0); its layers checkpointed in training
+        when `config.gradient_checkpointing`."""
         if is_adapter(path):
-            return load_adapter(path, lambda base: cls.load_base(base, config))
-        model = cls.load_base(path, config)
-        if not config.lora_rank:
-            return model
-        lora = (config.lora_rank, config.lora_alpha, config.lora_dropout)
-        return with_lora(model, *lora, config.lora_target_modules)
+            model = load_adapter(path, lambda base: cls.load_base(base, config))
+        else:
+            model = cls.load_base(path, config)
+            if config.lora_rank:
+                lora = (config.lora_rank, config.lora_alpha, config.lora_dropout)
+                model = with_lora(model, *lora, config.lora_target_modules)
+        if config.gradient_checkpointing:
+            checkpoint_activations(model, config.name_or_path)
+        return model
 
     @classmethod
     def load_base(cls, path: str | Path, config: TransformerConfig) -> PreTrainedModel:
@@ -264,7 +279,11 @@ class TransformerModel(nn.Module):
             self.tokenizer.save_pretrained(path / folder)  # each complete, as a Router loads it
         for name in self.head_modules:
             save_file(getattr(self, name).state_dict(), path / f"{name}.safetensors")
-        component = OmegaConf.structured(replace(self.config, name_or_path="."))
+        component = OmegaConf.to_container(
+            OmegaConf.structured(replace(self.config, name_or_path=".")), enum_to_str=True
+        )
+        for name in self.config.training_fields:  # how it was trained, not what it computes
+            del component[name]
         header = COMPONENT_HEADER.format(kind=type(self.config).__name__, count=len(component))
         text = header + OmegaConf.to_yaml(component)
         (path / COMPONENT_FILE).write_text(text, encoding="utf-8")
@@ -389,6 +408,28 @@ class TransformerBiEncoder(TransformerModel, BiEncoder):
     def vocabulary(self, ids: list[int]) -> list[str]:
         """The tokenizer's tokens of vocabulary ids (term-weighted models decode with it)."""
         return self.tokenizer.convert_ids_to_tokens(ids)
+
+
+def checkpoint_activations(encoder: PreTrainedModel, name: str) -> None:
+    """Switch on the Hugging Face `encoder`'s activation checkpointing (plain or under LoRA
+    adapters): in training mode, each layer keeps its input alone and runs again in backward.
+    Non-reentrant, so gradients reach the weights (LoRA's too) without inputs that require
+    them; the input hook transformers adds for the reentrant kind is removed, as it would make
+    the model unpicklable (encoding workers). Refused, naming the setting, for a model class
+    that cannot checkpoint its layers."""
+    if not encoder.supports_gradient_checkpointing:
+        raise ConfigError(
+            f"model.gradient_checkpointing: {name} is a {encoder.config.model_type} model, whose "
+            "transformers class cannot checkpoint activations; set model.gradient_checkpointing"
+            "=false (batcher=micro also trains large batches in less memory)"
+        )
+    non_reentrant = {"use_reentrant": False}
+    enable = getattr(encoder, "activation_checkpointing_enable", None)
+    if enable is None:  # transformers before activation_checkpointing_enable: the old name
+        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=non_reentrant)
+    else:
+        enable(activation_checkpointing_kwargs=non_reentrant)
+    encoder.disable_input_require_grads()
 
 
 def _saved_config(

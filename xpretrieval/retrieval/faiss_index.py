@@ -23,12 +23,13 @@ from xpretrieval.retrieval.index import IndexConfig, ScoreFn, SearchIndex
 INDEX_FILE = "faiss.index"
 
 
-def _import_faiss() -> Any:
+def import_faiss(index: str = "faiss") -> Any:
+    """The faiss module, or a ConfigError saying that `index=<index>` needs it installed."""
     try:
         import faiss
     except ImportError:
         raise ConfigError(
-            "index=faiss needs faiss: pip install 'xpretrieval[faiss]' (faiss-cpu), or "
+            f"index={index} needs faiss: pip install 'xpretrieval[faiss]' (faiss-cpu), or "
             "faiss-gpu from conda"
         ) from None
     return faiss
@@ -64,7 +65,7 @@ class Faiss(IndexConfig):
     def build(
         self, batches: Iterable[tuple[Tensor, Tensor]], n_documents: int, score: ScoreFn
     ) -> SearchIndex:
-        faiss = _import_faiss()
+        faiss = import_faiss()
         self._set_threads(faiss)
         index, pending, waiting, coverage = None, [], 0, RowCoverage(n_documents)
         for rows, reps in batches:
@@ -91,7 +92,7 @@ class Faiss(IndexConfig):
         return FaissSearch(self, index)
 
     def open(self, folder: Path, score: ScoreFn) -> SearchIndex:
-        faiss = _import_faiss()
+        faiss = import_faiss()
         self._set_threads(faiss)
         return FaissSearch(self, faiss.read_index(str(folder / INDEX_FILE)))
 
@@ -134,7 +135,7 @@ class FaissSearch:
     index: Any  # faiss.IndexIDMap
 
     def search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        faiss = _import_faiss()
+        faiss = import_faiss()
         space = faiss.ParameterSpace()
         for name, value in (("nprobe", self.config.nprobe), ("efSearch", self.config.ef_search)):
             if value is not None:
@@ -151,10 +152,11 @@ class FaissSearch:
 
     def statistics(self) -> dict[str, float]:
         statistics = {"documents": self.index.ntotal}
-        code_size = getattr(_import_faiss().downcast_index(self.index.index), "code_size", None)
+        code_size = getattr(import_faiss().downcast_index(self.index.index), "code_size", None)
         if code_size is not None:  # the stored codes and ids (graphs and centroids aside)
             statistics["megabytes"] = self.index.ntotal * (code_size + 8) / 2**20
+            statistics["bytes_per_document"] = code_size
         return statistics
 
     def save(self, folder: Path) -> None:
-        _import_faiss().write_index(self.index, str(folder / INDEX_FILE))
+        import_faiss().write_index(self.index, str(folder / INDEX_FILE))

@@ -13,8 +13,10 @@ from torch import Tensor
 
 from xpretrieval.core.checks import check_range
 from xpretrieval.core.config import register
-from xpretrieval.models.base import BiEncoder, SparseBiEncoder
+from xpretrieval.core.errors import ConfigError
+from xpretrieval.models.base import BiEncoder, ModelConfig, SparseBiEncoder
 from xpretrieval.models.encoding import Reps
+from xpretrieval.models.quantization import Quantization, trained_quantization
 from xpretrieval.retrieval.coverage import RowCoverage
 from xpretrieval.retrieval.exact import exact_top_k
 from xpretrieval.retrieval.inverted import InvertedSearch
@@ -56,6 +58,20 @@ class IndexConfig(ABC):
     def approximate(self) -> bool:
         """Whether search may miss some of the exact top-k (then its recall is measured)."""
         return False
+
+    def fitted(self, model: ModelConfig) -> IndexConfig:
+        """This index with the settings it leaves to the model taken from `model` (itself here);
+        a ConfigError where the two disagree: a model trained for quantised search (its
+        `quantization`) is searched by an index that quantises alike."""
+        trained = trained_quantization(model)
+        if trained is not Quantization.none:
+            raise ConfigError(
+                f"model.quantization={trained.value}: the model's vectors were trained for "
+                f"{trained.value} search, which a {type(self).__name__} index does not do; use "
+                "index=quantized (its precision follows model.quantization), or set "
+                "model.quantization=none to search the full-precision vectors"
+            )
+        return self
 
     @abstractmethod
     def build(
@@ -112,9 +128,11 @@ class _ExactSearch:
 
     def statistics(self) -> dict[str, float]:
         documents = self.documents
+        size = documents.numel() * documents.element_size()
         return {
             "documents": len(documents),
-            "megabytes": documents.numel() * documents.element_size() / 2**20,
+            "megabytes": size / 2**20,
+            "bytes_per_document": size / max(len(documents), 1),
         }
 
     def save(self, folder: Path) -> None:

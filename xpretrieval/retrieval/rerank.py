@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -18,6 +18,7 @@ from xpretrieval.data.collection import Collection
 from xpretrieval.data.run import Run, read_trec_run
 from xpretrieval.models.base import BiEncoder, PairScorer
 from xpretrieval.models.encoding import Batching, encode_texts
+from xpretrieval.retrieval.passages import documents_from_passages, passage_candidates
 from xpretrieval.retrieval.retrieve import Retrieval
 
 logger = logging.getLogger(__name__)
@@ -113,8 +114,13 @@ def rerank_candidates(
     device: torch.device,
     precision: Precision = Precision.auto,
 ) -> Retrieval:
-    """Each query's `candidates`, ordered by the model's scores."""
+    """Each query's `candidates`, ordered by the model's scores; with the collection's
+    `passages`, each candidate is scored from its passages' scores (every passage scored)."""
     start = time.perf_counter()
+    windows = collection.windows
+    if windows is not None:  # the candidates' passages, re-ranked as documents, then merged
+        candidates = passage_candidates(candidates, windows)
+        collection = replace(collection, documents=windows, passages=None)
     if isinstance(model, PairScorer):  # reads each (query, candidate) pair
         run = _score_pairs(model, collection, candidates, batching.batch_size, device, precision)
         needed = {doc for ranking in candidates.values() for doc, _ in ranking}
@@ -122,13 +128,14 @@ def rerank_candidates(
         needed, run = _score_representations(
             model, collection, candidates, batching, device, precision
         )
-    seconds = time.perf_counter() - start
+    if windows is not None:
+        run = documents_from_passages(run, windows)
     statistics = {
         "candidates_per_query": sum(len(r) for r in run.values()) / max(1, len(run)),
         # share of the queries the first stage gave candidates (below 1 only with partial=true)
         "first_stage_coverage": sum(bool(r) for r in candidates.values()) / max(1, len(run)),
-        "documents_encoded": len(needed),
-        "rerank_seconds": seconds,  # encoding and scoring
+        "documents_encoded" if windows is None else "passages_encoded": len(needed),
+        "rerank_seconds": time.perf_counter() - start,  # encoding and scoring
     }
     return Retrieval(run, statistics)
 

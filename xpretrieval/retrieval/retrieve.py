@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,8 @@ from torch import Tensor
 from xpretrieval.core.device import Precision
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.collection import Collection
-from xpretrieval.data.documents import document_ids
+from xpretrieval.data.documents import document_ids, document_texts
+from xpretrieval.data.passages import PassageWindows
 from xpretrieval.data.run import Run
 from xpretrieval.models.base import BiEncoder, Ranker, SparseBiEncoder, TermWeighted
 from xpretrieval.models.encoding import (
@@ -28,6 +29,7 @@ from xpretrieval.models.encoding import (
 )
 from xpretrieval.retrieval.exact import RunningTopK
 from xpretrieval.retrieval.index import IndexConfig
+from xpretrieval.retrieval.passages import cut_windows, search_passages
 from xpretrieval.retrieval.saved import index_provenance, open_index, save_index
 from xpretrieval.retrieval.shards import Sharding
 
@@ -56,14 +58,23 @@ def retrieve(
     """Index the collection's documents with `index` (or open the saved one it names), save it
     to `save_to` if given, and rank the top-k for every query. A model that ranks texts
     itself (BM25: `rank(collection, k)`) does so, without encoding or index. With `sharding`,
-    documents are encoded in shards on disk (resumable, on several devices) first."""
+    documents are encoded in shards on disk (resumable, on several devices) first. With the
+    collection's `passages`, its documents' windows are indexed and searched, and the run
+    ranks documents by their passages' scores."""
     if k < 1:  # k=0 would rank nothing and measure 0, however good the model
         raise ConfigError(f"k must be >= 1 (documents ranked per query), got {k}")
     if isinstance(model, Ranker):
+        if collection.passages is not None:  # the Python API's; configs are checked earlier
+            raise ConfigError(
+                f"passages: a {type(model).__name__} model ranks whole documents itself, never "
+                "their passages; search a collection without passages"
+            )
         start = time.perf_counter()
         run, statistics = model.rank(collection, k)
         return Retrieval(run, {**statistics, "search_seconds": time.perf_counter() - start})
-    doc_ids, query_ids = document_ids(collection.documents), list(collection.queries)
+    documents = collection.searched_documents()  # with passages: their windows
+    windows = documents if isinstance(documents, PassageWindows) else None
+    doc_ids, query_ids = document_ids(documents), list(collection.queries)
     settings = {"batching": batching, "device": device, "precision": precision}
     term_weights = model.term_weights if isinstance(model, TermWeighted) else None
     doc_active: list[int] = []
@@ -79,12 +90,13 @@ def retrieve(
     exact: RunningTopK | None = None
     # what the index depends on (every weight and text hashed): computed once, when needed
     needs_provenance = index.load is not None or sharding is not None or save_to is not None
-    provenance = index_provenance(model, collection.documents) if needs_provenance else {}
+    provenance = index_provenance(model, documents) if needs_provenance else {}
     if index.load is not None:
         logger.info("Searching the saved index %s", index.load)
         searcher = open_index(index, Path(index.load), provenance, model.score)
     else:
-        batches = _encoded_documents(model, collection, sharding, provenance, settings)
+        texts = document_texts(documents)
+        batches = _encoded_documents(model, texts, sharding, provenance, settings)
         if index.approximate and index.recall_queries:  # its recall, measured on the way
             sample = _dense(queries[: index.recall_queries], device)
             exact = RunningTopK(len(sample), min(k, len(doc_ids)), sample)
@@ -100,7 +112,11 @@ def retrieve(
             save_index(index, searcher, save_to, provenance)
     start = time.perf_counter()
     with torch.inference_mode():
-        scores, rows = searcher.search(queries, k)
+        if windows is None:
+            scores, rows = searcher.search(queries, k)
+            run = _documents_found(scores, rows, query_ids, doc_ids)
+        else:
+            run, depth = search_passages(searcher, queries, query_ids, windows, k)
     seconds = time.perf_counter() - start
     statistics = {
         **searcher.statistics(),
@@ -108,29 +124,45 @@ def retrieve(
         "queries_per_second": len(query_ids) / seconds if seconds > 0 else float("inf"),
     }
     if exact is not None:
+        if windows is not None:  # the index's recall of passages, at the depth measured
+            with torch.inference_mode():
+                rows = searcher.search(queries[: len(exact.rows)], exact.rows.shape[1])[1]
         statistics[f"recall@{k}_vs_exact"] = _overlap(rows[: len(exact.rows)], exact.rows)
         statistics["recall_queries"] = len(exact.rows)
     if term_weights is not None:
         statistics.update(_sparsity(term_weights, queries, doc_active, sparse))
-    scores, rows = scores.cpu().tolist(), rows.cpu().tolist()
-    run = {  # approximate indexes may return fewer than k documents (row -1)
+    if windows is not None:
+        statistics["passages_searched_per_query"] = depth
+        if isinstance(model, BiEncoder):
+            statistics["passages_cut_share"] = cut_windows(model, windows)
+    return Retrieval(run, statistics)
+
+
+def _documents_found(
+    scores: Tensor, rows: Tensor, query_ids: list[str], doc_ids: Sequence[str]
+) -> Run:
+    """The run of a search's `[n_queries, k]` scores and document rows; approximate indexes
+    may return fewer than k documents (row -1)."""
+    scores_list, rows_list = scores.cpu().tolist(), rows.cpu().tolist()
+    return {
         query_id: [
-            (doc_ids[row], score) for row, score in zip(rows[i], scores[i], strict=True) if row >= 0
+            (doc_ids[row], score)
+            for row, score in zip(rows_list[i], scores_list[i], strict=True)
+            if row >= 0
         ]
         for i, query_id in enumerate(query_ids)
     }
-    return Retrieval(run, statistics)
 
 
 def _encoded_documents(
     model: BiEncoder,
-    collection: Collection,
+    documents: Sequence[str],
     sharding: Sharding | None,
     provenance: dict,
     settings: dict,
 ) -> Iterator[tuple[Tensor, Reps]]:
-    """(document rows, representations) batches: encoded now, or in shards on disk first."""
-    documents = collection.document_texts()
+    """(document rows, representations) batches of the `documents`' texts: encoded now, or in
+    shards on disk first."""
     if sharding is None:
         encoder = model.text_encoder(is_query=False)
         return encode_batches(encoder, documents, desc="encode documents", **settings)

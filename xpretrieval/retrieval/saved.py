@@ -33,9 +33,10 @@ def index_provenance(model: Any, documents: dict[str, str]) -> dict[str, Any]:
     if is_dataclass(config):
         every = OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True)
         # not recorded: where the weights were loaded from (one model may live in several
-        # folders), fields used only to create weights (the fingerprint covers those), and
-        # `query_*` fields, which shape query encoding only: an index holds documents
-        ignored = {"name_or_path", *config.initialisation_fields}
+        # folders), fields used only to create weights (the fingerprint covers those) or only
+        # in training, and `query_*` fields, which shape query encoding only: an index holds
+        # documents
+        ignored = {"name_or_path", *config.initialisation_fields, *config.training_fields}
         settings = {
             key: value
             for key, value in every.items()

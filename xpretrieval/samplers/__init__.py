@@ -12,6 +12,7 @@ from xpretrieval.data.records import (
 from xpretrieval.samplers.base import Sampler
 from xpretrieval.samplers.batchwise import BatchwiseSampler
 from xpretrieval.samplers.distillation import DistillationSampler
+from xpretrieval.samplers.negative_filter import CrossEncoderFilter
 from xpretrieval.samplers.negatives import HardNegatives
 from xpretrieval.samplers.pairwise import PairwiseSampler
 from xpretrieval.samplers.pointwise import PointwiseSampler
@@ -20,6 +21,7 @@ from xpretrieval.samplers.random_span import RandomSpanSampler
 __all__ = [
     "BatchwiseRecord",
     "BatchwiseSampler",
+    "CrossEncoderFilter",
     "DistillationRecord",
     "DistillationSampler",
     "HardNegatives",

@@ -25,6 +25,7 @@ from xpretrieval.training.batchers import Batcher
 from xpretrieval.training.grad_cache import CachedReps, backward_cached, encode_cached
 from xpretrieval.training.interrupt import StopSignals, TrainingInterrupted
 from xpretrieval.training.optim import OptimizerConfig
+from xpretrieval.training.passage_positives import PassagePicker
 from xpretrieval.training.random_state import (
     capture_random_state,
     restore_random_state,
@@ -69,6 +70,9 @@ class Learner:
         self.losses = losses
         self.seed = seed
         self.precision = precision
+        # long documents (dataset.train.passages): the passages each batch trains on
+        passages = collection.passages
+        self.passages = None if passages is None else PassagePicker(passages, model, precision)
         self.epoch_size = sampler.epoch_size(collection)
         if batcher.batch_size > self.epoch_size:  # repeats would be their own negatives
             logger.warning(
@@ -172,7 +176,9 @@ class Learner:
             self.epoch_size,
             self.device,
         )
-        return self.batcher.batches(records)
+        batches = self.batcher.batches(records)
+        # passages chosen as each step draws its batch: by the weights that step starts from
+        return batches if self.passages is None else map(self.passages, batches)
 
     def _state(
         self, losses: dict[str, Tensor], statistics: dict[str, Tensor], samples: int, start: float

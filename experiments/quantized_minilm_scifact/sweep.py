@@ -1,0 +1,73 @@
+"""nDCG@10 against bytes per document of all-MiniLM-L6-v2 zero-shot on SciFact test, for every
+index.quantization x index.dims x index.rescore below, from ONE encoding of the collection:
+what `python -m xpretrieval evaluate precision=fp32 index=quantized ...` measures for each
+(the runs encode the same documents again each time), in the time of one run.
+
+    python experiments/quantized_minilm_scifact/sweep.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+import xpretrieval
+from xpretrieval.evaluation.measures import compute_metrics
+from xpretrieval.retrieval.quantized import Quantized
+
+SETTINGS = [  # (quantization, dims, rescore)
+    *((q, d, "none") for q in ("none", "int8", "binary") for d in (384, 256, 128, 64)),
+    ("int8", 384, "full"),
+    ("binary", 384, "quantized"),
+    ("binary", 384, "full"),
+    ("binary", 128, "full"),
+]
+
+
+def main() -> None:
+    experiment = xpretrieval.configure(["precision=fp32"], command="evaluate")
+    settings, precision = experiment.evaluation, experiment.precision
+    collection = experiment.dataset.test.load()
+    model = experiment.model.build()
+    start = time.perf_counter()
+    batching = dict(batch_size=settings.batch_size, precision=precision)
+    documents = model.encode_documents(list(collection.document_texts()), **batching)
+    queries = model.encode_queries(list(collection.queries.values()), **batching)
+    encoded = time.perf_counter() - start
+    doc_ids, query_ids = list(collection.documents), list(collection.queries)
+    print("| quantization | dims | rescore | bytes/doc | nDCG@10 | R@100 | recall@1000 vs fp32 |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    exact_rows = None
+    for quantization, dims, rescore in SETTINGS:
+        index = Quantized(quantization=quantization, dims=dims, rescore=rescore)
+        index = index.fitted(experiment.model)
+        rows_in = [(torch.arange(len(documents)), documents)]
+        searcher = index.build(rows_in, len(documents), model.score)
+        scores, rows = searcher.search(queries, settings.top_k)
+        if exact_rows is None:  # the first setting: float32, all dimensions = exact search
+            exact_rows = rows
+        overlap = (
+            sum(
+                len(set(a) & set(b))
+                for a, b in zip(rows.tolist(), exact_rows.tolist(), strict=True)
+            )
+            / exact_rows.numel()
+        )
+        run = {
+            query_id: [
+                (doc_ids[r], s) for r, s in zip(rows[i].tolist(), scores[i].tolist(), strict=True)
+            ]
+            for i, query_id in enumerate(query_ids)
+        }
+        measured = compute_metrics(run, collection.qrels, ["nDCG@10", "R@100"]).aggregate
+        size = searcher.statistics()["bytes_per_document"]
+        print(
+            f"| {quantization} | {dims} | {rescore} | {size:g} | {measured['nDCG@10']:.4f} | "
+            f"{measured['R@100']:.4f} | {overlap:.3f} |"
+        )
+    print(f"\nEncoding {len(documents)} documents and {len(queries)} queries: {encoded:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
