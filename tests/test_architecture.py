@@ -1,8 +1,10 @@
 """The layers of DESIGN hold: import-linter's contracts (pyproject.toml) pass, so a lower layer
-never imports a higher one and no package's modules import each other in a cycle."""
+never imports a higher one and no package's modules import each other in a cycle; the entry
+stays thin and every function reads on one screen."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -24,3 +26,18 @@ def test_importing_the_package_is_cheap():
     code = "import sys, xpretrieval; print(sorted({'torch', 'hydra'} & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert loaded.stdout.strip() == "[]", loaded.stderr
+
+
+def test_every_function_reads_on_one_screen_and_the_entry_stays_thin():
+    """No function of the package is longer than 80 lines, nor `__main__` (which composes the
+    config and calls the command)."""
+    package = ROOT / "xpretrieval"
+    too_long = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})"
+        for path in sorted(package.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > 80
+    ]
+    assert not too_long, too_long
+    assert len((package / "__main__.py").read_text().splitlines()) < 80

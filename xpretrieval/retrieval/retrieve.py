@@ -28,7 +28,7 @@ from xpretrieval.models.encoding import (
     sparse_rows,
 )
 from xpretrieval.retrieval.exact import RunningTopK
-from xpretrieval.retrieval.index import IndexConfig
+from xpretrieval.retrieval.index import IndexConfig, SearchIndex
 from xpretrieval.retrieval.passages import cut_windows, search_passages
 from xpretrieval.retrieval.saved import index_provenance, open_index, save_index
 from xpretrieval.retrieval.shards import Sharding
@@ -64,14 +64,7 @@ def retrieve(
     if k < 1:  # k=0 would rank nothing and measure 0, however good the model
         raise ConfigError(f"k must be >= 1 (documents ranked per query), got {k}")
     if isinstance(model, Ranker):
-        if collection.passages is not None:  # the Python API's; configs are checked earlier
-            raise ConfigError(
-                f"passages: a {type(model).__name__} model ranks whole documents itself, never "
-                "their passages; search a collection without passages"
-            )
-        start = time.perf_counter()
-        run, statistics = model.rank(collection, k)
-        return Retrieval(run, {**statistics, "search_seconds": time.perf_counter() - start})
+        return _ranked_by_itself(model, collection, k)
     documents = collection.searched_documents()  # with passages: their windows
     windows = documents if isinstance(documents, PassageWindows) else None
     doc_ids, query_ids = document_ids(documents), list(collection.queries)
@@ -111,6 +104,7 @@ def retrieve(
         if save_to is not None:
             save_index(index, searcher, save_to, provenance)
     start = time.perf_counter()
+    rows: Tensor | None = None  # the rows found for each query (documents, not passages)
     with torch.inference_mode():
         if windows is None:
             scores, rows = searcher.search(queries, k)
@@ -124,18 +118,45 @@ def retrieve(
         "queries_per_second": len(query_ids) / seconds if seconds > 0 else float("inf"),
     }
     if exact is not None:
-        if windows is not None:  # the index's recall of passages, at the depth measured
-            with torch.inference_mode():
-                rows = searcher.search(queries[: len(exact.rows)], exact.rows.shape[1])[1]
-        statistics[f"recall@{k}_vs_exact"] = _overlap(rows[: len(exact.rows)], exact.rows)
-        statistics["recall_queries"] = len(exact.rows)
+        statistics.update(_recall_vs_exact(searcher, queries, rows, exact, k))
     if term_weights is not None:
         statistics.update(_sparsity(term_weights, queries, doc_active, sparse))
     if windows is not None:
-        statistics["passages_searched_per_query"] = depth
-        if isinstance(model, BiEncoder):
-            statistics["passages_cut_share"] = cut_windows(model, windows)
+        statistics.update(_passage_statistics(model, windows, depth))
     return Retrieval(run, statistics)
+
+
+def _passage_statistics(
+    model: BiEncoder, windows: PassageWindows, depth: float
+) -> dict[str, float]:
+    """How deep the passages were searched, and the share of windows the model still cuts."""
+    return {"passages_searched_per_query": depth, "passages_cut_share": cut_windows(model, windows)}
+
+
+def _ranked_by_itself(model: Ranker, collection: Collection, k: int) -> Retrieval:
+    """The run of a model that ranks whole texts itself (BM25), timed."""
+    if collection.passages is not None:  # the Python API's; configs are checked earlier
+        raise ConfigError(
+            f"passages: a {type(model).__name__} model ranks whole documents itself, never "
+            "their passages; search a collection without passages"
+        )
+    start = time.perf_counter()
+    run, statistics = model.rank(collection, k)
+    return Retrieval(run, {**statistics, "search_seconds": time.perf_counter() - start})
+
+
+def _recall_vs_exact(
+    searcher: SearchIndex, queries: Reps, rows: Tensor | None, exact: RunningTopK, k: int
+) -> dict[str, float]:
+    """The share of the exact top-k that the index found for the sample queries; `rows` None
+    (passages): the index's recall of passages, searched again at the depth measured."""
+    if rows is None:
+        with torch.inference_mode():
+            rows = searcher.search(queries[: len(exact.rows)], exact.rows.shape[1])[1]
+    return {
+        f"recall@{k}_vs_exact": _overlap(rows[: len(exact.rows)], exact.rows),
+        "recall_queries": len(exact.rows),
+    }
 
 
 def _documents_found(
