@@ -30,7 +30,30 @@ from xpretrieval.models.base import DenseBiEncoder
 @register("loss", "arcface")
 @dataclass
 class ArcFace(InfoNCE):
-    """InfoNCE with an additive angular margin on each query's positive; needs cosine scores."""
+    """InfoNCE with an additive angular margin on each query's positive; needs cosine scores.
+
+    Reference: Deng et al., CVPR 2019, "ArcFace: Additive Angular Margin Loss for Deep Face
+    Recognition", applied here to queries and their positive documents instead of faces and
+    class centres; the margin that changes during training is as open-retrievals' `set_margin`.
+
+    Inputs: those of [`InfoNCE`][xpretrieval.losses.infonce.InfoNCE] (`scores` `[B, N]`,
+    `targets`, `owners`, optional `false_negatives`), where the scores must be cosines: a
+    dense bi-encoder with `model.normalize=true` (other models are refused). Settings that
+    matter: `scale` (30), `margin` (0.5 radians), `easy_margin`, `margin_warmup_steps`.
+
+    Citation:
+
+    ```bibtex
+    @inproceedings{deng2019arcface,
+      title = {ArcFace: Additive Angular Margin Loss for Deep Face Recognition},
+      author = {Deng, Jiankang and Guo, Jia and Xue, Niannan and Zafeiriou, Stefanos},
+      booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern
+        Recognition (CVPR)},
+      year = {2019},
+      doi = {10.1109/CVPR.2019.00482}
+    }
+    ```
+    """
 
     model_kind: ClassVar[type] = DenseBiEncoder
     needs_cosine_scores: ClassVar[bool] = True

@@ -62,7 +62,13 @@ class BatchScores:
 
 @dataclass
 class Loss(ABC):
-    """A training term computed from a scored batch; `weight` scales it in the total."""
+    """A training term computed from a scored batch; `weight` scales it in the total.
+
+    Each concrete term documents, after its summary, its `Reference:` (the paper, and the
+    implementation it follows where there is one), its `Inputs:` (the fields of
+    [`BatchScores`][xpretrieval.losses.base.BatchScores] it reads, the model kind and records
+    it needs, the settings that matter) and its `Citation:` (BibTeX), where a paper exists.
+    """
 
     # the model kind whose scores or representations the term reads
     model_kind: ClassVar[type] = TrainableModel

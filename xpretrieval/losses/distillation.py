@@ -50,7 +50,32 @@ class _DistillationLoss(Loss):
 @register("loss", "margin_mse")
 @dataclass
 class MarginMSE(_DistillationLoss):
-    """mean over (positive, negative) pairs of (scale * student margin - teacher margin)^2."""
+    """mean over (positive, negative) pairs of (scale * student margin - teacher margin)^2.
+
+    Reference: Hofstätter et al., 2020, "Improving Efficient Neural Ranking Models with
+    Cross-Architecture Knowledge Distillation" (arXiv:2010.02666), which proposed Margin-MSE;
+    sentence-transformers' `MarginMSELoss` computes the same quantity. `scale` is this
+    project's addition.
+
+    Inputs: `teacher` `[B, 1 + n]` (a teacher's scores of each record's positive, then its n
+    negatives: `sampler=distillation`) and the student's `scores` `[B, N]` in the batchwise
+    layout (B positives, then each record's n negatives in turn), of which only each
+    record's own candidates are read; every record needs exactly n negatives. `targets` gives
+    the positives' columns. Any model kind. Setting that matters: `scale` (1).
+
+    Citation:
+
+    ```bibtex
+    @article{hofstatter2020improving,
+      title = {Improving Efficient Neural Ranking Models with Cross-Architecture Knowledge
+        Distillation},
+      author = {Hofstätter, Sebastian and Althammer, Sophia and Schröder, Michael
+        and Sertkan, Mete and Hanbury, Allan},
+      journal = {arXiv preprint arXiv:2010.02666},
+      year = {2020}
+    }
+    ```
+    """
 
     # multiplies the student's scores, to bring them to the teacher's range: a cosine student
     # (margins within 2) learning from a MaxSim or cross-encoder teacher (margins of 1-20)
@@ -71,7 +96,30 @@ class MarginMSE(_DistillationLoss):
 @register("loss", "kl_distillation")
 @dataclass
 class KLDistillation(_DistillationLoss):
-    """KL(teacher || student) between softmaxes over each record's candidates."""
+    """KL(teacher || student) between softmaxes over each record's candidates.
+
+    Reference: Hinton, Vinyals and Dean, 2015, "Distilling the Knowledge in a Neural Network"
+    (arXiv:1503.02531): a student matches the teacher's temperature-softened distribution,
+    here over a record's candidate documents (listwise distillation) instead of classes,
+    and without the paper's temperature-squared factor.
+
+    Inputs: `teacher` `[B, 1 + n]` (a teacher's scores of each record's positive, then its n
+    negatives: `sampler=distillation`) and the student's `scores` `[B, N]` in the batchwise
+    layout, of which only each record's own candidates are read; every record needs exactly
+    n negatives. Any model kind. Setting that matters: `temperature` (1), dividing both
+    teacher and student scores.
+
+    Citation:
+
+    ```bibtex
+    @article{hinton2015distilling,
+      title = {Distilling the Knowledge in a Neural Network},
+      author = {Hinton, Geoffrey and Vinyals, Oriol and Dean, Jeff},
+      journal = {arXiv preprint arXiv:1503.02531},
+      year = {2015}
+    }
+    ```
+    """
 
     temperature: float = 1.0  # both score lists are divided by it
 

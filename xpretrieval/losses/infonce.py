@@ -22,7 +22,49 @@ from xpretrieval.losses.base import BatchScores, Loss
 @register("loss", "infonce")
 @dataclass
 class InfoNCE(Loss):
-    """Softmax cross-entropy of each query's positive among its candidate documents."""
+    """Softmax cross-entropy of each query's positive among its candidate documents.
+
+    Reference: Henderson et al., 2017, "Efficient Natural Language Response Suggestion for
+    Smart Reply" (arXiv:1705.00652), which trains on in-batch negatives, and van den Oord
+    et al., 2018, "Representation Learning with Contrastive Predictive Coding"
+    (arXiv:1807.03748), which named the loss InfoNCE. The defaults follow sentence-transformers'
+    `MultipleNegativesRankingLoss` (scale 20 on cosine scores); `symmetric` is its
+    `MultipleNegativesSymmetricRankingLoss`; with `scale: 1` and `in_batch_negatives: false`
+    (the `softmax_cross_entropy` preset) it is xpmir's `SoftmaxCrossEntropy`.
+
+    Inputs:
+
+    - `scores` `[B, N]`: every query of the batch against every document of the batch, the
+      records' positives first, then their negatives (the batchwise trainer's layout);
+    - `targets` `[B]`: the column of each query's positive; `owners` `[N]`: the row of the
+      query that brought each column, which tells its own negatives from in-batch ones;
+    - `false_negatives` `[B, N]` (optional): columns masked when `mask_false_negatives`.
+
+    Any model kind and any record the batchwise trainer reads: pairs without negatives need
+    `in_batch_negatives: true`, with which a cross-encoder scores every (query, document)
+    pair of the batch. Settings that matter: `scale` (about 20 for cosine scores, 1 for raw dot
+    products or cross-encoder logits), `in_batch_negatives`, `symmetric`, `hardest_in_batch`.
+
+    Citation:
+
+    ```bibtex
+    @article{henderson2017efficient,
+      title = {Efficient Natural Language Response Suggestion for Smart Reply},
+      author = {Henderson, Matthew and Al-Rfou, Rami and Strope, Brian and Sung, Yun-hsuan
+        and Lukács, László and Guo, Ruiqi and Kumar, Sanjiv and Miklos, Balint
+        and Kurzweil, Ray},
+      journal = {arXiv preprint arXiv:1705.00652},
+      year = {2017}
+    }
+
+    @article{oord2018representation,
+      title = {Representation Learning with Contrastive Predictive Coding},
+      author = {van den Oord, Aaron and Li, Yazhe and Vinyals, Oriol},
+      journal = {arXiv preprint arXiv:1807.03748},
+      year = {2018}
+    }
+    ```
+    """
 
     scale: float = 20.0  # inverse temperature; 20 suits cosine scores, ~1 suits raw dot products
     in_batch_negatives: bool = True  # other queries' documents count as negatives

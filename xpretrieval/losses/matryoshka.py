@@ -21,7 +21,33 @@ from xpretrieval.models.base import DenseBiEncoder
 class Matryoshka(InfoNCE):
     """InfoNCE on the full vectors plus InfoNCE on each prefix of `dims` dimensions (averaged
     over the sizes), scored by dot product of the prefixes, L2-normalised when `normalize`
-    (set it as the model's own `normalize`)."""
+    (set it as the model's own `normalize`).
+
+    Reference: Kusupati et al., NeurIPS 2022, "Matryoshka Representation Learning"; like
+    sentence-transformers' `MatryoshkaLoss` around its `MultipleNegativesRankingLoss`, one
+    ranking loss applied to several prefixes. Here the value is the plain mean over the sizes,
+    the full vectors (scored by the model's own score) counting as one of them.
+
+    Inputs: those of [`InfoNCE`][xpretrieval.losses.infonce.InfoNCE] (`scores` `[B, N]`,
+    `targets`, `owners`, optional `false_negatives`) plus the dense representations
+    `queries` `[B, dim]` and `documents` `[N, dim]`, which only a dense bi-encoder gives.
+    Settings that matter: `dims` (sizes at or above the model's dimension are skipped),
+    `normalize`, and InfoNCE's `scale` and `in_batch_negatives`.
+
+    Citation:
+
+    ```bibtex
+    @inproceedings{kusupati2022matryoshka,
+      title = {Matryoshka Representation Learning},
+      author = {Kusupati, Aditya and Bhatt, Gantavya and Rege, Aniket and Wallingford, Matthew
+        and Sinha, Aditya and Ramanujan, Vivek and Howard-Snyder, William and Chen, Kaifeng
+        and Kakade, Sham and Jain, Prateek and Farhadi, Ali},
+      booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+      volume = {35},
+      year = {2022}
+    }
+    ```
+    """
 
     model_kind: ClassVar[type] = DenseBiEncoder
 

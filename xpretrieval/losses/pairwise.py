@@ -42,7 +42,13 @@ def own_pairs(batch: BatchScores) -> tuple[Tensor, Tensor]:
 
 
 class _PairwiseLoss(Loss):
-    """Base of the losses on (query, own negative) pairs."""
+    """Base of the losses on (query, own negative) pairs.
+
+    Every subclass reads `targets` `[B]` (each query's positive column) and `owners` `[N]`
+    (the query row that brought each column): each column that is no query's positive is a
+    negative of its owner, paired with that owner's positive. Records must carry negatives
+    of their own (`sampler=pairwise` or `sampler=batchwise`).
+    """
 
     def needs_own_negatives(self) -> bool:
         return True
@@ -51,7 +57,32 @@ class _PairwiseLoss(Loss):
 @register("loss", "hinge")
 @dataclass
 class Hinge(_PairwiseLoss):
-    """mean(max(0, margin - positive + negative)) over (query, own negative) pairs."""
+    """mean(max(0, margin - positive + negative)) over (query, own negative) pairs.
+
+    Reference: Herbrich, Graepel and Obermayer, 2000, "Large Margin Rank Boundaries for
+    Ordinal Regression" (Advances in Large Margin Classifiers, MIT Press): the pairwise
+    margin loss of ranking SVMs, here on the model's scores.
+
+    Inputs: `scores` `[B, N]` (only each query's positive and own negatives are read),
+    `targets` `[B]` and `owners` `[N]`; records with negatives of their own. Any model kind,
+    a cross-encoder included (it scores only the records' own pairs). Setting that matters:
+    `margin` (1), in the units of the scores.
+
+    Citation:
+
+    ```bibtex
+    @incollection{herbrich2000large,
+      title = {Large Margin Rank Boundaries for Ordinal Regression},
+      author = {Herbrich, Ralf and Graepel, Thore and Obermayer, Klaus},
+      booktitle = {Advances in Large Margin Classifiers},
+      editor = {Smola, Alexander J. and Bartlett, Peter L. and Schölkopf, Bernhard
+        and Schuurmans, Dale},
+      publisher = {MIT Press},
+      pages = {115--132},
+      year = {2000}
+    }
+    ```
+    """
 
     margin: float = 1.0
 
@@ -67,7 +98,30 @@ class Hinge(_PairwiseLoss):
 @register("loss", "logistic")
 @dataclass
 class Logistic(_PairwiseLoss):
-    """RankNet: mean(log(1 + exp(negative - positive))) over (query, own negative) pairs."""
+    """RankNet: mean(log(1 + exp(negative - positive))) over (query, own negative) pairs.
+
+    Reference: Burges et al., ICML 2005, "Learning to Rank using Gradient Descent" (RankNet):
+    the cross-entropy of the pair's order probability sigmoid(positive - negative) when the
+    positive is known to come first.
+
+    Inputs: `scores` `[B, N]` (only each query's positive and own negatives are read),
+    `targets` `[B]` and `owners` `[N]`; records with negatives of their own. Any model kind,
+    a cross-encoder included. No setting of its own.
+
+    Citation:
+
+    ```bibtex
+    @inproceedings{burges2005learning,
+      title = {Learning to Rank using Gradient Descent},
+      author = {Burges, Chris and Shaked, Tal and Renshaw, Erin and Lazier, Ari and Deeds, Matt
+        and Hamilton, Nicole and Hullender, Greg},
+      booktitle = {Proceedings of the 22nd International Conference on Machine Learning
+        (ICML)},
+      pages = {89--96},
+      year = {2005}
+    }
+    ```
+    """
 
     def __call__(self, batch: BatchScores) -> Tensor:
         positive, negative = own_pairs(batch)
@@ -78,7 +132,28 @@ class Logistic(_PairwiseLoss):
 @dataclass
 class PairCrossEntropy(_PairwiseLoss):
     """Binary cross-entropy of every scored pair: each query's positive is relevant (1), its
-    own negatives are not (0); the scores are logits."""
+    own negatives are not (0); the scores are logits.
+
+    Reference: no paper of its own. It is xpmir's `CrossEntropyLoss`, and the objective with
+    which Nogueira and Cho, 2019, "Passage Re-ranking with BERT" (arXiv:1901.04085) train the
+    monoBERT cross-encoder on relevant and non-relevant (query, passage) pairs.
+
+    Inputs: `scores` `[B, N]` read as logits (each query's positive and own negatives only),
+    `targets` `[B]` and `owners` `[N]`; records with negatives of their own. Any model kind,
+    but the scores are taken as logits with no scale, which suits cross-encoders best. No
+    setting of its own.
+
+    Citation:
+
+    ```bibtex
+    @article{nogueira2019passage,
+      title = {Passage Re-ranking with BERT},
+      author = {Nogueira, Rodrigo and Cho, Kyunghyun},
+      journal = {arXiv preprint arXiv:1901.04085},
+      year = {2019}
+    }
+    ```
+    """
 
     def __call__(self, batch: BatchScores) -> Tensor:
         _, negative = own_pairs(batch)
@@ -94,7 +169,30 @@ class Triplet(_PairwiseLoss):
     """mean(max(0, d(query, positive) - d(query, negative) + margin)) over (query, own
     negative) pairs, with d the euclidean or the cosine distance of dense vectors: it shapes
     distances rather than scores. The margin suits unit vectors (distances 0-2); for
-    unnormalised ones, sentence-transformers uses 5."""
+    unnormalised ones, sentence-transformers uses 5.
+
+    Reference: Schroff, Kalenichenko and Philbin, CVPR 2015, "FaceNet: A Unified Embedding
+    for Face Recognition and Clustering", whose distances are squared euclidean; the plain
+    distances and the `distance` choice follow sentence-transformers' `TripletLoss`.
+
+    Inputs: the dense representations `queries` `[B, dim]` and `documents` `[N, dim]` (the
+    scores are not read), with `targets` `[B]` and `owners` `[N]` to form (query, positive,
+    own negative) triplets; a dense bi-encoder and records with negatives of their own.
+    Settings that matter: `margin` (0.5) and `distance` (`euclidean` or `cosine`).
+
+    Citation:
+
+    ```bibtex
+    @inproceedings{schroff2015facenet,
+      title = {FaceNet: A Unified Embedding for Face Recognition and Clustering},
+      author = {Schroff, Florian and Kalenichenko, Dmitry and Philbin, James},
+      booktitle = {Proceedings of the IEEE Conference on Computer Vision and Pattern
+        Recognition (CVPR)},
+      pages = {815--823},
+      year = {2015}
+    }
+    ```
+    """
 
     model_kind: ClassVar[type] = DenseBiEncoder
 

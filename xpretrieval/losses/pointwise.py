@@ -25,7 +25,28 @@ def labelled_scores(batch: BatchScores) -> tuple[Tensor, Tensor]:
 @register("loss", "bce")
 @dataclass
 class BinaryCrossEntropy(Loss):
-    """Binary cross-entropy of the scores, read as logits, against 0/1 labels."""
+    """Binary cross-entropy of the scores, read as logits, against 0/1 labels.
+
+    Reference: the objective with which Nogueira and Cho, 2019, "Passage Re-ranking with
+    BERT" (arXiv:1901.04085) fine-tune the monoBERT cross-encoder: each (query, passage) pair
+    classified as relevant or not.
+
+    Inputs: `labels` `[B]` (0 or 1, from pointwise records: `sampler=pointwise
+    trainer=pointwise`) and each record's own score, `scores[i, targets[i]]` (the diagonal
+    of `[B, B]` scores). Any model kind; a cross-encoder scores only those B pairs. No
+    setting of its own.
+
+    Citation:
+
+    ```bibtex
+    @article{nogueira2019passage,
+      title = {Passage Re-ranking with BERT},
+      author = {Nogueira, Rodrigo and Cho, Kyunghyun},
+      journal = {arXiv preprint arXiv:1901.04085},
+      year = {2019}
+    }
+    ```
+    """
 
     record_kinds: ClassVar[tuple[type, ...] | None] = (PointwiseRecord,)
 
@@ -37,7 +58,15 @@ class BinaryCrossEntropy(Loss):
 @register("loss", "mse")
 @dataclass
 class MeanSquaredError(Loss):
-    """Mean squared difference between the scores and the labels."""
+    """Mean squared difference between the scores and the labels.
+
+    Reference: no paper: a least-squares regression of each score onto its (possibly graded)
+    relevance label, as in xpmir's pointwise losses. No citation.
+
+    Inputs: `labels` `[B]` (from pointwise records: `sampler=pointwise trainer=pointwise`)
+    and each record's own score, `scores[i, targets[i]]` (the diagonal of `[B, B]` scores),
+    which must be on the labels' scale. Any model kind. No setting of its own.
+    """
 
     record_kinds: ClassVar[tuple[type, ...] | None] = (PointwiseRecord,)
 

@@ -36,7 +36,16 @@ class Warmup(Enum):
 
 @dataclass
 class Regularizer(Loss):
-    """A penalty on the representations: query_weight * P(queries) + doc_weight * P(documents)."""
+    """A penalty on the representations: query_weight * P(queries) + doc_weight * P(documents).
+
+    Inputs: the vocabulary-sized term weights `query_terms` `[B, vocab]` and `doc_terms`
+    `[N, vocab]` of the batch's queries and documents (every document of the batch, negatives
+    included), which only term-weighted (sparse) models give: `model=splade`,
+    `model=sparse_embed`. The scores are not read: any record the batchwise trainer reads
+    fits (the pointwise trainer gives no term weights). Settings that matter: `query_weight`,
+    `doc_weight`, `warmup_steps`, `warmup`, and
+    `target_doc_active_dims` with `adapt_rate`.
+    """
 
     model_kind: ClassVar[type] = TermWeighted
 
@@ -131,7 +140,37 @@ class TargetSparsity(Hook):
 @register("loss", "flops")
 @dataclass
 class Flops(Regularizer):
-    """FLOPS regulariser; with `threshold` > 0, no penalty while FLOPS stays below it."""
+    """FLOPS regulariser; with `threshold` > 0, no penalty while FLOPS stays below it.
+
+    Reference: Paria et al., ICLR 2020, "Minimizing FLOPs to Learn Efficient Sparse
+    Representations", brought to learned sparse retrieval by SPLADE (Formal, Piwowarski and
+    Clinchant, SIGIR 2021, "SPLADE: Sparse Lexical and Expansion Model for First Stage
+    Ranking"). Follows naver/splade's FLOPS regulariser and its quadratic warm-up; `threshold`
+    is neural-cherche's `threshold_flops`.
+
+    Inputs: those of [`Regularizer`][xpretrieval.losses.regularizers.Regularizer]
+    (`query_terms`, `doc_terms`). Setting of its own: `threshold` (0).
+
+    Citation:
+
+    ```bibtex
+    @inproceedings{paria2020minimizing,
+      title = {Minimizing FLOPs to Learn Efficient Sparse Representations},
+      author = {Paria, Biswajit and Yeh, Chih-Kuan and Yen, Ian E. H. and Xu, Ning
+        and Ravikumar, Pradeep and Póczos, Barnabás},
+      booktitle = {International Conference on Learning Representations (ICLR)},
+      year = {2020}
+    }
+
+    @inproceedings{formal2021splade,
+      title = {SPLADE: Sparse Lexical and Expansion Model for First Stage Ranking},
+      author = {Formal, Thibault and Piwowarski, Benjamin and Clinchant, Stéphane},
+      booktitle = {Proceedings of the 44th International ACM SIGIR Conference on Research
+        and Development in Information Retrieval},
+      year = {2021}
+    }
+    ```
+    """
 
     threshold: float = 0.0  # neural-cherche's threshold_flops, without its zero-gradient clip
 
@@ -146,7 +185,30 @@ class Flops(Regularizer):
 @register("loss", "l1")
 @dataclass
 class L1(Regularizer):
-    """L1 regulariser: the mean total weight of a representation."""
+    """L1 regulariser: the mean total weight of a representation.
+
+    Reference: the L1 sparsity term of SNRM (Zamani et al., CIKM 2018, "From Neural
+    Re-Ranking to Neural Ranking: Learning a Sparse Representation for Inverted Indexing").
+    Unlike FLOPS, it does not push the active terms to spread evenly over the vocabulary.
+
+    Inputs: those of [`Regularizer`][xpretrieval.losses.regularizers.Regularizer]
+    (`query_terms`, `doc_terms`). No setting of its own.
+
+    Citation:
+
+    ```bibtex
+    @inproceedings{zamani2018neural,
+      title = {From Neural Re-Ranking to Neural Ranking: Learning a Sparse Representation
+        for Inverted Indexing},
+      author = {Zamani, Hamed and Dehghani, Mostafa and Croft, W. Bruce
+        and Learned-Miller, Erik and Kamps, Jaap},
+      booktitle = {Proceedings of the 27th ACM International Conference on Information and
+        Knowledge Management (CIKM)},
+      pages = {497--506},
+      year = {2018}
+    }
+    ```
+    """
 
     def penalty(self, reps: Tensor) -> Tensor:
         return reps.abs().sum(dim=-1).mean()
