@@ -73,3 +73,9 @@ def test_an_approximate_index_reports_its_recall_in_metrics(tiny_model_dir, tmp_
     inprocess.run("evaluate", [*tiny_overrides(tiny_model_dir), *overrides], tmp_path)
     index = json.loads((tmp_path / "metrics.json").read_text())["index"]
     assert 0 < index["recall@10_vs_exact"] <= 1 and index["recall_queries"] == 4
+    # over passages, the recall is of passages: named so, never taken for the documents'
+    windows = ["dataset.test.passages.length=4", "dataset.test.passages.stride=2"]
+    passages = tmp_path / "passages"
+    inprocess.run("evaluate", [*tiny_overrides(tiny_model_dir), *overrides, *windows], passages)
+    index = json.loads((passages / "metrics.json").read_text())["index"]
+    assert 0 < index["passage_recall@10_vs_exact"] <= 1 and "recall@10_vs_exact" not in index

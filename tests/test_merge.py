@@ -128,6 +128,7 @@ def test_lora_adapters_are_folded_into_their_weights_before_averaging(two, tmp_p
 def test_other_architectures_are_refused_naming_the_checkpoint(two, masked_lm_dir, tmp_path):
     splade = saved(Splade(name_or_path=str(masked_lm_dir)), tmp_path / "splade")
     cls = saved(dense(two[1].parent / "bert-1", pooling="cls"), tmp_path / "cls")
+    binary = saved(dense(two[1].parent / "bert-1", quantization="binary"), tmp_path / "binary")
     wider_bert = tmp_path / "wider-bert"
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -143,6 +144,7 @@ def test_other_architectures_are_refused_naming_the_checkpoint(two, masked_lm_di
     expected = {
         splade: "a Splade model, but .* is a Dense model",
         cls: "saved with pooling=cls, but .* with pooling=mean",
+        binary: "saved with quantization=binary, but .* with quantization=none",
         wider: "its transformer config has hidden_size=48, .* 32",
         renamed: "its tokenizer's vocabulary",
     }

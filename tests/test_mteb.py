@@ -4,8 +4,10 @@ mteb retrieval task (read from its files), and the nDCG@10 mteb reports equals x
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -321,6 +323,10 @@ def test_what_mteb_cannot_ask_of_a_model_is_refused_clearly(saved_models):
         mteb_model(dense.model, instruction_template="Instruct: ")
     with pytest.raises(ConfigError, match="cross-encoder reads its own"):
         mteb_model(saved_models["cross_encoder"], prompts={"query": "q: "}, device="cpu")
+    binary = copy.copy(dense.model)  # trained for binary search: mteb would score its floats
+    binary.config = replace(dense.model.config, quantization="binary")
+    with pytest.raises(ConfigError, match="^model.quantization=binary: .* index=quantized"):
+        mteb_model(binary)
 
 
 def test_the_command_runs_mteb_and_prints_the_main_score(

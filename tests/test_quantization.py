@@ -26,6 +26,7 @@ from xpretrieval.models.quantization import (
     binary_values,
     int8_values,
     quantize_for_training,
+    trained_quantization,
 )
 from xpretrieval.retrieval.quantized import Quantized
 from xpretrieval.retrieval.saved import index_provenance, open_index, save_index
@@ -227,6 +228,9 @@ def test_an_index_that_does_not_match_the_training_is_refused(tiny_model_dir, ov
 
 
 def test_settings_that_change_nothing_or_do_not_fit_are_refused(tiny_model_dir):
+    int8_model = [*tiny_overrides(tiny_model_dir), "model.quantization=int8", "index=quantized"]
+    with pytest.raises(ConfigError, match="^index.rescore=quantized changes nothing"):
+        xpretrieval.configure([*int8_model, "index.rescore=quantized"], command="evaluate")
     with pytest.raises(ConfigError, match="index.rescore=quantized changes nothing"):
         xpretrieval.configure(
             [
@@ -256,3 +260,29 @@ def test_one_query_cut_to_a_prefix_leaves_the_callers_vector_as_it_was():
     before = query.clone()
     build(Quantized(quantization="none", dims=8, normalize=True), documents).search(query, 3)
     assert torch.equal(query, before)
+
+
+def test_a_dense_model_saved_before_quantization_existed_still_loads(tiny_model_dir, tmp_path):
+    """Checkpoints saved before `model.quantization` was added lack it in their settings file:
+    they load as what they computed (no quantisation), with the same scores."""
+    Dense(name_or_path=str(tiny_model_dir)).build().save(tmp_path)
+    settings_file = tmp_path / "xpretrieval_model.yaml"
+    lines = settings_file.read_text().splitlines(keepends=True)
+    older = [line for line in lines[1:] if not line.startswith("quantization:")]  # no header yet
+    assert len(older) == len(lines) - 2
+    settings_file.write_text("".join(older))
+    model = xpretrieval.load(tmp_path, device="cpu")
+    assert trained_quantization(model.config) is Quantization.none
+    fresh = Dense(name_or_path=str(tiny_model_dir)).build()
+    with torch.no_grad():
+        texts = ["honey bees pollinate flowering plants"]
+        torch.testing.assert_close(model.encode_documents(texts), fresh.encode_documents(texts))
+
+
+def test_int8_training_with_micro_batches_is_refused(tiny_model_dir):
+    """int8's ranges come from the documents encoded together: micro-batches would make the
+    loss depend on their size."""
+    given = [*tiny_overrides(tiny_model_dir), "model.quantization=int8", "index=quantized"]
+    with pytest.raises(ConfigError, match="^model.quantization=int8 calibrates"):
+        xpretrieval.configure([*given, "batcher=micro", "batcher.micro=2"])
+    xpretrieval.configure([*given, "model.quantization=binary", "batcher=micro", "batcher.micro=2"])

@@ -65,3 +65,22 @@ def test_runs_of_one_size_have_no_size_view(tmp_path):
     assert size_points(find_runs(tmp_path)) == []
     assert "bytes per document" not in write_report(tmp_path, "nDCG@10")
     assert not (tmp_path / "report_sizes.png").exists()
+
+
+def test_runs_of_other_indexes_and_of_passages_stay_off_the_curves(tmp_path):
+    """faiss records its codes' bytes without a precision, a passage run bytes per passage: a
+    PQ48 run must not sit on the float32 curve, nor a passage run on any."""
+    sized_run(tmp_path, "fp32-384", 0.64, 32, 384)
+    sized_run(tmp_path, "binary-384", 0.55, 1, 384)
+    sized_run(tmp_path, "passages-binary", 0.58, 1, 384)
+    metrics_file = tmp_path / "passages-binary" / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    metrics["index"]["passages_searched_per_query"] = 30.0
+    metrics_file.write_text(json.dumps(metrics))
+    faiss = tmp_path / "faiss-pq48"
+    faiss.mkdir()
+    index = {"documents": 20, "bytes_per_document": 48}
+    metrics = {"aggregate": {"nDCG@10": 0.5}, "index": index, "per_query": {}}
+    (faiss / "metrics.json").write_text(json.dumps(metrics))
+    names = {point.run.path.name for point in size_points(find_runs(tmp_path))}
+    assert names == {"fp32-384", "binary-384"}

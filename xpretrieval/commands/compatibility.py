@@ -22,6 +22,7 @@ from xpretrieval.models.base import (
     TrainableModel,
 )
 from xpretrieval.models.loading import config_for
+from xpretrieval.models.quantization import Quantization, trained_quantization
 from xpretrieval.samplers.pairwise import PairwiseSampler
 
 if TYPE_CHECKING:
@@ -76,10 +77,17 @@ def check_training(experiment: ExperimentConfig) -> None:
         check_loss(name, loss, experiment)
     check_teacher(experiment)
     check_negative_filter(experiment)
-    if model.is_kind(PairScorer) and experiment.batcher.micro_batch_size() is not None:
+    micro_batches = experiment.batcher.micro_batch_size() is not None
+    if model.is_kind(PairScorer) and micro_batches:
         raise ConfigError(
             f"batcher: a {type(model).__name__} model has no representations to split by "
             "micro-batches; use batcher=fixed"
+        )
+    if trained_quantization(model) is Quantization.int8 and micro_batches:
+        raise ConfigError(
+            "model.quantization=int8 calibrates its ranges on the documents encoded together, "
+            "which micro-batches would cut (the loss would change with the micro-batch size); "
+            "use batcher=fixed, or model.quantization=binary (no ranges)"
         )
 
 

@@ -23,6 +23,7 @@ from xpretrieval.core.checks import check_range
 from xpretrieval.core.errors import NonFiniteError, UserInputError
 from xpretrieval.core.io import atomic_directory, write_json
 from xpretrieval.models.loading import config_for
+from xpretrieval.models.quantization import QuantizationAware
 from xpretrieval.models.transformer import (
     CHECKED_ON_LOAD,
     TransformerConfig,
@@ -153,6 +154,7 @@ def _check_same_settings(
             f"{type(first_config).__name__} model; merge checkpoints of one architecture"
         )
     names = [n for n in (*config.architecture_fields, *CHECKED_ON_LOAD) if n != "lora_rank"]
+    names += ["quantization"] if isinstance(config, QuantizationAware) else []
     for name in names:
         mine, theirs = getattr(config, name), getattr(first_config, name)
         if mine != theirs:

@@ -35,9 +35,12 @@ def main(args: list[str]) -> None:
     parser.add_argument("--overwrite", action="store_true", help="re-run tasks already in results")
     options = parser.parse_args(args)
     # mteb takes seconds to import: only this command pays for it, not the others' start
-    import mteb
+    try:
+        import mteb
 
-    from xpretrieval.evaluation.mteb import mteb_model
+        from xpretrieval.evaluation.mteb import mteb_model
+    except ImportError as error:  # an optional dependency: one line naming the install
+        raise UserInputError(f"mteb: {error}; pip install 'xpretrieval[mteb]'") from None
 
     try:
         tasks = list(

@@ -37,9 +37,15 @@ class SizePoint:
 
 
 def size_points(runs: list[RunSummary]) -> list[SizePoint]:
-    """The runs whose index records bytes per document, when they differ in it (a sweep of
-    sizes); empty otherwise, so that other reports stay as they were."""
-    points = [_point(run) for run in runs if "bytes_per_document" in run.index]
+    """The runs of `index=quantized` over whole documents, when they differ in bytes per
+    document (a sweep of sizes); empty otherwise, so that other reports stay as they were.
+    Other indexes (faiss's codes, say) record bytes per document without the precision the
+    curves are drawn by, and a passage run's bytes are per passage: they are left out."""
+    points = [
+        _point(run)
+        for run in runs
+        if "bits_per_dimension" in run.index and "passages_searched_per_query" not in run.index
+    ]
     return points if len({p.bytes_per_document for p in points}) > 1 else []
 
 
@@ -54,7 +60,7 @@ def _point(run: RunSummary) -> SizePoint:
     return SizePoint(
         run=run,
         bytes_per_document=float(index["bytes_per_document"]),
-        precision=PRECISIONS.get(int(index.get("bits_per_dimension", 32)), "float32"),
+        precision=PRECISIONS[int(index["bits_per_dimension"])],
         dimensions="" if dimensions is None else f"{dimensions:.0f}",
         trained_for=str(model.get("quantization") or "none"),
         rescore=rescore,

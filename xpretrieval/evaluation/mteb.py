@@ -43,6 +43,7 @@ from xpretrieval.models.base import (
 )
 from xpretrieval.models.encoding import Batching, encode_texts
 from xpretrieval.models.loading import load
+from xpretrieval.models.quantization import Quantization, trained_quantization
 from xpretrieval.models.transformer import TransformerModel
 
 try:
@@ -84,6 +85,13 @@ class MTEBEncoder(AbsEncoder):
     ) -> None:
         if not isinstance(model, BiEncoder):
             raise TypeError(f"MTEBEncoder wraps a bi-encoder, got {type(model).__name__}")
+        trained = trained_quantization(getattr(model, "config", None))
+        if trained is not Quantization.none:  # mteb would score float vectors it never searches
+            raise ConfigError(
+                f"model.quantization={trained.value}: this model was trained for {trained.value} "
+                "search, which mteb's float scoring does not reproduce; evaluate it with "
+                "`python -m xpretrieval evaluate index=quantized`"
+            )
         if instruction_template is not None and "{instruction}" not in instruction_template:
             raise ConfigError(
                 f"instruction_template={instruction_template!r} must contain '{{instruction}}', "

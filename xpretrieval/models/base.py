@@ -228,6 +228,9 @@ class ModelConfig(ABC):
     # fields that change how training computes, never what the model computes (activation
     # checkpointing): not saved with the model, not part of a saved index's provenance
     training_fields: ClassVar[tuple[str, ...]] = ()
+    # fields added after checkpoints of the kind were first saved: a saved file may lack them
+    # (its model was saved before they existed, and their default is what it computed)
+    added_fields: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def build(self) -> RetrievalModel:

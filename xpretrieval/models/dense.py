@@ -54,6 +54,7 @@ class Dense(TransformerConfig, QuantizationAware):
 
     model_class: ClassVar[type[DenseEncoder]] = DenseEncoder
     architecture_fields: ClassVar[tuple[str, ...]] = ("pooling", "normalize", "shared")
+    added_fields: ClassVar[tuple[str, ...]] = ("quantization",)
     layout_kind: ClassVar[str | None] = "dense"
 
     # null: as the checkpoint was saved (a sentence-transformers folder's Pooling, a saved

@@ -80,11 +80,12 @@ def config_for(name_or_path: str) -> TransformerConfig:
 
 
 def _saved_kind(file: Path, name_or_path: str) -> TransformerConfig:
-    """The config class whose fields are exactly the saved file's keys (`save` leaves out
-    its training fields)."""
+    """The config class whose fields are the saved file's keys (`save` leaves out its
+    training fields; a file saved before a field was added lacks that one too)."""
     saved = read_saved_settings(file)
     for kind in KINDS:
-        if {f.name for f in dataclasses.fields(kind)} - {*kind.training_fields} == set(saved):
+        fields = {f.name for f in dataclasses.fields(kind)} - {*kind.training_fields}
+        if fields - {*kind.added_fields} <= set(saved) <= fields:
             try:
                 return _build(kind, {**saved, "name_or_path": name_or_path})
             except (OmegaConfBaseException, ValueError) as error:  # a damaged value

@@ -94,7 +94,10 @@ class Quantized(IndexConfig):
                 "model.quantization=none to search the vectors at another precision"
             )
         normalize = model.cosine_scores if self.normalize is None else self.normalize
-        return replace(self, quantization=self.quantization or trained, normalize=normalize)
+        try:
+            return replace(self, quantization=self.quantization or trained, normalize=normalize)
+        except ValueError as error:  # a setting that does not fit the precision left to the model
+            raise ConfigError(f"index.{error}") from None
 
     def build(
         self, batches: Iterable[tuple[Tensor, Tensor]], n_documents: int, score: ScoreFn

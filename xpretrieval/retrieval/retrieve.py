@@ -149,14 +149,14 @@ def _recall_vs_exact(
     searcher: SearchIndex, queries: Reps, rows: Tensor | None, exact: RunningTopK, k: int
 ) -> dict[str, float]:
     """The share of the exact top-k that the index found for the sample queries; `rows` None
-    (passages): the index's recall of passages, searched again at the depth measured."""
+    (passages): the index's recall of passages, searched again at the depth measured, under
+    its own name (a recall of passages is not one of documents)."""
+    name = f"recall@{k}_vs_exact"
     if rows is None:
         with torch.inference_mode():
             rows = searcher.search(queries[: len(exact.rows)], exact.rows.shape[1])[1]
-    return {
-        f"recall@{k}_vs_exact": _overlap(rows[: len(exact.rows)], exact.rows),
-        "recall_queries": len(exact.rows),
-    }
+        name = f"passage_{name}"
+    return {name: _overlap(rows[: len(exact.rows)], exact.rows), "recall_queries": len(exact.rows)}
 
 
 def _documents_found(
