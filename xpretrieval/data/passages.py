@@ -107,15 +107,19 @@ class Passages:
         assert self.length is not None, "windows are off"
         return 1 + (np.maximum(words - self.length, 0) + self.step - 1) // self.step
 
+    def fits(self, words: int) -> bool:
+        """Whether a text of `words` words fits one window: it is then read whole, as written."""
+        return words <= (self.length or 0)
+
     def window(self, text: str, index: int) -> str:
-        """The `index`-th window of `text`: the text itself, as written, when it fits one."""
+        """The `index`-th window of `text`: the text itself when it fits one."""
         words = text.split()
-        return text if len(words) <= (self.length or 0) else self.cut(words, index)
+        return text if self.fits(len(words)) else self.cut(words, index)
 
     def every_window(self, text: str) -> list[str]:
         """All the windows of `text` (whatever `aggregate`): the text itself when it fits one."""
         words = text.split()
-        if len(words) <= (self.length or 0):
+        if self.fits(len(words)):
             return [text]
         return [self.cut(words, index) for index in range(int(self.every_count(len(words))))]
 
@@ -183,7 +187,7 @@ class PassageWindows(LazyDocuments):
     def text_at(self, row: int) -> str:
         """The row-th passage's text."""
         doc, index = self.locate(row)
-        if self.words[doc] <= self.length:  # the document whole, as written
+        if self.passages.fits(int(self.words[doc])):
             return self.doc_texts[doc]
         return self.passages.cut(self._words(doc), index)
 
@@ -234,12 +238,15 @@ class _PassageTexts(Sequence[str]):
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        return self.windows.text_at(index if index >= 0 else index + len(self))
+        return self._at(index if index >= 0 else index + len(self))
+
+    def _at(self, row: int) -> str:
+        return self.windows.text_at(row)
 
     def __iter__(self) -> Iterator[str]:
         windows = self.windows
         for doc, text in enumerate(windows.doc_texts):
-            if windows.words[doc] <= windows.length:
+            if windows.passages.fits(int(windows.words[doc])):
                 yield text
                 continue
             words = text.split()
@@ -250,10 +257,8 @@ class _PassageTexts(Sequence[str]):
 class _PassageIds(_PassageTexts):
     """The passage ids by row (`<document id> <window number>`)."""
 
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        doc, number = self.windows.locate(index if index >= 0 else index + len(self))
+    def _at(self, row: int) -> str:
+        doc, number = self.windows.locate(row)
         return f"{self.windows.doc_ids[doc]}{SEPARATOR}{number}"
 
     def __iter__(self) -> Iterator[str]:
