@@ -21,7 +21,7 @@ from xpretrieval.data.collection import Collection
 from xpretrieval.data.dataset import Split
 from xpretrieval.data.passages import Aggregate, Passages, PositivePassage
 from xpretrieval.data.records import BatchwiseRecord, Text
-from xpretrieval.retrieval.passages import document_ranking
+from xpretrieval.retrieval.passages import document_ranking, search_passages
 from xpretrieval.training.passage_positives import PassagePicker
 
 WORDS = "bees lava whales coffee chess glaciers violin tomatoes comet bread".split()
@@ -342,3 +342,26 @@ def test_shards_and_saved_indexes_hold_the_passages(tiny_model_dir, tmp_path):
     assert run_file(tmp_path / "loaded") == plain
     with pytest.raises(ConfigError, match="the documents' ids differ"):  # whole documents
         evaluate(tiny_model_dir, TINY_BEIR, tmp_path / "whole", index)
+
+
+class SpentIndex:
+    """An approximate index that finds at most `reach` passages a query, as an IVF index with
+    few lists probed does (-1 past them), and records the depths it was asked for."""
+
+    def __init__(self, reach: int) -> None:
+        self.reach, self.depths = reach, []
+
+    def search(self, queries: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self.depths.append(depth)
+        rows = torch.full((len(queries), depth), -1)
+        rows[:, : self.reach] = torch.arange(min(depth, self.reach))
+        return -torch.arange(depth).float().expand(len(queries), depth), rows
+
+
+def test_a_spent_approximate_index_is_not_searched_deeper_and_deeper():
+    documents = {f"d{i}": " ".join(f"w{j}" for j in range(12)) for i in range(50)}
+    windows = Passages(length=4, stride=4).windows(documents)  # 3 windows a document
+    index = SpentIndex(reach=2)
+    run, depth = search_passages(index, torch.zeros(1, 4), ["q"], windows, k=10)
+    assert index.depths == [30]  # once: the index gave 2 rows of 30 asked, it has no more
+    assert [doc for doc, _ in run["q"]] == ["d0"] and depth == 30

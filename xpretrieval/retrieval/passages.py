@@ -46,7 +46,8 @@ def search_passages(
     """Each query's `k` best documents from a search over `windows`, and the mean passages
     searched per query. The search starts at `k` x the mean windows per document and doubles,
     for the queries still short, until their passages name `k` documents (or every passage is
-    searched): then max is exact (a document's best passage is its first hit), and sum adds
+    searched, or the index returns fewer passages than asked: an approximate index whose reach
+    is spent): then max is exact (a document's best passage is its first hit), and sum adds
     the scores of the document's passages among those searched. Queries go `QUERY_BLOCK` at a
     time, so that `[queries, depth]` results stay small."""
     run: Run = {}
@@ -75,7 +76,10 @@ def _search_deeper(
         short = []
         for i, query in enumerate(pending):
             kept = documents[i] >= 0  # approximate indexes may return fewer rows (-1)
-            if len(np.unique(documents[i][kept])) < needed and depth < len(windows):
+            # fewer rows than asked: the index holds no more for this query (IVF's probed lists
+            # are spent), so a deeper search would only grow towards every passage
+            deeper = depth < len(windows) and bool(kept.all())
+            if len(np.unique(documents[i][kept])) < needed and deeper:
                 short.append(query)
                 continue
             hits = zip(documents[i][kept].tolist(), scores[i][kept].tolist(), strict=True)
