@@ -143,16 +143,8 @@ class PairCrossEntropy(_PairwiseLoss):
     but the scores are taken as logits with no scale, which suits cross-encoders best. No
     setting of its own.
 
-    Citation:
-
-    ```bibtex
-    @article{nogueira2019passage,
-      title = {Passage Re-ranking with BERT},
-      author = {Nogueira, Rodrigo and Cho, Kyunghyun},
-      journal = {arXiv preprint arXiv:1901.04085},
-      year = {2019}
-    }
-    ```
+    Citation: monoBERT's, as for the pointwise
+    [`BinaryCrossEntropy`][xpretrieval.losses.pointwise.BinaryCrossEntropy].
     """
 
     def __call__(self, batch: BatchScores) -> Tensor:
