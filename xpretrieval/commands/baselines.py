@@ -3,7 +3,8 @@ their metrics with the recorded ones.
 
 Each `experiments/<name>/baseline.yaml` gives the command of the baseline (`full`: the run
 whose numbers its README reports) and a shrunken variant (`fast`: few steps on the test
-fixture, pinned values) that `make test` runs, so that a change shifting a baseline fails CI:
+fixture, pinned values) that `make test-pinned` runs (those with `fast_in_ci`), so that a
+change shifting a baseline fails CI:
 
     full:
       command: [evaluate, model=bm25]

@@ -40,8 +40,8 @@ def fuse_run_dirs(
             f"the runs rank different collections: {', '.join(sorted(collections))}"
         )
     dataset = _saved_dataset(folders[0])
-    settings = {"runs": [str(f) for f in folders], "method": method, "weights": weights}
-    settings["norm"] = norm
+    runs = [str(folder) for folder in folders]
+    settings = {"runs": runs, "method": method, "weights": weights, "norm": norm}
     claim_run_dir(output, "fuse", resuming=False)  # refuses a folder that holds a run
     write_text(output / "config.yaml", OmegaConf.to_yaml({"dataset": dataset, "fuse": settings}))
     test = to_objects(OmegaConf.merge(OmegaConf.structured(DatasetConfig), dataset)).test.load()

@@ -15,6 +15,7 @@ from huggingface_hub import HfApi, ModelCard, ModelCardData
 
 from xpretrieval.commands.resume import last_checkpoint
 from xpretrieval.core.errors import UserInputError
+from xpretrieval.core.io import read_yaml
 from xpretrieval.models.loading import config_for
 
 KIND_TAGS = {
@@ -45,7 +46,7 @@ def model_card(checkpoint: Path, run: Path | None) -> ModelCard:
     """The card: metadata for the Hub's search, then what the model is and how it was made."""
     config = config_for(str(checkpoint))
     kind = type(config).__name__
-    trained = _read_yaml(run / "config.yaml") if run is not None else {}
+    trained = read_yaml(run / "config.yaml") if run is not None else {}
     base = trained.get("model", {}).get("name_or_path")
     metrics = _read_json(checkpoint / "metrics.json")  # of exactly these weights, or none
     environment = _read_json(run / "environment.json") if run is not None else {}
@@ -123,7 +124,3 @@ def main(args: list[str]) -> None:
 
 def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}

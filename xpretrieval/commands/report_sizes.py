@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import yaml
-
+from xpretrieval.core.io import read_yaml
 from xpretrieval.models.quantization import Quantization
 
 if TYPE_CHECKING:
@@ -51,7 +50,7 @@ def size_points(runs: list[RunSummary]) -> list[SizePoint]:
 
 def _point(run: RunSummary) -> SizePoint:
     index = run.index
-    config = _config(run)
+    config = read_yaml(run.path / "config.yaml")
     model, index_config = config.get("model") or {}, config.get("index") or {}
     rescore = str(index_config.get("rescore") or "none")
     if "rescore_bytes_per_document" in index:
@@ -65,15 +64,6 @@ def _point(run: RunSummary) -> SizePoint:
         trained_for=str(model.get("quantization") or "none"),
         rescore=rescore,
     )
-
-
-def _config(run: RunSummary) -> dict:
-    """The run's resolved config.yaml (empty when it has none)."""
-    path = run.path / "config.yaml"
-    if not path.is_file():
-        return {}
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return loaded if isinstance(loaded, dict) else {}
 
 
 def size_table(points: list[SizePoint], metric: str) -> tuple[list[str], list[list[str]]]:

@@ -94,8 +94,7 @@ def check_resume_changes(experiment: object, run_dir: Path) -> None:
         raise ConfigError(f"resume={run_dir}: not a run directory of `train` (no config.yaml)")
     saved, now = saved_and_given(experiment, Path(run_dir))
     for key in sorted(saved.keys() | now.keys()):
-        resumable = any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)
-        if not resumable and saved.get(key, _ABSENT) != now.get(key, _ABSENT):
+        if not under(key, RESUMABLE_KEYS) and saved.get(key, _ABSENT) != now.get(key, _ABSENT):
             was, given = saved.get(key, "(absent)"), now.get(key, "(absent)")
             raise ConfigError(
                 f"{key}: a resumed run cannot change it ({was} -> {given}): its restored "
@@ -105,6 +104,12 @@ def check_resume_changes(experiment: object, run_dir: Path) -> None:
 
 
 _ABSENT = object()
+
+
+def under(key: str, settings: tuple[str, ...]) -> bool:
+    """Whether the dotted `key` is one of `settings` or lies under one (`evaluation.top_k`
+    under `evaluation`)."""
+    return any(key == setting or key.startswith(f"{setting}.") for setting in settings)
 
 
 def saved_and_given(experiment: object, run_dir: Path) -> tuple[dict, dict]:

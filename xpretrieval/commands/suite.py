@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from xpretrieval.commands.experiment import ExperimentConfig
-from xpretrieval.commands.resume import saved_and_given
+from xpretrieval.commands.resume import saved_and_given, under
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.core.io import markdown_table, write_json, write_text
 from xpretrieval.data.collection import Collection
@@ -254,8 +254,7 @@ def check_suite_resume(experiment: ExperimentConfig, run_dir: Path) -> None:
     if not saved.get("suite.collections") and not experiment.suite.enabled:
         return
     for key in sorted(saved.keys() | now.keys()):
-        kept = any(key == k or key.startswith(f"{k}.") for k in KEPT_ON_RESUME)
-        if kept and saved.get(key) != now.get(key):
+        if under(key, KEPT_ON_RESUME) and saved.get(key) != now.get(key):
             raise ConfigError(
                 f"{key}: resume={run_dir} measured its suite with {saved.get(key)}, not "
                 f"{now.get(key)}; give the run's own overrides again "

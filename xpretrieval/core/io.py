@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from xpretrieval.core.errors import ResourceError
 
 
@@ -91,6 +93,13 @@ def _raise_if_disk_full(error: BaseException, target: Path) -> None:
             "nothing half-written was left: free space (or write elsewhere with hydra.run.dir) "
             "and run again, or resume"
         ) from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping a YAML file holds (a run's config.yaml); empty when it is absent or holds
+    none."""
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

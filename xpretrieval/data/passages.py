@@ -113,7 +113,10 @@ class Passages:
 
     def window(self, text: str, index: int) -> str:
         """The `index`-th window of `text`: the text itself when it fits one."""
-        words = text.split()
+        return self.window_of(text, text.split(), index)
+
+    def window_of(self, text: str, words: list[str], index: int) -> str:
+        """`window`, from the text's `words` already split."""
         return text if self.fits(len(words)) else self.cut(words, index)
 
     def every_window(self, text: str) -> list[str]:
@@ -145,7 +148,7 @@ class PassageWindows(LazyDocuments):
 
     def __init__(self, documents: Mapping[str, str], passages: Passages) -> None:
         assert passages.length is not None, "windows are off"
-        self.documents, self.passages, self.length = documents, passages, passages.length
+        self.documents, self.passages = documents, passages
         self.doc_ids = document_ids(documents)
         self.doc_texts = document_texts(documents)
         counted = progress(self.doc_texts, "count words", len(self.doc_texts), "document")
@@ -194,7 +197,7 @@ class PassageWindows(LazyDocuments):
     def first_windows(self, n: int) -> list[str]:
         """The first windows of the first `n` documents of at least a window's words: full
         windows, to check how many of them a model cuts."""
-        rows = np.flatnonzero(self.words >= self.length)[:n]
+        rows = np.flatnonzero(self.words >= self.passages.length)[:n]
         return [self.passages.cut(self._words(int(row)), 0) for row in rows]
 
     def _words(self, doc: int) -> list[str]:
@@ -212,9 +215,10 @@ class PassageWindows(LazyDocuments):
         if not number.isdigit() or doc_id not in self.documents:
             raise KeyError(passage_id)
         text = self.documents[doc_id]
-        if int(number) >= self._count(text):
+        words = text.split()
+        if int(number) >= int(self.passages.counts(np.int64(len(words)))):
             raise KeyError(passage_id)
-        return self.passages.window(text, int(number))
+        return self.passages.window_of(text, words, int(number))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.ids())

@@ -86,9 +86,7 @@ def last_token_head(classifier: PreTrainedModel) -> nn.Module | None:
     """The `score` layer of a decoder-only Hugging Face sequence classifier (LLaMA, Mistral,
     Qwen, Gemma, GPT-2...): it scores the last token's hidden state, the only one whose causal
     attention saw the whole pair. None for an encoder's classifier, which reads the first."""
-    if classifier.config.is_encoder_decoder:
-        return None
-    head = getattr(classifier, "score", None)
+    head = getattr(classifier, "score", None)  # encoder-decoders' heads are named otherwise
     return head if isinstance(head, nn.Module) else None
 
 

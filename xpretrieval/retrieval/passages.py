@@ -125,7 +125,7 @@ def cut_windows(model: BiEncoder, windows: PassageWindows) -> float:
             "last words are cut; lower passages.length or raise model.doc_max_length",
             100 * cut,
             len(sample),
-            windows.length,
+            windows.passages.length,
             model.max_document_length,
         )
     return cut

@@ -92,8 +92,8 @@ class CrossEncoderFilter:
         if positive is not None:
             if self.absolute_margin is not None and score > positive - self.absolute_margin:
                 return "absolute_margin"
-            threshold = positive - abs(positive) * (self.relative_margin or 0.0)
-            if self.relative_margin is not None and score > threshold:
+            relative = self.relative_margin
+            if relative is not None and score > positive - abs(positive) * relative:
                 return "relative_margin"
         if self.max_score is not None and score > self.max_score:
             return "max_score"
