@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# sentence-transformers' ONNX and OpenVINO backends for `make bench`: optimum's exporters pin an
+# older transformers than xpretrieval's, so the peers get an environment of their own
+PEERS_VENV := .venv-peers
 # Offline caches for the real model and data, when ../shared is beside the checkout (CI, developers).
 # Real users online need none of it: the same configs download from the Hugging Face hub and ir-datasets.
 SHARED_ENV := $(wildcard ../shared/offline/env.sh)
@@ -16,7 +19,7 @@ install: $(VENV)/.installed  ## create .venv and install xpretrieval with its te
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench,trackers,docs]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,bench,trackers,docs,backends]"
 	touch $@
 
 demo: install  ## fine-tune all-MiniLM-L6-v2 on SciFact train, print nDCG@10 before/after on SciFact test
@@ -36,11 +39,17 @@ test-baselines: install  ## every baseline's pinned fast check (experiments/*/ba
 test-all: install  ## every test, slow ones included
 	$(OFFLINE) $(PY) -m pytest -q -n auto
 
-bench: install  ## benchmarks (13-20 min on 2 cores): ratios against sentence-transformers, bm25s, SciPy, Seismic and faiss, same run; a markdown table
+bench: install $(PEERS_VENV)/.installed  ## benchmarks (13-20 min on 2 cores): ratios against sentence-transformers (each backend), bm25s, SciPy, Seismic and faiss, same run; a markdown table
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) -m benchmarks.training
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) -m benchmarks.encoding
+	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) -m benchmarks.backends
 	$(OFFLINE) PYTHONUNBUFFERED=1 $(PY) -m benchmarks.retrieval
 	$(PY) -m benchmarks.table
+
+$(PEERS_VENV)/.installed: constraints.txt
+	python3 -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q -c constraints.txt "sentence-transformers[onnx,openvino]==5.7.0"
+	touch $@
 
 lint: install  ## ruff checks and formatting, and the import layers (import-linter, pyproject.toml)
 	$(VENV)/bin/ruff check xpretrieval tests benchmarks

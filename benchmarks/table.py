@@ -11,7 +11,7 @@ import torch
 
 from benchmarks.common import RESULTS
 
-ORDER = ("training", "encoding", "retrieval")  # the benchmarks, in the table's order
+ORDER = ("training", "encoding", "backends", "retrieval")  # the benchmarks, in the table's order
 
 
 def decimals(value: float | None) -> str:

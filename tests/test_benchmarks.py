@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from benchmarks import encoding, gradient_checkpointing, retrieval, table, training
+from benchmarks import backends, encoding, gradient_checkpointing, retrieval, table, training
 from benchmarks.common import row, transformer_flops
 from tests.conftest import TINY_BEIR
 from xpretrieval.core.device import Precision
@@ -43,6 +43,27 @@ def test_encoding_comparison_agrees(kind, train, masked_lm_dir):
     figures = encoding.encoding(kind, texts, str(masked_lm_dir), 4, 32, Precision.fp32, 1)
     assert figures["ratio"] > 0 and figures["disagreement"] < 1e-4
     assert encoding.document_flops(kind, texts, str(masked_lm_dir), 32) > 0
+
+
+@pytest.mark.parametrize("kind", ["dense", "splade"])
+def test_every_backend_of_ours_encodes(kind, train, masked_lm_dir):
+    pytest.importorskip("openvino", reason="openvino is in the [backends] extra")
+    texts = list(train.documents.values())[:6]
+    figures = backends.ours(kind, str(masked_lm_dir), texts, 4, 32, 1)
+    assert set(figures) >= {"torch fp32", "onnx fp32", "openvino fp32", "onnx int8 static"}
+    assert figures["onnx fp32"]["disagreement"] < 1e-4
+    assert all(figure["docs_per_second"] > 0 for figure in figures.values())
+
+
+def test_peer_backends_run_in_their_own_environment(train, tiny_model_dir):
+    if not backends.PEERS_PYTHON.exists():
+        pytest.skip(f"{backends.PEERS_PYTHON}: `make bench` creates it")
+    texts = list(train.documents.values())[:4]
+    figures = backends.peers("dense", str(tiny_model_dir), texts, 4, 32, 1)
+    assert figures["onnx fp32"]["disagreement"] < 1e-4
+    mine = {"torch fp32": {"docs_per_second": 2.0}, "onnx int8 dynamic": {"docs_per_second": 3.0}}
+    compared = backends.against_fastest(mine, figures)
+    assert compared["fp32"]["ratio"] > 0 and "int8" in compared
 
 
 def test_sparse_engines_agree_on_bm25_weights(train):

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from xpretrieval.core.device import Precision
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.records import WITH_NEGATIVES, DistillationRecord, PointwiseRecord
 from xpretrieval.losses.base import Loss
+from xpretrieval.models.backend_export import Backend
 from xpretrieval.models.base import (
     BiEncoder,
     DenseBiEncoder,
@@ -54,6 +56,7 @@ def _needs(kind: type) -> tuple[str, str]:
 
 def check_components(experiment: ExperimentConfig, command: str) -> None:
     """Every check that applies to `command` (train, evaluate, mine, export)."""
+    check_backend(experiment, command)
     if command == "train":
         check_training(experiment)
     if command == "export":
@@ -88,6 +91,23 @@ def check_training(experiment: ExperimentConfig) -> None:
             "model.quantization=int8 calibrates its ranges on the documents encoded together, "
             "which micro-batches would cut (the loss would change with the micro-batch size); "
             "use batcher=fixed, or model.quantization=binary (no ranges)"
+        )
+
+
+def check_backend(experiment: ExperimentConfig, command: str) -> None:
+    """An exported graph only encodes for search, ONNX Runtime's only in fp32 or int8."""
+    backend = getattr(experiment.model, "backend", Backend.torch)
+    if backend is Backend.torch:
+        return
+    if command == "train":
+        raise ConfigError(
+            f"model.backend={backend.value}: training runs on torch (the graph would not "
+            "follow the weights); train, then evaluate the checkpoint with model.backend"
+        )
+    if backend is Backend.onnx and experiment.precision is Precision.bf16:
+        raise ConfigError(
+            "precision=bf16: ONNX Runtime runs the exported graph in fp32 (or int8); use "
+            "precision=fp32, or model.backend=openvino for bf16"
         )
 
 

@@ -228,6 +228,9 @@ class ModelConfig(ABC):
     # fields that change how training computes, never what the model computes (activation
     # checkpointing): not saved with the model, not part of a saved index's provenance
     training_fields: ClassVar[tuple[str, ...]] = ()
+    # fields that choose how a run computes the same model (the encoding backend): not saved
+    # with the model, but part of a saved index's provenance
+    runtime_fields: ClassVar[tuple[str, ...]] = ()
     # fields added after checkpoints of the kind were first saved: a saved file may lack them
     # (its model was saved before they existed, and their default is what it computed)
     added_fields: ClassVar[tuple[str, ...]] = ()
@@ -235,6 +238,11 @@ class ModelConfig(ABC):
     @abstractmethod
     def build(self) -> RetrievalModel:
         """Load the weights named by the config and return the ready model (on CPU)."""
+
+    @classmethod
+    def unsaved_fields(cls) -> tuple[str, ...]:
+        """The fields a saved model's settings leave out: how it was trained or is run."""
+        return (*cls.training_fields, *cls.runtime_fields)
 
     def as_saved(self) -> ModelConfig:
         """This config with the settings it leaves to its checkpoint set as the checkpoint was

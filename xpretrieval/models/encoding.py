@@ -51,10 +51,12 @@ class Batching:
 class TextEncoder:
     """One side (queries or documents) of a bi-encoder as encoding runs it: `tokenize` turns
     texts into token sequences (`len`: the tokens a batch pads to), `forward` represents a
-    batch of them."""
+    batch of them; `prepare`, if any, sees all the texts first (an int8 graph calibrates on
+    a sample of them)."""
 
     tokenize: Callable[[Sequence[str]], Sequence[Sized]]
     forward: Callable[[Sequence[Any]], Tensor]
+    prepare: Callable[[Sequence[str]], None] | None = None
 
 
 def encode_batches(
@@ -71,6 +73,8 @@ def encode_batches(
     batch rather than the last). Indexes consume the batches one at a time, so the collection's
     representations never need to be held at once.
     """
+    if encoder.prepare is not None:
+        encoder.prepare(texts)
     batches = _token_batches(encoder, texts, batching)
     with torch.inference_mode(), autocast(device, precision):
         for rows, tokens in progress(batches, desc, len(texts), "text", size=_texts_in):

@@ -83,6 +83,10 @@ class InferenceFreeSpladeEncoder(SpladeEncoder):
         present.scatter_(1, batch["input_ids"], batch["attention_mask"].to(present.dtype))
         return present * weights
 
+    def exports_side(self, is_query: bool) -> bool:
+        """Queries are a lookup of their tokens' weights: no transformer to export."""
+        return not is_query
+
     def prepare(self, collection: Collection) -> None:
         """IDF-initialise untouched query weights from `collection`'s documents."""
         weights = self.query_weights.weight

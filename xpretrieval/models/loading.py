@@ -39,7 +39,12 @@ KINDS: tuple[type[TransformerConfig], ...] = (
 LAYOUT_KINDS = {"dense": Dense, "splade": Splade, "inference_free_splade": InferenceFreeSplade}
 
 
-def load(name_or_path: str | Path, device: str | None = None) -> TrainableModel:
+def load(
+    name_or_path: str | Path,
+    device: str | None = None,
+    backend: str = "torch",
+    backend_quantization: str = "none",
+) -> TrainableModel:
     """Build the encoder saved at `name_or_path` (a folder or a Hugging Face hub id):
 
     - a folder saved by xpretrieval: the kind and settings it was saved with;
@@ -50,9 +55,19 @@ def load(name_or_path: str | Path, device: str | None = None) -> TrainableModel:
       with mean pooling.
 
     The model is put on `device`, by default the best available (cuda > mps > cpu), in eval
-    mode: ready for `encode_queries` / `encode_documents`.
+    mode: ready for `encode_queries` / `encode_documents`, which run on PyTorch or, with
+    `backend="onnx"` or `"openvino"`, through the exported graph (`model.backend`).
     """
-    return config_for(str(name_or_path)).build().to(resolve_device(device))
+    config = config_for(str(name_or_path))
+    if backend != "torch" or backend_quantization != "none":
+        try:
+            config = dataclasses.replace(
+                config, backend=backend, backend_quantization=backend_quantization
+            )
+        except ValueError as error:
+            given = f"backend={backend!r}, backend_quantization={backend_quantization!r}"
+            raise ConfigError(f"load({given}): {error}") from None
+    return config.build().to(resolve_device(device))
 
 
 def config_for(name_or_path: str) -> TransformerConfig:
@@ -81,10 +96,10 @@ def config_for(name_or_path: str) -> TransformerConfig:
 
 def _saved_kind(file: Path, name_or_path: str) -> TransformerConfig:
     """The config class whose fields are the saved file's keys (`save` leaves out its
-    training fields; a file saved before a field was added lacks that one too)."""
+    training and runtime fields; a file saved before a field was added lacks that one too)."""
     saved = read_saved_settings(file)
     for kind in KINDS:
-        fields = {f.name for f in dataclasses.fields(kind)} - {*kind.training_fields}
+        fields = {f.name for f in dataclasses.fields(kind)} - {*kind.unsaved_fields()}
         if fields - {*kind.added_fields} <= set(saved) <= fields:
             try:
                 return _build(kind, {**saved, "name_or_path": name_or_path})

@@ -11,6 +11,7 @@ import re
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,8 +33,11 @@ from transformers.modeling_outputs import BaseModelOutput
 from xpretrieval.core.checks import check_range
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.models.attention import save_attention_memory
+from xpretrieval.models.backend_export import Backend, BackendQuantization
+from xpretrieval.models.backends import BackendSide, check_backend_fields
 from xpretrieval.models.base import BiEncoder, ModelConfig
 from xpretrieval.models.dropout import use_fast_dropout
+from xpretrieval.models.encoding import TextEncoder
 from xpretrieval.models.lora import ADAPTER_FILE, is_adapter, load_adapter, merged, with_lora
 from xpretrieval.models.packing import last_hidden_state
 from xpretrieval.models.sentence_transformers_layout import MODULES_FILE, model_layout
@@ -68,6 +72,13 @@ class TransformerConfig(ModelConfig):
     architecture_fields: ClassVar[tuple[str, ...]] = ("shared",)
     # how training computes, not what the model does: left out of the saved settings
     training_fields: ClassVar[tuple[str, ...]] = ("gradient_checkpointing",)
+    # how this run encodes for search: left out of the saved settings, kept in an index's
+    # provenance (an int8 graph's vectors differ from PyTorch's)
+    runtime_fields: ClassVar[tuple[str, ...]] = (
+        "backend",
+        "backend_quantization",
+        "backend_calibration_texts",
+    )
     # the sentence-transformers model kind read from and saved in its layout, if any
     layout_kind: ClassVar[str | None] = None
 
@@ -96,10 +107,21 @@ class TransformerConfig(ModelConfig):
     # Face activation checkpointing, non-reentrant): far less activation memory for about one
     # more forward pass; the same gradients. A training setting, not saved with the model
     gradient_checkpointing: bool = False
+    # what encodes texts for search (evaluate, indexes, mteb): PyTorch, or the model exported
+    # to ONNX (run by ONNX Runtime) or OpenVINO on first use and kept beside the checkpoint
+    # (exports/), or in ~/.cache/xpretrieval for a Hub model; bi-encoders only, not training
+    backend: Backend = Backend.torch
+    # int8 for the exported graph: none, dynamic (int8 weights) or static (activations too,
+    # calibrated on backend_calibration_texts texts spread over those encoded)
+    backend_quantization: BackendQuantization = BackendQuantization.none
+    backend_calibration_texts: int = 256
 
     def __post_init__(self) -> None:
         for name in ("query_max_length", "doc_max_length"):
             check_range(name, getattr(self, name), above=0)
+        self.backend = Backend(self.backend)  # built in Python, "onnx" means Backend.onnx
+        self.backend_quantization = BackendQuantization(self.backend_quantization)
+        check_backend_fields(self)
         if self.padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be left or right, got {self.padding_side!r}")
         check_range("lora_rank", self.lora_rank, at_least=0)  # 0: no LoRA
@@ -282,7 +304,7 @@ class TransformerModel(nn.Module):
         component = OmegaConf.to_container(
             OmegaConf.structured(replace(self.config, name_or_path=".")), enum_to_str=True
         )
-        for name in self.config.training_fields:  # how it was trained, not what it computes
+        for name in self.config.unsaved_fields():  # how it ran, not what it computes
             del component[name]
         header = COMPONENT_HEADER.format(kind=type(self.config).__name__, count=len(component))
         text = header + OmegaConf.to_yaml(component)
@@ -341,6 +363,20 @@ class TokenizedText:
 class TransformerBiEncoder(TransformerModel, BiEncoder):
     """Tokenises texts and runs the query or document encoder; subclasses turn the encoder's
     output into representations (`represent`) and score them (`score`)."""
+
+    def text_encoder(self, is_query: bool) -> TextEncoder:
+        """The side as encoding runs it: PyTorch, or the graph exported for `model.backend`
+        (one per side and model, exported or loaded on first use)."""
+        if self.config.backend is Backend.torch or not self.exports_side(is_query):
+            return super().text_encoder(is_query)
+        sides = self.__dict__.setdefault("_backend_sides", {})
+        side = sides.setdefault(is_query, BackendSide(self, is_query))
+        return TextEncoder(partial(self.tokenize, is_query=is_query), side.forward, side.prepare)
+
+    def exports_side(self, is_query: bool) -> bool:
+        """Whether `model.backend` runs this side from an exported graph (both, unless a
+        model's side has no transformer to export)."""
+        return True
 
     def side_encoder(self, is_query: bool) -> PreTrainedModel:
         """The Hugging Face encoder of queries or documents."""

@@ -11,13 +11,13 @@ from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import OmegaConf
 
 from xpretrieval.core.config import flatten
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.core.io import atomic_directory
 from xpretrieval.data.documents import document_texts
+from xpretrieval.models.fingerprint import weights_fingerprint
 from xpretrieval.retrieval.index import IndexConfig, ScoreFn, SearchIndex
 
 MANIFEST = "index.json"
@@ -57,19 +57,6 @@ def index_provenance(model: Any, documents: dict[str, str]) -> dict[str, Any]:
             "texts_sha1": _joined_sha1(document_texts(documents), "\0"),
         },
     }
-
-
-def weights_fingerprint(model: Any) -> str | None:
-    """SHA-1 of every tensor of the model's state (names, shapes, dtypes and bytes); None for
-    a model without tensors."""
-    if not isinstance(model, torch.nn.Module):
-        return None
-    digest = hashlib.sha1()
-    for name, tensor in sorted(model.state_dict().items()):
-        data = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
-        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def save_index(
