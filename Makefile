@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 # sentence-transformers' ONNX and OpenVINO backends for `make bench`: optimum's exporters pin an
 # older transformers than xpretrieval's, so the peers get an environment of their own
 PEERS_VENV := .venv-peers
+PEERS := "sentence-transformers[onnx,openvino]==5.7.0" transformers==4.57.6 optimum-onnx==0.1.0 optimum-intel==1.27.0 optimum==2.1.0
 # Offline caches for the real model and data, when ../shared is beside the checkout (CI, developers).
 # Real users online need none of it: the same configs download from the Hugging Face hub and ir-datasets.
 SHARED_ENV := $(wildcard ../shared/offline/env.sh)
@@ -48,7 +49,7 @@ bench: install $(PEERS_VENV)/.installed  ## benchmarks (13-20 min on 2 cores): r
 
 $(PEERS_VENV)/.installed: constraints.txt
 	python3 -m venv $(PEERS_VENV)
-	$(PEERS_VENV)/bin/python -m pip install -q -c constraints.txt "sentence-transformers[onnx,openvino]==5.7.0"
+	$(PEERS_VENV)/bin/python -m pip install -q -c constraints.txt $(PEERS)
 	touch $@
 
 lint: install  ## ruff checks and formatting, and the import layers (import-linter, pyproject.toml)

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import torch
 
-from xpretrieval.core.device import Precision, cpu_has_native_bf16
+from xpretrieval.core.device import Precision, cpu_has_native_bf16, resolve_device
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# where training and encoding are measured, ours and the peers alike: a GPU when there is one
+DEVICE = resolve_device()
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -27,14 +29,22 @@ def precisions() -> list[Precision]:
     return [Precision.fp32] + ([Precision.bf16] if native or cpu_has_native_bf16() else [])
 
 
+def synchronize() -> None:
+    """Wait for the GPU's queued work (a no-op on CPU): a wall-clock time ends after it."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def median_seconds(step: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """Median wall-clock seconds of `step` over `repeats` calls after `warmup` calls."""
     for _ in range(warmup):
         step()
     seconds = []
     for _ in range(repeats):
+        synchronize()
         start = time.perf_counter()
         step()
+        synchronize()
         seconds.append(time.perf_counter() - start)
     return statistics.median(seconds)
 
@@ -71,9 +81,10 @@ def reset_peak_rss() -> None:
 
 
 def matmul_gflops(precision: Precision, size: int = 2048, repeats: int = 10) -> float:
-    """The machine's measured dense matrix-product rate: the ceiling of transformer compute."""
+    """The device's measured dense matrix-product rate: the ceiling of transformer compute
+    (on a GPU, fp32 products may use TF32 where PyTorch allows it, as training does)."""
     dtype = torch.bfloat16 if precision is Precision.bf16 else torch.float32
-    matrix = torch.randn(size, size, dtype=dtype)
+    matrix = torch.randn(size, size, dtype=dtype, device=DEVICE)
     return 2 * size**3 / median_seconds(lambda: matrix @ matrix, repeats, warmup=2) / 1e9
 
 

@@ -19,10 +19,12 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from benchmarks.common import (
+    DEVICE,
     MODEL,
     matmul_gflops,
     precisions,
     row,
+    synchronize,
     transformer_flops,
     write_result,
 )
@@ -31,7 +33,6 @@ from xpretrieval.data import Split
 from xpretrieval.models import Dense, Splade
 from xpretrieval.models.encoding import Batching, encode_texts
 
-CPU = torch.device("cpu")
 PEERS = {"dense": "SentenceTransformer.encode", "splade": "SparseEncoder.encode"}
 
 
@@ -45,8 +46,10 @@ def rates(
     vectors = {name: encode(texts[: len(texts) // 2 or 1]) for name, encode in encoders.items()}
     for _ in range(repeats):
         for name, encode in encoders.items():
+            synchronize()
             start = time.perf_counter()
             vectors[name] = encode(texts)
+            synchronize()
             seconds[name].append(time.perf_counter() - start)
     return {name: len(texts) / statistics.median(s) for name, s in seconds.items()}, vectors
 
@@ -66,22 +69,27 @@ def encoding(
         if kind == "dense":
             from sentence_transformers import SentenceTransformer
 
-            ours = Dense(name_or_path=model, normalize=True, doc_max_length=length).build().eval()
-            theirs = SentenceTransformer(model, device="cpu")
+            ours = (
+                Dense(name_or_path=model, normalize=True, doc_max_length=length)
+                .build()
+                .to(DEVICE)
+                .eval()
+            )
+            theirs = SentenceTransformer(model, device=str(DEVICE))
         else:
             from sentence_transformers import SparseEncoder
 
-            ours = Splade(name_or_path=model, doc_max_length=length).build().eval()
+            ours = Splade(name_or_path=model, doc_max_length=length).build().to(DEVICE).eval()
             ours.save(folder)  # a SparseEncoder folder too (MLMTransformer + SpladePooling)
-            theirs = SparseEncoder(folder, device="cpu")
+            theirs = SparseEncoder(folder, device=str(DEVICE))
         theirs.max_seq_length = length
         encoder = ours.text_encoder(is_query=False)
 
         def mine(batch: list[str]) -> torch.Tensor:
-            return encode_texts(encoder, batch, Batching(batch_size), CPU, precision)
+            return encode_texts(encoder, batch, Batching(batch_size), DEVICE, precision)
 
         def peer(batch: list[str]) -> torch.Tensor:
-            with autocast(CPU, precision):
+            with autocast(DEVICE, precision):
                 out = theirs.encode(batch, batch_size=batch_size, convert_to_tensor=True)
             return out.to_dense().float() if kind == "splade" else out.float()
 

@@ -19,9 +19,11 @@ def decimals(value: float | None) -> str:
 
 
 def table() -> str:
+    device = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    if torch.cuda.is_available():  # training and encoding ran there (the limits are its own)
+        device = f"{torch.cuda.get_device_name()} (training, encoding); {device}"
     lines = [
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}",
+        f"{device}, torch {torch.__version__}",
         "",
         "| figure | unit | xpretrieval | peer | peer value | ratio | of limit (ours / peer) "
         "| ceiling |",

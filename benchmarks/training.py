@@ -30,11 +30,13 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from benchmarks.common import (
+    DEVICE,
     MODEL,
     matmul_gflops,
     peak_rss_gb,
     precisions,
     row,
+    synchronize,
     transformer_flops,
     write_result,
 )
@@ -48,7 +50,6 @@ from xpretrieval.training import AdamW, BatchwiseTrainer, Learner
 from xpretrieval.training.batchers import FixedBatcher
 from xpretrieval.training.progress_bar import StepTimer
 
-CPU = torch.device("cpu")  # the peers run on the CPU
 QUERY_WEIGHT, DOC_WEIGHT = 5e-4, 3e-4  # FLOPS weights of +experiment=splade
 SCALE = {"dense": 20.0, "splade": 1.0}  # InfoNCE scale: cosine for dense, raw dot for SPLADE
 # (model kind, framework) -> the peer it is compared with
@@ -101,11 +102,11 @@ def ours(
     losses: dict = {"rank": InfoNCE(scale=SCALE[kind])}
     lengths = {"query_max_length": setting.length, "doc_max_length": setting.length}
     if kind == "dense":
-        encoder = Dense(name_or_path=setting.model, normalize=True, **lengths).build()
+        encoder = Dense(name_or_path=setting.model, normalize=True, **lengths).build().to(DEVICE)
         if sdpa_attention:
             encoder.query_encoder.set_attn_implementation("sdpa")  # shared by the documents
     else:
-        encoder = Splade(name_or_path=setting.model, **lengths).build()
+        encoder = Splade(name_or_path=setting.model, **lengths).build().to(DEVICE)
         if plain_pooling:
             encoder.pooling_chunk = None  # this model's own setting: the plain computation
         losses["flops"] = Flops(query_weight=QUERY_WEIGHT, doc_weight=DOC_WEIGHT, warmup_steps=0)
@@ -133,7 +134,7 @@ def st_model(kind: str, model: str, length: int):  # noqa: ANN201
             MultipleNegativesRankingLoss,
         )
 
-        encoder = SentenceTransformer(model, device="cpu")
+        encoder = SentenceTransformer(model, device=str(DEVICE))
         encoder.max_seq_length = length
         return encoder, MultipleNegativesRankingLoss(encoder, scale=SCALE[kind])
     from sentence_transformers import SparseEncoder
@@ -144,7 +145,7 @@ def st_model(kind: str, model: str, length: int):  # noqa: ANN201
     from sentence_transformers.sparse_encoder.modules import SpladePooling, Transformer
 
     transformer = Transformer(model, transformer_task="fill-mask", max_seq_length=length)
-    encoder = SparseEncoder(modules=[transformer, SpladePooling("max")], device="cpu")
+    encoder = SparseEncoder(modules=[transformer, SpladePooling("max")], device=str(DEVICE))
     loss = SpladeLoss(
         encoder,
         SparseMultipleNegativesRankingLoss(encoder, scale=SCALE[kind]),
@@ -162,7 +163,7 @@ def st_loop(kind: str, setting: Setting) -> list[float]:
     timings = []
     for records in triplets(setting):
         start = time.perf_counter()
-        with autocast(CPU, setting.precision):
+        with autocast(DEVICE, setting.precision):
             features = [dict(encoder.tokenize(texts)) for texts in columns(records)]
             value = loss(features, None)
             total = sum(value.values()) if isinstance(value, dict) else value
@@ -170,6 +171,7 @@ def st_loop(kind: str, setting: Setting) -> list[float]:
         total.backward()
         torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
         optimizer.step()
+        synchronize()
         timings.append(time.perf_counter() - start)
     return timings
 
@@ -192,6 +194,7 @@ def st_trainer(setting: Setting) -> list[float]:
                 self.times.append(time.perf_counter())
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
+            synchronize()
             self.times.append(time.perf_counter())
 
     encoder, loss = st_model("dense", setting.model, setting.length)
@@ -209,7 +212,7 @@ def st_trainer(setting: Setting) -> list[float]:
             save_strategy="no",
             logging_steps=10_000,
             report_to="none",
-            use_cpu=True,
+            use_cpu=DEVICE.type == "cpu",
             bf16=setting.precision is Precision.bf16,
             seed=0,
             disable_tqdm=True,
@@ -236,6 +239,11 @@ def measure(kind: str, framework: str, setting: Setting) -> dict:
         "seconds_per_step": median,
         "samples_per_second": setting.batch / median,
         "peak_rss_gb": peak_rss_gb(),
+        **(
+            {"peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30}
+            if DEVICE.type == "cuda"
+            else {}
+        ),
     }
 
 

@@ -8,10 +8,13 @@ import json
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import ir_measures
 import pytest
+import torch
 
+import xpretrieval
 from tests import inprocess
 from tests.conftest import ROOT, TINY_BEIR, tiny_overrides
 from xpretrieval.core import progress
@@ -147,7 +150,8 @@ def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path, caplog, monkeypa
     assert 0 < index["doc_sparsity_ratio"] < 1 and 0 < index["query_sparsity_ratio"] < 1
     assert set(metrics["aggregate"]) == {"nDCG@10", "RR@10", "R@100", "AP"}
     saved = (tmp_path / "checkpoints" / "step-0000006" / "xpretrieval_model.yaml").read_text()
-    assert "pooling: max" in saved
+    assert "pooling: max" in saved and "exclude_special_tokens: false" in saved
+    _scores_as_sparse_encoder(tmp_path / "checkpoints" / "step-0000006")
     log = (tmp_path / "train_log.csv").read_text().splitlines()
     assert "loss/flops" in log[0] and len(log) == 4  # header + steps 2, 4, 6
     assert "flops/doc_active_dims" in log[0] and "flops/expected_flops" in log[0]
@@ -160,7 +164,6 @@ def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path, caplog, monkeypa
         [
             "model=splade",
             *tiny_overrides(checkpoint),
-            "model.exclude_special_tokens=true",  # as +experiment=splade trained it
             "index=inverted",
             f"index.load={tmp_path / 'index'}",
         ],
@@ -170,6 +173,19 @@ def test_splade_experiment_end_to_end(tiny_model_dir, tmp_path, caplog, monkeypa
     assert "encode documents" not in caplog.text
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["aggregate"] == pytest.approx(metrics["aggregate"], abs=1e-6)
+
+
+def _scores_as_sparse_encoder(checkpoint: Path) -> None:
+    """The reference SPLADE's checkpoint loads in sentence-transformers' SparseEncoder, which
+    scores as xpretrieval does."""
+    from sentence_transformers import SparseEncoder
+
+    ours, theirs = xpretrieval.load(checkpoint, device="cpu"), SparseEncoder(str(checkpoint))
+    queries, documents = ["how do bees live"], ["bees live in colonies", "comets orbit the sun"]
+    expected = ours.similarity(ours.encode_queries(queries), ours.encode_documents(documents))
+    query = theirs.encode_query(queries, convert_to_tensor=True).to_dense()
+    document = theirs.encode_document(documents, convert_to_tensor=True).to_dense()
+    assert torch.allclose(theirs.similarity(query, document), expected, atol=1e-5)
 
 
 def test_sparse_embed_experiment_end_to_end(tiny_model_dir, tmp_path):

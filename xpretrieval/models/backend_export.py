@@ -23,6 +23,8 @@ from torch import Tensor, nn
 INPUT_NAMES = ("input_ids", "attention_mask", "special_tokens_mask")
 OUTPUT_NAME = "representations"
 ONNX_OPSET = 17
+# part of every export's cache name: raised whenever what an export writes changes
+EXPORT_RECIPE = 2
 
 
 class Backend(Enum):
@@ -53,6 +55,11 @@ class ExportedSide(nn.Module):
         self.encoder = model.side_encoder(is_query)
         self.is_query = is_query
 
+    def example(self, batch: dict[str, np.ndarray]) -> tuple[Tensor, ...]:
+        """A padded batch as the traced inputs, on the model's device."""
+        device = next(self.encoder.parameters()).device
+        return tuple(torch.from_numpy(batch[name]).to(device) for name in INPUT_NAMES)
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor, special: Tensor) -> Tensor:
         output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         return self.model.represent(output, attention_mask, special, self.is_query)
@@ -71,7 +78,7 @@ def export_onnx(
     calibration: list[dict[str, np.ndarray]],
 ) -> None:
     """Write `side` as the ONNX file `target` (torch's exporter), then quantise it in place."""
-    arguments = tuple(torch.from_numpy(example[name]) for name in INPUT_NAMES)
+    arguments = side.example(example)
     dynamic = {name: {0: "batch", 1: "length"} for name in INPUT_NAMES}
     float_graph = target.with_suffix(".float.onnx") if quantization.value != "none" else target
     with _quiet_tracing():
@@ -89,9 +96,15 @@ def export_onnx(
         return
     from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
 
-    # the matrix products: pooling, activations and pruning stay exact (a representation of
-    # zeros would get a zero range, which ONNX Runtime's static quantiser cannot scale)
-    products = {"weight_type": QuantType.QInt8, "op_types_to_quantize": ["MatMul"]}
+    # the matrix products, weights per output channel (dynamic int8 MiniLM on 120 SciFact
+    # documents: mean cosine with fp32 0.935 per tensor, 0.995 per channel); pooling,
+    # activations and pruning stay exact (a representation of zeros would get a zero range,
+    # which ONNX Runtime's static quantiser cannot scale)
+    products = {
+        "weight_type": QuantType.QInt8,
+        "op_types_to_quantize": ["MatMul"],
+        "per_channel": True,
+    }
     if quantization is BackendQuantization.dynamic:
         quantize_dynamic(float_graph, target, **products)
     else:
@@ -127,7 +140,7 @@ def export_openvino(
     the torch module and quantised by NNCF when asked."""
     import openvino as ov
 
-    arguments = tuple(torch.from_numpy(example[name]) for name in INPUT_NAMES)
+    arguments = side.example(example)
     with _quiet_tracing():
         graph = ov.convert_model(side, example_input=arguments)
     for port, name in zip(graph.inputs, INPUT_NAMES, strict=True):

@@ -25,6 +25,7 @@ from xpretrieval.core.checks import check_range
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.core.io import atomic_directory
 from xpretrieval.models.backend_export import (
+    EXPORT_RECIPE,
     Backend,
     BackendQuantization,
     ExportedSide,
@@ -119,7 +120,7 @@ class BackendSide:
         settings = OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True)
         for name in ("name_or_path", *config.unsaved_fields()):
             settings.pop(name, None)
-        digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
+        digest = hashlib.sha1(json.dumps([EXPORT_RECIPE, settings], sort_keys=True).encode())
         digest.update((weights_fingerprint(self.model) or "").encode())
         for batch in self.calibration:
             digest.update(batch["input_ids"].tobytes())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+import torch
 from tqdm.auto import tqdm
 
 from xpretrieval.core.hooks import Hook, TrainState
@@ -23,6 +24,8 @@ class StepTimer(Hook):
         self._last = time.perf_counter()
 
     def on_step_end(self, state: TrainState) -> None:
+        if torch.cuda.is_available():  # a GPU step ends when its queued kernels have run
+            torch.cuda.synchronize()
         now = time.perf_counter()
         self.seconds.append(now - self._last)
         self._last = now
