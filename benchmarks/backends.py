@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import MODEL, matmul_gflops, precisions, row, write_result
-from benchmarks.encoding import document_flops, rates
+from benchmarks.encoding import disagreement, document_flops, rates
 from xpretrieval.core.device import Precision
 from xpretrieval.data import Split
 from xpretrieval.models import Dense, Splade
@@ -78,13 +78,6 @@ def ours(kind: str, model: str, texts: list[str], batch: int, length: int, repea
             del built, encoder, encode
             gc.collect()
     return figures
-
-
-def disagreement(kind: str, vectors: torch.Tensor, reference: torch.Tensor) -> float:
-    """Dense: 1 - the smallest cosine; SPLADE: the largest term-weight difference."""
-    if kind == "dense":
-        return 1 - torch.nn.functional.cosine_similarity(vectors, reference).min().item()
-    return (vectors - reference).abs().max().item()
 
 
 def peers(kind: str, model: str, texts: list[str], batch: int, length: int, repeats: int) -> dict:

@@ -112,12 +112,9 @@ def test_static_calibration_samples_the_texts_encoded(dense_dir):
         backend_quantization="static",
         backend_calibration_texts=5,
     ).build()
-    side = model.text_encoder(is_query=False)
+    side = backends_module.BackendSide(model, is_query=False)
     side.prepare(TEXTS)
-    calibrated = backends_module.BackendSide  # the side object behind the encoder
-    assert isinstance(side.forward.__self__, calibrated)
-    batches = side.forward.__self__.calibration
-    assert sum(len(batch["input_ids"]) for batch in batches) == 5
+    assert sum(len(batch["input_ids"]) for batch in side.calibration) == 5
 
 
 def test_load_takes_a_backend(dense_dir):

@@ -66,19 +66,15 @@ class BackendSide:
     `forward` represents a batch of the model's token sequences."""
 
     def __init__(self, model: Any, is_query: bool) -> None:
-        config = model.config
-        self.model, self.is_query = model, is_query
-        self.backend: Backend = config.backend
-        self.quantization: BackendQuantization = config.backend_quantization
-        self.calibration_texts: int = config.backend_calibration_texts
+        self.model, self.config, self.is_query = model, model.config, is_query
         self.calibration: list[dict[str, np.ndarray]] = []
         self._runner: _Runner | None = None
 
     def prepare(self, texts: Sequence[str]) -> None:
         """Draw the calibration sample (static quantisation): texts spread evenly over all."""
-        if self.quantization is not BackendQuantization.static or self.calibration:
+        if self.config.backend_quantization is not BackendQuantization.static or self.calibration:
             return
-        count = min(self.calibration_texts, len(texts))
+        count = min(self.config.backend_calibration_texts, len(texts))
         picks = np.linspace(0, len(texts) - 1, count).round().astype(int) if count else []
         tokens = self.model.tokenize([texts[i] for i in picks], self.is_query)
         for start in range(0, len(tokens), CALIBRATION_BATCH):
@@ -93,21 +89,22 @@ class BackendSide:
         return torch.from_numpy(np.asarray(self._runner(inputs, _bf16_asked())))
 
     def _load(self, example: dict[str, np.ndarray]) -> _Runner:
-        if self.quantization is BackendQuantization.static and not self.calibration:
+        backend, quantization = self.config.backend, self.config.backend_quantization
+        if quantization is BackendQuantization.static and not self.calibration:
             raise ConfigError(
                 "model.backend_quantization=static needs calibration texts: encode through "
                 "encode_queries / encode_documents or an index, which provide them"
             )
         folder = self._folder()
-        graph = folder / GRAPH_FILE[self.backend]
+        graph = folder / GRAPH_FILE[backend]
         if not graph.exists():
-            what = f"{self.backend.value} ({self.quantization.value} int8)"
+            what = f"{backend.value} ({quantization.value} int8)"
             logger.info("Exporting the %s encoder to %s: %s", self._side, what, folder)
             with atomic_directory(folder) as building:
                 side = ExportedSide(self.model, self.is_query).eval()
-                export = EXPORTERS[self.backend]
-                export(side, example, building / graph.name, self.quantization, self.calibration)
-        return _Runner(self.backend, graph)
+                export = EXPORTERS[backend]
+                export(side, example, building / graph.name, quantization, self.calibration)
+        return _Runner(backend, graph)
 
     @property
     def _side(self) -> str:
@@ -116,7 +113,7 @@ class BackendSide:
     def _folder(self) -> Path:
         """Where this side's graph is kept: named by the weights, the settings and, for static
         quantisation, the calibration texts' tokens."""
-        config = self.model.config
+        config = self.config
         settings = OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True)
         for name in ("name_or_path", *config.unsaved_fields()):
             settings.pop(name, None)
@@ -124,7 +121,7 @@ class BackendSide:
         digest.update((weights_fingerprint(self.model) or "").encode())
         for batch in self.calibration:
             digest.update(batch["input_ids"].tobytes())
-        kind = f"{self._side}-{self.backend.value}-{self.quantization.value}"
+        kind = f"{self._side}-{config.backend.value}-{config.backend_quantization.value}"
         return exports_home(config.name_or_path) / f"{kind}-{digest.hexdigest()[:16]}"
 
 
