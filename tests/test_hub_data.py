@@ -1,4 +1,4 @@
-"""Training data through the `datasets` library (`dataset.train.hf_dataset`): the three
+"""Training data through the `datasets` library (`dataset.train.hf_dataset`): the four
 published layouts and a column mapping, built here as local parquet / jsonl files from the BEIR
 fixture, train the tiny model in-process and resume exactly; streaming gives the in-memory
 batches; distillation learns from the dataset's scores; a dataset that does not fit is one
@@ -111,8 +111,20 @@ def layouts(tmp_path_factory) -> dict[str, dict[str, object]]:
         }
         for q, p in pairs
     ]
+    id_triplets = [
+        {
+            "query_id": q,
+            "positive_id": p,
+            "negative_id": negatives_of(p, documents)[0],
+            "score": TEACHER[0] - TEACHER[1],  # the margin, as bert-ensemble-margin-mse has it
+        }
+        for q, p in pairs
+    ]
     write([{"query_id": q, "text": t} for q, t in queries.items()], folder / "queries.parquet")
     write([{"document_id": d, "text": t} for d, t in documents.items()], folder / "docs.jsonl")
+    # sentence-transformers/msmarco's queries and corpus subsets
+    write([{"query_id": q, "query": t} for q, t in queries.items()], folder / "st-queries.jsonl")
+    write([{"passage_id": d, "passage": t} for d, t in documents.items()], folder / "corpus.jsonl")
     return {
         "sentence_transformers": {"hf_dataset": write(triplets, folder / "st.parquet")},
         "tevatron": {"hf_dataset": write(tevatron, folder / "tevatron.jsonl")},
@@ -120,6 +132,11 @@ def layouts(tmp_path_factory) -> dict[str, dict[str, object]]:
             "hf_dataset": write(ids, folder / "ids.parquet"),
             "hf_queries": folder / "queries.parquet",
             "hf_documents": folder / "docs.jsonl",
+        },
+        "id_triplets": {
+            "hf_dataset": write(id_triplets, folder / "id-triplets.parquet"),
+            "hf_queries": folder / "st-queries.jsonl",
+            "hf_documents": folder / "corpus.jsonl",
         },
         "mapped": {
             "hf_dataset": write(mapped, folder / "mapped.jsonl"),
@@ -199,9 +216,10 @@ def straight_runs(tiny_model_dir, layouts, tmp_path_factory):
     return run
 
 
-@pytest.mark.parametrize(
-    "layout", ["sentence_transformers", "tevatron", "ids_with_scores", "mapped"]
-)
+LAYOUTS = ["sentence_transformers", "tevatron", "ids_with_scores", "id_triplets", "mapped"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_each_layout_trains_and_resumes_exactly(
     layout, layouts, tiny_model_dir, straight_runs, tmp_path, monkeypatch
 ):
@@ -238,9 +256,7 @@ def split_of(settings: dict[str, object], **more: object) -> Split:
     return Split(**given, **more)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    "layout", ["sentence_transformers", "tevatron", "ids_with_scores", "mapped"]
-)
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_streaming_gives_the_in_memory_records_epoch_after_epoch(layout, layouts):
     sampler = BatchwiseSampler(negatives=2)
     in_memory = split_of(layouts[layout]).load()
@@ -297,6 +313,19 @@ def test_distillation_learns_from_the_datasets_scores(
     assert len(losses) == 4 and all(0 < float(row["loss/rank"]) < float("inf") for row in losses)
 
 
+def test_id_triplets_read_their_texts_and_the_teachers_margin(layouts):
+    documents, queries, pairs = fixture_texts()
+    examples = split_of(layouts["id_triplets"]).load().training
+    assert examples.has_scores and len(examples) == len(pairs)
+    for example in itertools.islice(examples.epochs(0), len(pairs)):
+        (positive,), (negative,) = example.positives, example.negatives
+        assert (example.query.id, positive.id) in pairs
+        assert example.query.text == queries[example.query.id]
+        assert negative.id == negatives_of(positive.id, documents)[0]
+        assert (positive.text, negative.text) == (documents[positive.id], documents[negative.id])
+        assert example.scores == (0.0, -(TEACHER[0] - TEACHER[1]))
+
+
 def test_margins_and_scores_become_the_same_teacher_scores():
     assert teacher_scores([5.0, 1.5, 0.5], 2, "row") == (5.0, 1.5, 0.5)
     assert teacher_scores([3.5, 4.5], 2, "row") == (0.0, -3.5, -4.5)  # margins pos - neg_i
@@ -336,6 +365,22 @@ BAD_DATASETS = {
         {},
         "dataset.train.hf_queries: .* give the queries set \\(query_id, text\\)",
     ),
+    "id-triplets-without-their-texts": (
+        {"query_id": ["q"], "positive_id": ["a"], "negative_id": ["b"]},
+        {},
+        "dataset.train.hf_queries: .* give the queries set \\(query_id, query\\)",
+    ),
+    "id-triplets-with-texts-in-other-columns": (
+        {"query_id": ["q"], "positive_id": ["a"], "negative_id": ["b"]},
+        {"hf_queries": "QUERIES", "hf_documents": "DOCUMENTS"},
+        "queries.jsonl, the queries of .*data.parquet: no column query \\(its columns: query_id, "
+        "text\\); expected \\(query_id, query\\)",
+    ),
+    "id-triplets-naming-an-unknown-passage": (
+        {"query_id": ["q"], "positive_id": ["a"], "negative_id": ["z"]},
+        {"hf_queries": "ST_QUERIES", "hf_documents": "ST_CORPUS"},
+        "row 1: negative_id 'z' is not in the passages set",
+    ),
 }
 
 
@@ -351,6 +396,10 @@ def test_a_dataset_that_does_not_fit_is_refused_in_one_line(case, streaming, tmp
         "QUERIES": write([{"query_id": "q", "text": "what"}], tmp_path / "queries.jsonl"),
         "DOCUMENTS": write(
             [{"document_id": d, "text": f"text {d}"} for d in "abc"], tmp_path / "docs.jsonl"
+        ),
+        "ST_QUERIES": write([{"query_id": "q", "query": "what"}], tmp_path / "st-queries.jsonl"),
+        "ST_CORPUS": write(
+            [{"passage_id": d, "passage": f"text {d}"} for d in "abc"], tmp_path / "corpus.jsonl"
         ),
     }
     settings = {k: str(texts.get(v, v)) if isinstance(v, str) else v for k, v in settings.items()}

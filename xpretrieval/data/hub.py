@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from xpretrieval.core.errors import DataError
 from xpretrieval.data.documents import OnDiskDocuments
 from xpretrieval.data.examples import Example, TrainingExamples, buffered_shuffle
-from xpretrieval.data.hub_layouts import Layout, Texts, recognise
+from xpretrieval.data.hub_layouts import Layout, Texts, TextSet, recognise
 
 if TYPE_CHECKING:
     from xpretrieval.data.dataset import Split
@@ -64,7 +64,9 @@ def read_hub_examples(split: Split) -> HubExamples:
     first = next(iter(rows), None) if streaming else (rows[0] if len(rows) else None)
     if first is None:
         raise DataError(f"{name}: the dataset is empty")
-    layout = recognise(list(first), name, split.hf_columns, lambda: _separate_texts(split))
+    layout = recognise(
+        list(first), name, split.hf_columns, lambda sets: _separate_texts(split, sets)
+    )
     layout.read(first, f"{name}, row 1")
     length = _count(rows, part, name) if streaming else len(rows)
     logger.info("%s: %d training examples, %s layout", name, length, type(layout).__name__)
@@ -138,40 +140,43 @@ def _count(rows: Any, split: str, name: str) -> int:
     return sum(1 for _ in (rows.select_columns(columns[:1]) if columns else rows))
 
 
-def _separate_texts(split: Split) -> Texts:
-    """The query and document sets of the ids-with-scores layout: `hf_queries` and
-    `hf_documents`, or a Hub dataset's own `queries` and `documents` subsets."""
+def _separate_texts(split: Split, sets: tuple[TextSet, TextSet]) -> Texts:
+    """The query and document sets of a layout of ids: the files `hf_queries` and
+    `hf_documents` name, or the Hub dataset's own subsets (`sets` say which, and their
+    columns)."""
     name = str(split.hf_dataset)
     hub_id = not Path(name).exists()
-    sets = []
-    for setting, subset, id_column in (
-        ("hf_queries", "queries", "query_id"),
-        ("hf_documents", "documents", "document_id"),
-    ):
-        path = getattr(split, setting)
+    texts = []
+    for text_set in sets:
+        path = getattr(split, text_set.setting)
+        columns = f"{text_set.id_column}, {text_set.text_column}"
         if path is None and not hub_id:
             raise DataError(
-                f"dataset.train.{setting}: {name} holds ids and scores (query_id, document_ids, "
-                f"scores), its texts apart; give the {subset} set ({id_column}, text)"
+                f"dataset.train.{text_set.setting}: {name} holds ids, its texts apart; give "
+                f"the {text_set.subset} set ({columns})"
             )
         if path is None:
-            rows = open_dataset(name, subset, None, streaming=False)
+            rows = open_dataset(name, text_set.subset, None, streaming=False)
+            where = f"{name} ({text_set.subset})"
         else:
             rows = open_dataset(path, None, None, streaming=False)
-        sets.append(ArrowTexts(rows, id_column, path or f"{name} ({subset})"))
-    return sets[0], sets[1]
+            where = f"{path}, the {text_set.subset} of {name}"
+        texts.append(ArrowTexts(rows, text_set, where))
+    return texts[0], texts[1]
 
 
 class ArrowTexts(OnDiskDocuments):
     """id -> text of an (id, text) dataset, the texts left in its Arrow table (memory-mapped,
     not read into memory), the ids indexed as documents on disk are."""
 
-    def __init__(self, rows: Any, id_column: str, name: str) -> None:
-        missing = [column for column in (id_column, "text") if column not in rows.column_names]
+    def __init__(self, rows: Any, text_set: TextSet, name: str) -> None:
+        id_column, self.text_column = text_set.id_column, text_set.text_column
+        expected = (id_column, self.text_column)
+        missing = [column for column in expected if column not in rows.column_names]
         if missing:
             raise DataError(
                 f"{name}: no column {', '.join(missing)} (its columns: "
-                f"{', '.join(rows.column_names)}); expected ({id_column}, text)"
+                f"{', '.join(rows.column_names)}); expected ({', '.join(expected)})"
             )
         self.rows, self.name = rows, name
         batches = rows.select_columns([id_column]).iter(batch_size=10_000)
@@ -179,7 +184,7 @@ class ArrowTexts(OnDiskDocuments):
         super().__init__(ids, lambda row: f"{name}, row {row + 1}")
 
     def text_at(self, row: int) -> str:
-        return self.rows[row]["text"]
+        return self.rows[row][self.text_column]
 
     def iter_texts(self) -> Iterator[str]:
-        return (row["text"] for row in self.rows)
+        return (row[self.text_column] for row in self.rows)

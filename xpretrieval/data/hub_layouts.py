@@ -9,7 +9,10 @@ their columns (or named by an explicit column mapping), each turning a row into 
   `{docid, title, text}` dict;
 - ids with a teacher's scores (pylate's `ms-marco-en-bge`): `query_id`, `document_ids`,
   `scores`, with the texts in separate query (`query_id`, `text`) and document (`document_id`,
-  `text`) sets; the best-scored document is the positive, the others the negatives.
+  `text`) sets; the best-scored document is the positive, the others the negatives;
+- id triplets (sentence-transformers' `msmarco`: its `triplets` and `bert-ensemble-margin-mse`
+  subsets): `query_id`, `positive_id`, `negative_id` and an optional margin `score`, with the
+  texts in separate query (`query_id`, `query`) and passage (`passage_id`, `passage`) sets.
 
 Texts without ids (sentence-transformers') get a stable one: a hash of the text.
 """
@@ -31,11 +34,14 @@ QUERY_COLUMNS = ("anchor", "query")  # sentence-transformers' names of the query
 SCORE_COLUMNS = ("label", "score")
 TEVATRON = ("query_id", "query", "positive_passages", "negative_passages")
 IDS_WITH_SCORES = ("query_id", "document_ids", "scores")
+ID_TRIPLETS = ("query_id", "positive_id", "negative_id")
 NUMBERED_NEGATIVE = re.compile(r"negative_(\d+)")
 EXPECTED = (
     "sentence-transformers (anchor or query, positive, negative or negative_1..n, optional "
-    "label or score), tevatron (query_id, query, positive_passages, negative_passages) or ids "
-    "with scores (query_id, document_ids, scores, with hf_queries and hf_documents)"
+    "label or score), tevatron (query_id, query, positive_passages, negative_passages), ids "
+    "with scores (query_id, document_ids, scores, with hf_queries and hf_documents) or id "
+    "triplets (query_id, positive_id, negative_id, optional score, with hf_queries and "
+    "hf_documents)"
 )
 
 
@@ -64,7 +70,29 @@ class ColumnMapping:
 
 
 Texts = tuple[Mapping[str, str], Mapping[str, str]]
-"""(query id -> text, document id -> text), the separate sets of the ids-with-scores layout."""
+"""(query id -> text, document id -> text), the separate sets of a layout of ids."""
+
+
+@dataclass(frozen=True)
+class TextSet:
+    """Where a layout of ids keeps one kind of text: a subset of the same Hub dataset (or the
+    file `setting` names), with its id and text columns."""
+
+    setting: str  # hf_queries or hf_documents
+    subset: str
+    id_column: str
+    text_column: str
+
+
+# pylate's sets (lightonai/ms-marco-en-bge), sentence-transformers' (sentence-transformers/msmarco)
+PYLATE_TEXTS = (
+    TextSet("hf_queries", "queries", "query_id", "text"),
+    TextSet("hf_documents", "documents", "document_id", "text"),
+)
+SENTENCE_TRANSFORMERS_TEXTS = (
+    TextSet("hf_queries", "queries", "query_id", "query"),
+    TextSet("hf_documents", "corpus", "passage_id", "passage"),
+)
 
 
 def text_id(text: str) -> str:
@@ -86,18 +114,24 @@ class Layout(ABC):
 
 
 def recognise(
-    columns: Sequence[str], where: str, mapping: ColumnMapping, load_texts: Callable[[], Texts]
+    columns: Sequence[str],
+    where: str,
+    mapping: ColumnMapping,
+    load_texts: Callable[[tuple[TextSet, TextSet]], Texts],
 ) -> Layout:
     """The layout of a dataset with `columns`: `mapping`'s when given, else the published
-    layout the columns match; `load_texts` reads the separate query and document sets, which
-    only the ids-with-scores layout needs."""
+    layout the columns match; `load_texts` reads the separate query and document sets that
+    the layouts of ids need."""
     found = set(columns)
     if mapping.given:
         return _mapped(mapping, found, where)
     if found.issuperset(TEVATRON):
         return Tevatron()
     if found.issuperset(IDS_WITH_SCORES):
-        return IdsWithScores(*load_texts())
+        return IdsWithScores(*load_texts(PYLATE_TEXTS))
+    if found.issuperset(ID_TRIPLETS):
+        score = "score" if "score" in found else None
+        return IdTriplets(*load_texts(SENTENCE_TRANSFORMERS_TEXTS), score)
     query = next((name for name in QUERY_COLUMNS if name in found), None)
     if query is not None and "positive" in found:
         numbered = sorted(
@@ -248,6 +282,35 @@ class IdsWithScores(Layout):
             tuple(texts[i] for i in rest),
             (float(scores[best]), *(float(scores[i]) for i in rest)),
         )
+
+
+@dataclass(frozen=True)
+class IdTriplets(Layout):
+    """sentence-transformers' rows of ids: a query, its positive and one negative, with the
+    teacher's margin score(positive) - score(negative) when a `score` column holds it."""
+
+    queries: Mapping[str, str]
+    documents: Mapping[str, str]
+    score: str | None
+
+    @property
+    def has_scores(self) -> bool:
+        return self.score is not None
+
+    def read(self, row: Mapping[str, Any], where: str) -> Example:
+        query_id = str(row["query_id"])
+        if query_id not in self.queries:
+            raise DataError(f"{where}: query id {query_id!r} is not in the queries set")
+        texts = []
+        for column in ("positive_id", "negative_id"):
+            doc_id = str(row[column])
+            if doc_id not in self.documents:
+                raise DataError(f"{where}: {column} {doc_id!r} is not in the passages set")
+            texts.append(Text(doc_id, self.documents[doc_id]))
+        scores = None
+        if self.score is not None:
+            scores = teacher_scores(row[self.score], 1, f"{where}, {self.score}")
+        return Example(Text(query_id, self.queries[query_id]), (texts[0],), (texts[1],), scores)
 
 
 def _length(value: Any) -> str:
