@@ -11,7 +11,7 @@ PEERS := "sentence-transformers[onnx,openvino]==5.7.0" transformers==4.57.6 opti
 SHARED_ENV := $(wildcard ../shared/offline/env.sh)
 OFFLINE := $(if $(SHARED_ENV),eval "$$($(SHARED_ENV))" &&,)
 
-.PHONY: help install demo test test-pinned test-baselines test-all bench lint docs clean
+.PHONY: help install demo test test-baselines test-all bench lint docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -31,10 +31,7 @@ test: install  ## the fast test suite (no slow tests, no baseline checks), then 
 	$(OFFLINE) $(PY) -m pytest -m "not slow and not baseline" -q -n auto --dist loadgroup --cov=xpretrieval --cov-report=
 	@echo "line coverage of xpretrieval/: $$($(PY) -m coverage report --format=total)%"
 
-test-pinned: install  ## the pinned baseline values CI checks on every change (fast_in_ci in experiments/*/baseline.yaml)
-	$(OFFLINE) $(PY) -m pytest -m "baseline and not slow" -q -n auto
-
-test-baselines: install  ## every baseline's pinned fast check (experiments/*/baseline.yaml), the slow ones included
+test-baselines: install  ## every baseline's pinned fast check (experiments/*/baseline.yaml), portable numerics; CI runs it
 	$(OFFLINE) $(PY) -m pytest -m baseline -q -n auto
 
 test-all: install  ## every test, slow ones included

@@ -1,17 +1,27 @@
 """The recorded baselines' fast checks: few steps on a 400-document SciFact test, pinned
 values, so that a change shifting a baseline fails here (the full runs: experiments/). They
-are marked `baseline`: `make test-baselines` runs every one; `make test-pinned` (and so CI)
-the ones whose baseline.yaml keeps `fast_in_ci` true; `make test` none."""
+are marked `baseline`: `make test-baselines` (and so CI) runs every one, `make test` none."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, tiny_overrides
-from xpretrieval.commands.baselines import BASELINE_FILE, Check, Outcome, load_baseline, run_check
+from xpretrieval.commands.baselines import (
+    BASELINE_FILE,
+    FAST_CHECK_NUMERICS,
+    NUMERICS,
+    Check,
+    Outcome,
+    load_baseline,
+    run_check,
+)
 from xpretrieval.core.errors import ConfigError
 
 BASELINES = sorted(path.parent for path in (ROOT / "experiments").glob(f"*/{BASELINE_FILE}"))
@@ -28,25 +38,40 @@ def test_every_baseline_file_is_valid_and_has_a_readme():
         assert (folder / "README.md").is_file(), folder
 
 
-def fast_checks() -> list:
-    """Every baseline's fast check (marked `baseline`: `make test-baselines` runs them all);
-    those not in `make test-pinned` are also marked slow."""
-    return [
-        pytest.param(
-            folder,
-            id=folder.name,
-            marks=[pytest.mark.baseline]
-            + ([] if load_baseline(folder).fast_in_ci else [pytest.mark.slow]),
-        )
-        for folder in BASELINES
-    ]
-
-
+@pytest.mark.baseline
 @pytest.mark.shared_data
-@pytest.mark.parametrize("folder", fast_checks())
+@pytest.mark.parametrize("folder", BASELINES, ids=[folder.name for folder in BASELINES])
 def test_fast_check_reproduces_its_pinned_values(folder: Path, tmp_path):
-    outcome = run_check(load_baseline(folder).fast, tmp_path)
+    outcome = run_check(load_baseline(folder).fast, tmp_path, FAST_CHECK_NUMERICS)
     assert not outcome.failures
+
+
+def test_portable_numerics_reach_every_kernel_library():
+    """Each library reads its own variable, and a misspelt one is silently ignored: a child
+    process with the fast checks' numerics reports AVX2 from PyTorch, NumPy, OpenBLAS and faiss
+    (oneMKL's branch and oneDNN's limit are not queryable)."""
+    probe = (
+        "import json, faiss, numpy, torch, threadpoolctl;"
+        "from numpy._core._multiarray_umath import __cpu_features__ as features;"
+        "blas = [i['architecture'] for i in threadpoolctl.threadpool_info()"
+        " if i['internal_api'] == 'openblas'];"
+        "print(json.dumps([torch.backends.cpu.get_cpu_capability(), features['X86_V4'],"
+        " blas, faiss.SIMDConfig.get_dispatched_level() == faiss.SIMDLevel_AVX2]))"
+    )
+    environment = {**os.environ, **NUMERICS[FAST_CHECK_NUMERICS]}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True
+    )
+    capability, numpy_avx512, blas, faiss_avx2 = json.loads(result.stdout)
+    assert (capability, numpy_avx512, faiss_avx2) == ("AVX2", False, True)
+    assert blas and set(blas) == {"Haswell"}
+
+
+def test_unknown_numerics_are_refused_before_any_run(tmp_path):
+    check = Check(command=["evaluate", "model=bm25"], expected={"nDCG@10": 0.0}, tolerance=0.0)
+    with pytest.raises(ConfigError, match="numerics must be one of .*'portable'.*got 'avx2'"):
+        run_check(check, tmp_path, "avx2")
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_check_builds_on_its_before_runs(tiny_model_dir, tmp_path):

@@ -3,8 +3,8 @@ their metrics with the recorded ones.
 
 Each `experiments/<name>/baseline.yaml` gives the command of the baseline (`full`: the run
 whose numbers its README reports) and a shrunken variant (`fast`: few steps on the test
-fixture, pinned values) that `make test-pinned` runs (those with `fast_in_ci`), so that a
-change shifting a baseline fails CI:
+fixture, pinned values) that `make test-baselines` runs, in CI too, so that a change shifting a
+baseline fails CI:
 
     full:
       command: [evaluate, model=bm25]
@@ -19,12 +19,17 @@ A baseline that builds on other runs (a teacher, a pre-trained checkpoint) names
       before: {teacher: [train, +experiment=colbert]}
       command: [train, +experiment=distill_margin_mse,
                 "teacher.model.name_or_path={teacher}/checkpoints/step-0000100"]
+
+A fast check runs with portable numerics (`NUMERICS`): the vector width decides the order of
+floating-point sums, so with each library's widest kernels a pinned value would move with the
+CPU (AMD AVX2, AMD AVX-512, Intel AMX hosts); `--numerics native` measures that spread.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -39,6 +44,24 @@ from xpretrieval.core.errors import ConfigError
 
 BASELINE_FILE = "baseline.yaml"
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: relative paths in commands
+
+# How each kernel library computes: "native" lets each pick the CPU's widest vectors; "portable"
+# holds them to code every x86-64 CPU the project meets runs alike: AVX2 for PyTorch's vectorised
+# kernels, oneDNN, NumPy's SIMD loops and OpenBLAS, and faiss, and oneMKL's SSE2 branch for
+# conditional numerical reproducibility (COMPATIBLE: its AVX2 branch exists on Intel CPUs only, AMD
+# ones fall back to their own code). Fast checks run portable, about twice as slow.
+NUMERICS: dict[str, dict[str, str]] = {
+    "portable": {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_CBWR": "COMPATIBLE",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+        "OPENBLAS_CORETYPE": "Haswell",
+        "FAISS_SIMD_LEVEL": "AVX2",
+    },
+    "native": {},
+}
+FAST_CHECK_NUMERICS = "portable"  # the fast checks' values are pinned as computed so
 
 
 @dataclass
@@ -63,11 +86,7 @@ class Check:
 @dataclass
 class Baseline:
     full: Check  # the run the README reports
-    fast: Check  # its shrunken check: `make test-baselines` runs every one
-    # also in `make test-pinned`, which CI runs on every change; false: its model is slow to
-    # train or evaluate on 2 CPU cores even shrunk, or its value is not yet shown to hold on
-    # every CPU kind
-    fast_in_ci: bool = True
+    fast: Check  # its shrunken check: `make test-baselines` (and so CI) runs every one
 
 
 @dataclass(frozen=True)
@@ -100,24 +119,28 @@ def load_baseline(folder: Path) -> Baseline:
         raise ConfigError(f"{path}: {error}") from None
 
 
-def run_check(check: Check, workdir: Path) -> Outcome:
+def run_check(check: Check, workdir: Path, numerics: str = "native") -> Outcome:
     """Run the check's `before` runs into `workdir/<name>`, then its command into `workdir`
-    (from the checkout); compare its metrics."""
+    (from the checkout), the kernels computing as `numerics` says (a key of `NUMERICS`);
+    compare its metrics."""
+    if numerics not in NUMERICS:
+        raise ConfigError(f"numerics must be one of {sorted(NUMERICS)}, got {numerics!r}")
+    environment = {**os.environ, **NUMERICS[numerics]}
     folders = {name: workdir / name for name in check.before}
     for name, command in check.before.items():
-        _run(command, folders[name])
+        _run(command, folders[name], environment)
     command = list(check.command)
     for name, folder in folders.items():
         command = [argument.replace(f"{{{name}}}", str(folder)) for argument in command]
-    _run(command, workdir)
+    _run(command, workdir, environment)
     metrics = json.loads((workdir / "metrics.json").read_text(encoding="utf-8"))["aggregate"]
     return Outcome(metrics, check.expected, check.tolerance)
 
 
-def _run(command: list[str], folder: Path) -> None:
+def _run(command: list[str], folder: Path, environment: dict[str, str]) -> None:
     """`python -m xpretrieval COMMAND hydra.run.dir=FOLDER`, failing with its stderr."""
     argv = [sys.executable, "-m", "xpretrieval", *command, f"hydra.run.dir={folder}"]
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(argv, cwd=ROOT, env=environment, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
 
@@ -128,16 +151,23 @@ def main(args: list[str]) -> None:
     parser.add_argument(
         "--fast", action="store_true", help="the shrunken check (make test-baselines)"
     )
+    parser.add_argument(
+        "--numerics",
+        choices=sorted(NUMERICS),
+        help=f"how the kernels compute (default: {FAST_CHECK_NUMERICS} for --fast, as pinned; "
+        "native for the full runs, as users run them)",
+    )
     options = parser.parse_args(args)
+    numerics = options.numerics or (FAST_CHECK_NUMERICS if options.fast else "native")
     failed = 0
     for folder in options.folders:
         baseline = load_baseline(folder)
         check = baseline.fast if options.fast else baseline.full
         with tempfile.TemporaryDirectory() as workdir:
-            outcome = run_check(check, Path(workdir))
+            outcome = run_check(check, Path(workdir), numerics)
         for name, value in check.expected.items():
             print(
-                f"{folder.name:28} {name:10} expected {value:.4f}  measured "
+                f"{folder.name:36} {numerics:8} {name:10} expected {value:.4f}  measured "
                 f"{outcome.measured.get(name, float('nan')):.4f}"
             )
         for failure in outcome.failures:
