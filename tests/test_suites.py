@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from xpretrieval.commands.report import find_runs, write_report
 from xpretrieval.commands.train import run_train
 from xpretrieval.core.errors import ConfigError, RunDirectoryRefused
 from xpretrieval.data.collection import Collection
+from xpretrieval.data.passages import Passages
 from xpretrieval.evaluation.suites import NanoCut, collection_name, suite_mean
 
 MEASURES = ["nDCG@10", "RR@10", "R@100", "AP"]
@@ -183,6 +185,8 @@ def test_the_nano_cut_is_drawn_by_seed(folders):
     queries_only = NanoCut(queries=3).apply(collection, seed=1)
     assert queries_only.queries == cut.queries and queries_only.documents is collection.documents
     assert NanoCut(queries=50).apply(collection, seed=1).queries == collection.queries
+    windows = replace(collection, passages=Passages(length=8))  # a cut keeps the windows
+    assert nano.apply(windows, seed=1).passages == Passages(length=8)
 
 
 def test_a_nano_suite_records_the_cut_collections(tiny_model_dir, folders, tmp_path):

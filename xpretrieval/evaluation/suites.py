@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from xpretrieval.core.checks import check_range
@@ -40,10 +40,11 @@ class NanoCut:
         return self.queries is not None or self.bm25_pool is not None
 
     def apply(self, collection: Collection, seed: int) -> Collection:
-        """`collection` cut to the kept queries and, with `bm25_pool`, to their pool."""
+        """`collection` cut to the kept queries and, with `bm25_pool`, to their pool; its
+        other settings (passages) kept."""
         queries = self._kept_queries(collection, seed)
         qrels = {query_id: collection.qrels[query_id] for query_id in queries}
-        cut = Collection(collection.name, collection.documents, queries, qrels)
+        cut = replace(collection, queries=queries, qrels=qrels)
         if self.bm25_pool is None:
             return cut
         pooled = {doc_id for judged in qrels.values() for doc_id in judged}
@@ -51,7 +52,7 @@ class NanoCut:
             run, _ = Bm25().build().rank(cut, self.bm25_pool)
             pooled.update(doc_id for ranking in run.values() for doc_id, _ in ranking)
         documents = {d: collection.documents[d] for d in collection.documents if d in pooled}
-        return Collection(collection.name, documents, queries, qrels)
+        return replace(cut, documents=documents)
 
     def _kept_queries(self, collection: Collection, seed: int) -> dict[str, str]:
         """`queries` of the queries with a relevant judgement, drawn with `seed` from their
