@@ -326,6 +326,40 @@ def test_id_triplets_read_their_texts_and_the_teachers_margin(layouts):
         assert example.scores == (0.0, -(TEACHER[0] - TEACHER[1]))
 
 
+def test_integer_ids_find_the_texts_their_sets_hold_as_strings(tmp_path):
+    """Ids stored as integers (or as whole floats, as pandas stores an integer column with
+    nulls) in the rows find the same ids stored as strings in the text sets."""
+    from datasets import Dataset
+
+    rows = tmp_path / "ids.parquet"
+    Dataset.from_dict(
+        {"query_id": [7], "positive_id": [11.0], "negative_id": [12], "label": [2.5]}
+    ).to_parquet(str(rows))
+    queries = write([{"query_id": "7", "query": "what"}], tmp_path / "queries.jsonl")
+    corpus = write(
+        [{"passage_id": d, "passage": f"text {d}"} for d in ("11", "12")], tmp_path / "c.jsonl"
+    )
+    split = Split(hf_dataset=str(rows), hf_queries=str(queries), hf_documents=str(corpus))
+    (example,) = itertools.islice(split.load().training.epochs(0), 1)
+    assert (example.query.id, example.positives[0].id, example.negatives[0].id) == (
+        "7",
+        "11",
+        "12",
+    )
+    assert example.scores == (0.0, -2.5)  # a label column is the margin too
+
+
+def test_text_columns_beside_id_columns_are_read_as_texts(tmp_path):
+    from datasets import Dataset
+
+    path = tmp_path / "both.parquet"
+    columns = {"query_id": ["q"], "positive_id": ["a"], "negative_id": ["b"]}
+    texts = {"query": ["what"], "positive": ["an answer"], "negative": ["another"]}
+    Dataset.from_dict({**columns, **texts}).to_parquet(str(path))
+    (example,) = itertools.islice(Split(hf_dataset=str(path)).load().training.epochs(0), 1)
+    assert (example.query.text, example.positives[0].text) == ("what", "an answer")
+
+
 def test_margins_and_scores_become_the_same_teacher_scores():
     assert teacher_scores([5.0, 1.5, 0.5], 2, "row") == (5.0, 1.5, 0.5)
     assert teacher_scores([3.5, 4.5], 2, "row") == (0.0, -3.5, -4.5)  # margins pos - neg_i
@@ -379,7 +413,12 @@ BAD_DATASETS = {
     "id-triplets-naming-an-unknown-passage": (
         {"query_id": ["q"], "positive_id": ["a"], "negative_id": ["z"]},
         {"hf_queries": "ST_QUERIES", "hf_documents": "ST_CORPUS"},
-        "row 1: negative_id 'z' is not in the passages set",
+        "row 1, negative_id: id 'z' is not in the passages set",
+    ),
+    "id-triplets-with-a-null-id": (
+        {"query_id": ["q"], "positive_id": ["a"], "negative_id": [None]},
+        {"hf_queries": "ST_QUERIES", "hf_documents": "ST_CORPUS"},
+        "row 1, negative_id: expected an id, got None",
     ),
 }
 

@@ -28,17 +28,20 @@ class Split:
     # splits (null: train)
     split: str | None = None
     # training examples: a Hub dataset id, a local folder, or a .parquet / .jsonl file, in a
-    # published layout (sentence-transformers, tevatron, pylate's ids and scores: docs/hub-data.md)
+    # published layout (sentence-transformers' texts or id triplets, tevatron, pylate's ids and
+    # scores: docs/hub-data.md)
     hf_dataset: str | None = None
     hf_subset: str | None = None  # the Hub dataset's subset (configuration), if it has several
     # the columns of each role in any other layout: {query: q, positive: p, negatives: [n1, n2],
     # score: s}; unset: the layout is recognised from the column names
     hf_columns: ColumnMapping = field(default_factory=ColumnMapping)
-    # the ids-with-scores layout's separate sets: queries (query_id, text) and documents
-    # (document_id, text), each a path or Hub id; null for a Hub id: its queries / documents subsets
+    # the separate text sets of a layout of ids, each a path or Hub id (null for a Hub id: its own
+    # subsets): pylate's queries (query_id, text) and documents (document_id, text), or
+    # sentence-transformers' queries (query_id, query) and corpus (passage_id, passage)
     hf_queries: str | None = None
     hf_documents: str | None = None
-    # hf_dataset read as a stream, never held whole (for sets larger than memory or disk)
+    # hf_dataset read as a stream, never held whole (for sets larger than memory or disk); the
+    # separate text sets of a layout of ids are still downloaded whole (memory-mapped)
     streaming: bool = False
     shuffle_buffer: int = 10_000  # streaming: rows shuffled within a buffer of this many
     # keep every judged document and only this many in all (others drawn at random, always

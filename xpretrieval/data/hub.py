@@ -149,11 +149,10 @@ def _separate_texts(split: Split, sets: tuple[TextSet, TextSet]) -> Texts:
     texts = []
     for text_set in sets:
         path = getattr(split, text_set.setting)
-        columns = f"{text_set.id_column}, {text_set.text_column}"
         if path is None and not hub_id:
             raise DataError(
                 f"dataset.train.{text_set.setting}: {name} holds ids, its texts apart; give "
-                f"the {text_set.subset} set ({columns})"
+                f"the {text_set.subset} set ({text_set.id_column}, {text_set.text_column})"
             )
         if path is None:
             rows = open_dataset(name, text_set.subset, None, streaming=False)

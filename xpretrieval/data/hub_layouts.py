@@ -129,19 +129,18 @@ def recognise(
         return Tevatron()
     if found.issuperset(IDS_WITH_SCORES):
         return IdsWithScores(*load_texts(PYLATE_TEXTS))
-    if found.issuperset(ID_TRIPLETS):
-        score = "score" if "score" in found else None
-        return IdTriplets(*load_texts(SENTENCE_TRANSFORMERS_TEXTS), score)
+    score = next((name for name in SCORE_COLUMNS if name in found), None)
     query = next((name for name in QUERY_COLUMNS if name in found), None)
-    if query is not None and "positive" in found:
+    if query is not None and "positive" in found:  # texts, even beside ids
         numbered = sorted(
             (int(match[1]), name)
             for name in columns
             if (match := NUMBERED_NEGATIVE.fullmatch(name)) is not None
         )
         negatives = (*(["negative"] if "negative" in found else []), *(n for _, n in numbered))
-        score = next((name for name in SCORE_COLUMNS if name in found), None)
         return TextColumns(query, "positive", negatives, score)
+    if found.issuperset(ID_TRIPLETS):
+        return IdTriplets(*load_texts(SENTENCE_TRANSFORMERS_TEXTS), score)
     raise DataError(
         f"{where}: columns {', '.join(columns)} match no known layout ({EXPECTED}); name them "
         "with dataset.train.hf_columns={query: ..., positive: ..., negatives: [...], score: ...}"
@@ -246,7 +245,7 @@ def _passages(value: Any, where: str) -> tuple[Text, ...]:
     return tuple(passages)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: never compare millions of texts
 class IdsWithScores(Layout):
     """pylate's distillation rows: a query id, candidate document ids and the teacher's score
     of each; the texts come from the separate sets."""
@@ -259,7 +258,7 @@ class IdsWithScores(Layout):
         return True
 
     def read(self, row: Mapping[str, Any], where: str) -> Example:
-        query_id, ids, scores = str(row["query_id"]), row["document_ids"], row["scores"]
+        ids, scores = row["document_ids"], row["scores"]
         if not isinstance(ids, list) or not isinstance(scores, list) or len(ids) != len(scores):
             raise DataError(
                 f"{where}: document_ids and scores must be lists of the same length, got "
@@ -267,24 +266,19 @@ class IdsWithScores(Layout):
             )
         if len(ids) < 2:
             raise DataError(f"{where}: {len(ids)} document ids; a positive and a negative needed")
-        if query_id not in self.queries:
-            raise DataError(f"{where}: query id {query_id!r} is not in the queries set")
-        texts = []
-        for doc_id in map(str, ids):
-            if doc_id not in self.documents:
-                raise DataError(f"{where}: document id {doc_id!r} is not in the documents set")
-            texts.append(Text(doc_id, self.documents[doc_id]))
+        query = lookup(self.queries, row["query_id"], f"{where}, query_id", "queries")
+        texts = [lookup(self.documents, i, f"{where}, document_ids", "documents") for i in ids]
         best = max(range(len(ids)), key=lambda i: scores[i])  # the first of equal scores
         rest = [i for i in range(len(ids)) if i != best]
         return Example(
-            Text(query_id, self.queries[query_id]),
+            query,
             (texts[best],),
             tuple(texts[i] for i in rest),
             (float(scores[best]), *(float(scores[i]) for i in rest)),
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class IdTriplets(Layout):
     """sentence-transformers' rows of ids: a query, its positive and one negative, with the
     teacher's margin score(positive) - score(negative) when a `score` column holds it."""
@@ -298,19 +292,28 @@ class IdTriplets(Layout):
         return self.score is not None
 
     def read(self, row: Mapping[str, Any], where: str) -> Example:
-        query_id = str(row["query_id"])
-        if query_id not in self.queries:
-            raise DataError(f"{where}: query id {query_id!r} is not in the queries set")
-        texts = []
-        for column in ("positive_id", "negative_id"):
-            doc_id = str(row[column])
-            if doc_id not in self.documents:
-                raise DataError(f"{where}: {column} {doc_id!r} is not in the passages set")
-            texts.append(Text(doc_id, self.documents[doc_id]))
+        query = lookup(self.queries, row["query_id"], f"{where}, query_id", "queries")
+        positive, negative = (
+            lookup(self.documents, row[column], f"{where}, {column}", "passages")
+            for column in ("positive_id", "negative_id")
+        )
         scores = None
         if self.score is not None:
             scores = teacher_scores(row[self.score], 1, f"{where}, {self.score}")
-        return Example(Text(query_id, self.queries[query_id]), (texts[0],), (texts[1],), scores)
+        return Example(query, (positive,), (negative,), scores)
+
+
+def lookup(texts: Mapping[str, str], value: Any, where: str, kind: str) -> Text:
+    """The text of the id in a cell of a layout of ids: a null id is refused, a whole float
+    (what pandas makes of an integer column with nulls) read as the integer it holds."""
+    if value is None or isinstance(value, bool):
+        raise DataError(f"{where}: expected an id, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    key = str(value)
+    if key not in texts:
+        raise DataError(f"{where}: id {key!r} is not in the {kind} set")
+    return Text(key, _text(texts[key], f"{where}, the text of {key!r}"))
 
 
 def _length(value: Any) -> str:
