@@ -5,7 +5,7 @@ are marked `baseline`: `make test-baselines` (and so CI) runs every one, `make t
 from __future__ import annotations
 
 import json
-import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +16,11 @@ from tests.conftest import ROOT, tiny_overrides
 from xpretrieval.commands.baselines import (
     BASELINE_FILE,
     FAST_CHECK_NUMERICS,
-    NUMERICS,
+    NATIVE,
     Check,
     Outcome,
     load_baseline,
+    numerics_environment,
     run_check,
 )
 from xpretrieval.core.errors import ConfigError
@@ -46,25 +47,42 @@ def test_fast_check_reproduces_its_pinned_values(folder: Path, tmp_path):
     assert not outcome.failures
 
 
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"), reason="the settings are x86-64's"
+)
 def test_portable_numerics_reach_every_kernel_library():
     """Each library reads its own variable, and a misspelt one is silently ignored: a child
     process with the fast checks' numerics reports AVX2 from PyTorch, NumPy, OpenBLAS and faiss
-    (oneMKL's branch and oneDNN's limit are not queryable)."""
+    and one thread (oneMKL's branch and oneDNN's limit are not queryable)."""
     probe = (
         "import json, faiss, numpy, torch, threadpoolctl;"
         "from numpy._core._multiarray_umath import __cpu_features__ as features;"
         "blas = [i['architecture'] for i in threadpoolctl.threadpool_info()"
         " if i['internal_api'] == 'openblas'];"
-        "print(json.dumps([torch.backends.cpu.get_cpu_capability(), features['X86_V4'],"
-        " blas, faiss.SIMDConfig.get_dispatched_level() == faiss.SIMDLevel_AVX2]))"
+        "print(json.dumps([torch.backends.cpu.get_cpu_capability(), torch.get_num_threads(),"
+        " features.get('X86_V4', False), blas,"
+        " faiss.SIMDConfig.get_dispatched_level() == faiss.SIMDLevel_AVX2]))"
     )
-    environment = {**os.environ, **NUMERICS[FAST_CHECK_NUMERICS]}
     result = subprocess.run(
-        [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe],
+        env=numerics_environment(FAST_CHECK_NUMERICS),
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    capability, numpy_avx512, blas, faiss_avx2 = json.loads(result.stdout)
-    assert (capability, numpy_avx512, faiss_avx2) == ("AVX2", False, True)
+    capability, threads, numpy_avx512, blas, faiss_avx2 = json.loads(result.stdout)
+    assert (capability, threads, numpy_avx512, faiss_avx2) == ("AVX2", 1, False, True)
     assert blas and set(blas) == {"Haswell"}
+
+
+def test_native_numerics_drop_the_portable_settings_a_process_inherited(monkeypatch):
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    native = numerics_environment(NATIVE)
+    assert "ATEN_CPU_CAPABILITY" not in native and "OMP_NUM_THREADS" not in native
+    assert native["HF_HUB_OFFLINE"] == "1"  # the rest of the environment passes through
+    assert numerics_environment(FAST_CHECK_NUMERICS)["OMP_NUM_THREADS"] == "1"
 
 
 def test_unknown_numerics_are_refused_before_any_run(tmp_path):
@@ -83,7 +101,7 @@ def test_a_check_builds_on_its_before_runs(tiny_model_dir, tmp_path):
         expected={"nDCG@10": -1.0},  # unreachable: the failure reports what was measured
         tolerance=0.0,
     )
-    outcome = run_check(check, tmp_path)
+    outcome = run_check(check, tmp_path, FAST_CHECK_NUMERICS)
     # the evaluated checkpoint is the trained run's: the same metrics as its own evaluation
     own = json.loads((tmp_path / "trained" / "metrics.json").read_text())["aggregate"]
     assert outcome.measured == pytest.approx(own)

@@ -46,20 +46,26 @@ BASELINE_FILE = "baseline.yaml"
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: relative paths in commands
 
 # How each kernel library computes: "native" lets each pick the CPU's widest vectors; "portable"
-# holds them to code every x86-64 CPU the project meets runs alike: AVX2 for PyTorch's vectorised
-# kernels, oneDNN, NumPy's SIMD loops and OpenBLAS, and faiss, and oneMKL's SSE2 branch for
-# conditional numerical reproducibility (COMPATIBLE: its AVX2 branch exists on Intel CPUs only, AMD
-# ones fall back to their own code). Fast checks run portable, about twice as slow.
+# holds them to code that every x86-64 CPU the project meets runs alike: AVX2 for PyTorch's
+# vectorised kernels, oneDNN, NumPy's SIMD loops (names of NumPy >= 2.4 and older), OpenBLAS and
+# faiss (>= 1.15 and older loaders), oneMKL's SSE2 branch of conditional numerical
+# reproducibility (COMPATIBLE: its AVX2 branch is for Intel CPUs only, AMD ones fall back to
+# their own code), and one thread, which that reproducibility also needs. Fast checks run
+# portable, about three times as long as native.
+NATIVE = "native"  # as users run the full baselines
 NUMERICS: dict[str, dict[str, str]] = {
     "portable": {
         "ATEN_CPU_CAPABILITY": "avx2",
         "MKL_CBWR": "COMPATIBLE",
         "ONEDNN_MAX_CPU_ISA": "AVX2",
-        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR AVX512F AVX512_SKX",
         "OPENBLAS_CORETYPE": "Haswell",
         "FAISS_SIMD_LEVEL": "AVX2",
+        "FAISS_OPT_LEVEL": "avx2",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
     },
-    "native": {},
+    NATIVE: {},
 }
 FAST_CHECK_NUMERICS = "portable"  # the fast checks' values are pinned as computed so
 
@@ -85,6 +91,8 @@ class Check:
 
 @dataclass
 class Baseline:
+    """A `baseline.yaml`: the run its README reports and its shrunken, pinned check."""
+
     full: Check  # the run the README reports
     fast: Check  # its shrunken check: `make test-baselines` (and so CI) runs every one
 
@@ -119,13 +127,11 @@ def load_baseline(folder: Path) -> Baseline:
         raise ConfigError(f"{path}: {error}") from None
 
 
-def run_check(check: Check, workdir: Path, numerics: str = "native") -> Outcome:
+def run_check(check: Check, workdir: Path, numerics: str) -> Outcome:
     """Run the check's `before` runs into `workdir/<name>`, then its command into `workdir`
     (from the checkout), the kernels computing as `numerics` says (a key of `NUMERICS`);
     compare its metrics."""
-    if numerics not in NUMERICS:
-        raise ConfigError(f"numerics must be one of {sorted(NUMERICS)}, got {numerics!r}")
-    environment = {**os.environ, **NUMERICS[numerics]}
+    environment = numerics_environment(numerics)
     folders = {name: workdir / name for name in check.before}
     for name, command in check.before.items():
         _run(command, folders[name], environment)
@@ -135,6 +141,16 @@ def run_check(check: Check, workdir: Path, numerics: str = "native") -> Outcome:
     _run(command, workdir, environment)
     metrics = json.loads((workdir / "metrics.json").read_text(encoding="utf-8"))["aggregate"]
     return Outcome(metrics, check.expected, check.tolerance)
+
+
+def numerics_environment(numerics: str) -> dict[str, str]:
+    """This process's environment with the settings of `numerics` (a key of `NUMERICS`) in
+    place of any of another mode's it holds."""
+    if numerics not in NUMERICS:
+        raise ConfigError(f"numerics must be one of {sorted(NUMERICS)}, got {numerics!r}")
+    every = {name for settings in NUMERICS.values() for name in settings}
+    environment = {name: value for name, value in os.environ.items() if name not in every}
+    return {**environment, **NUMERICS[numerics]}
 
 
 def _run(command: list[str], folder: Path, environment: dict[str, str]) -> None:
@@ -158,7 +174,7 @@ def main(args: list[str]) -> None:
         "native for the full runs, as users run them)",
     )
     options = parser.parse_args(args)
-    numerics = options.numerics or (FAST_CHECK_NUMERICS if options.fast else "native")
+    numerics = options.numerics or (FAST_CHECK_NUMERICS if options.fast else NATIVE)
     failed = 0
     for folder in options.folders:
         baseline = load_baseline(folder)
