@@ -162,6 +162,19 @@ def test_training_and_onnx_bf16_are_refused_before_any_work(tiny_model_dir):
     xpretrieval.configure([*given, "precision=fp32"], command="evaluate")
 
 
+def test_onnx_is_refused_at_start_where_precision_auto_means_bf16(tiny_model_dir, monkeypatch):
+    """On a GPU with bf16, precision=auto encodes under bf16 autocast, which the ONNX graph
+    cannot run: refused before any work, not at the first batch."""
+    given = [*tiny_overrides(tiny_model_dir), "model.backend=onnx", "precision=auto"]
+    xpretrieval.configure(given, command="evaluate")  # on a CPU, auto is fp32
+    given = [*given, "device=cuda"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    with pytest.raises(ConfigError, match=r"precision=auto \(bf16 on this GPU\)"):
+        xpretrieval.configure(given, command="evaluate")
+
+
 def test_evaluate_with_an_exported_graph_measures_what_pytorch_does(dense_dir, tmp_path):
     given = tiny_overrides(dense_dir)
     run("evaluate", given, tmp_path / "torch")

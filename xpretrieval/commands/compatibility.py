@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xpretrieval.core.device import Precision
+from xpretrieval.core.device import Precision, effective_precision, resolve_device
 from xpretrieval.core.errors import ConfigError
 from xpretrieval.data.records import WITH_NEGATIVES, DistillationRecord, PointwiseRecord
 from xpretrieval.losses.base import Loss
@@ -104,10 +104,12 @@ def check_backend(experiment: ExperimentConfig, command: str) -> None:
             f"model.backend={backend.value}: training runs on torch (the graph would not "
             "follow the weights); train, then evaluate the checkpoint with model.backend"
         )
-    if backend is Backend.onnx and experiment.precision is Precision.bf16:
+    precision = effective_precision(resolve_device(experiment.device), experiment.precision)
+    if backend is Backend.onnx and precision is Precision.bf16:
+        meaning = " (bf16 on this GPU)" if experiment.precision is Precision.auto else ""
         raise ConfigError(
-            "precision=bf16: ONNX Runtime runs the exported graph in fp32 (or int8); use "
-            "precision=fp32, or model.backend=openvino for bf16"
+            f"precision={experiment.precision.value}{meaning}: ONNX Runtime runs the exported "
+            "graph in fp32 (or int8); use precision=fp32, or model.backend=openvino for bf16"
         )
 
 

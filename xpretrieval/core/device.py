@@ -54,11 +54,17 @@ class Precision(Enum):
     bf16 = "bf16"
 
 
+def effective_precision(device: torch.device, precision: Precision) -> Precision:
+    """What `precision` means on `device`: auto is bf16 on a GPU that has it, else fp32."""
+    if precision is not Precision.auto:
+        return precision
+    bf16_gpu = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return Precision.bf16 if bf16_gpu else Precision.fp32
+
+
 def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
     """The autocast context for `precision` on `device` (a no-op in fp32)."""
-    if precision is Precision.auto:
-        bf16_gpu = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        precision = Precision.bf16 if bf16_gpu else Precision.fp32
+    precision = effective_precision(device, precision)
     if precision is Precision.fp32:
         return contextlib.nullcontext()
     if device.type == "cpu" and not cpu_has_native_bf16():
