@@ -53,8 +53,9 @@ ROOT = Path(__file__).resolve().parents[2]  # the checkout: relative paths in co
 # their own code), and one thread, which that reproducibility also needs. Fast checks run
 # portable, about three times as long as native.
 NATIVE = "native"  # as users run the full baselines
+PORTABLE = "portable"  # as the fast checks are pinned
 NUMERICS: dict[str, dict[str, str]] = {
-    "portable": {
+    PORTABLE: {
         "ATEN_CPU_CAPABILITY": "avx2",
         "MKL_CBWR": "COMPATIBLE",
         "ONEDNN_MAX_CPU_ISA": "AVX2",
@@ -67,7 +68,7 @@ NUMERICS: dict[str, dict[str, str]] = {
     },
     NATIVE: {},
 }
-FAST_CHECK_NUMERICS = "portable"  # the fast checks' values are pinned as computed so
+FAST_CHECK_NUMERICS = PORTABLE
 
 
 @dataclass
