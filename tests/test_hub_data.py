@@ -349,6 +349,27 @@ def test_integer_ids_find_the_texts_their_sets_hold_as_strings(tmp_path):
     assert example.scores == (0.0, -2.5)  # a label column is the margin too
 
 
+def test_text_sets_holding_whole_float_ids_match_the_rows_string_ids(tmp_path):
+    """The other way round: the rows name ids as strings, the text sets hold them as whole
+    floats (an integer column with nulls, as pandas writes it); a null id in a set is refused."""
+    from datasets import Dataset
+
+    rows = tmp_path / "ids.parquet"
+    Dataset.from_dict({"query_id": ["7"], "positive_id": ["11"], "negative_id": ["12"]}).to_parquet(
+        str(rows)
+    )
+    queries = write([{"query_id": 7.0, "query": "what"}], tmp_path / "queries.jsonl")
+    corpus = write(
+        [{"passage_id": float(d), "passage": f"text {d}"} for d in (11, 12)], tmp_path / "c.jsonl"
+    )
+    split = Split(hf_dataset=str(rows), hf_queries=str(queries), hf_documents=str(corpus))
+    (example,) = itertools.islice(split.load().training.epochs(0), 1)
+    assert (example.positives[0].text, example.negatives[0].text) == ("text 11", "text 12")
+    write([{"query_id": None, "query": "what"}], queries)
+    with pytest.raises(DataError, match=r"queries\.jsonl.*, row 1: expected an id, got None"):
+        split.load()
+
+
 def test_text_columns_beside_id_columns_are_read_as_texts(tmp_path):
     from datasets import Dataset
 

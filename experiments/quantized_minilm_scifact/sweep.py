@@ -4,10 +4,15 @@ what `python -m xpretrieval evaluate precision=fp32 index=quantized ...` measure
 (the runs encode the same documents again each time), in the time of one run.
 
     python experiments/quantized_minilm_scifact/sweep.py
+    python experiments/quantized_minilm_scifact/sweep.py model.name_or_path=<a checkpoint>
+
+Overrides on the command line configure the model as `evaluate` would (a trained checkpoint);
+`--quantization int8` keeps the rows of one precision (a QAT model's own).
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
@@ -26,7 +31,12 @@ SETTINGS = [  # (quantization, dims, rescore)
 
 
 def main() -> None:
-    experiment = xpretrieval.configure(["precision=fp32"], command="evaluate")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for evaluate")
+    parser.add_argument("--quantization", choices=["none", "int8", "binary"])
+    arguments = parser.parse_args()
+    settings_swept = [row for row in SETTINGS if arguments.quantization in (None, row[0])]
+    experiment = xpretrieval.configure(["precision=fp32", *arguments.overrides], command="evaluate")
     settings, precision = experiment.evaluation, experiment.precision
     collection = experiment.dataset.test.load()
     model = experiment.model.build()
@@ -38,15 +48,17 @@ def main() -> None:
     doc_ids, query_ids = list(collection.documents), list(collection.queries)
     print("| quantization | dims | rescore | bytes/doc | nDCG@10 | R@100 | recall@1000 vs fp32 |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    exact_rows = None
-    for quantization, dims, rescore in SETTINGS:
+    exact_rows = None  # float32 at every dimension: exact search, what the others are held to
+    for quantization, dims, rescore in [("none", 384, "none"), *settings_swept]:
         index = Quantized(quantization=quantization, dims=dims, rescore=rescore)
         index = index.fitted(experiment.model)
         rows_in = [(torch.arange(len(documents)), documents)]
         searcher = index.build(rows_in, len(documents), model.score)
         scores, rows = searcher.search(queries, settings.top_k)
-        if exact_rows is None:  # the first setting: float32, all dimensions = exact search
+        if exact_rows is None:
             exact_rows = rows
+            if ("none", 384, "none") in settings_swept:
+                continue  # printed as the swept row
         overlap = (
             sum(
                 len(set(a) & set(b))

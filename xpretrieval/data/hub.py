@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from xpretrieval.core.errors import DataError
 from xpretrieval.data.documents import OnDiskDocuments
 from xpretrieval.data.examples import Example, TrainingExamples, buffered_shuffle
-from xpretrieval.data.hub_layouts import Layout, Texts, TextSet, recognise
+from xpretrieval.data.hub_layouts import Layout, Texts, TextSet, id_key, recognise
 
 if TYPE_CHECKING:
     from xpretrieval.data.dataset import Split
@@ -179,7 +179,11 @@ class ArrowTexts(OnDiskDocuments):
             )
         self.rows, self.name = rows, name
         batches = rows.select_columns([id_column]).iter(batch_size=10_000)
-        ids = (str(item) for batch in batches for item in batch[id_column])
+        cells = (item for batch in batches for item in batch[id_column])
+        ids = (
+            item if isinstance(item, str) else id_key(item, f"{name}, row {row + 1}")
+            for row, item in enumerate(cells)
+        )
         super().__init__(ids, lambda row: f"{name}, row {row + 1}")
 
     def text_at(self, row: int) -> str:

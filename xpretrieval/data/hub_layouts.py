@@ -303,14 +303,19 @@ class IdTriplets(Layout):
         return Example(query, (positive,), (negative,), scores)
 
 
-def lookup(texts: Mapping[str, str], value: Any, where: str, kind: str) -> Text:
-    """The text of the id in a cell of a layout of ids: a null id is refused, a whole float
-    (what pandas makes of an integer column with nulls) read as the integer it holds."""
+def id_key(value: Any, where: str) -> str:
+    """An id cell as the string ids are matched by: a null id is refused, a whole float (what
+    pandas makes of an integer column with nulls) read as the integer it holds."""
     if value is None or isinstance(value, bool):
         raise DataError(f"{where}: expected an id, got {value!r}")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    key = str(value)
+    return str(value)
+
+
+def lookup(texts: Mapping[str, str], value: Any, where: str, kind: str) -> Text:
+    """The text of the id in a cell of a layout of ids (read by `id_key`)."""
+    key = id_key(value, where)
     if key not in texts:
         raise DataError(f"{where}: id {key!r} is not in the {kind} set")
     return Text(key, _text(texts[key], f"{where}, the text of {key!r}"))
