@@ -95,6 +95,21 @@ def test_the_export_is_kept_beside_the_checkpoint_and_reused(dense_dir, monkeypa
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
 
 
+def test_onnx_graphs_hold_plain_attention_and_the_model_keeps_its_own(dense_dir):
+    """Exported with eager attention (SDPA's export guards every score with IsNaN and Where,
+    separate passes in ONNX Runtime); the PyTorch model's attention is left as it was."""
+    import onnx
+
+    model = Dense(name_or_path=str(dense_dir), backend="onnx").build().eval()
+    encoder = model.side_encoder(False)
+    before = encoder.config._attn_implementation
+    model.encode_documents(TEXTS)
+    (graph,) = (dense_dir / "exports").glob("document-onnx-*/*.onnx")
+    operators = {node.op_type for node in onnx.load(str(graph)).graph.node}
+    assert "Softmax" in operators and "IsNaN" not in operators
+    assert encoder.config._attn_implementation == before != "eager"
+
+
 def test_new_weights_get_a_new_export(dense_dir, tmp_path):
     model = Dense(name_or_path=str(dense_dir), backend="onnx").build().eval()
     before = model.encode_documents(TEXTS[:2])
