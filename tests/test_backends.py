@@ -157,6 +157,7 @@ def test_a_saved_model_does_not_record_its_backend(dense_dir, tmp_path):
         (lambda p: CrossEncoder(name_or_path=p, backend="openvino"), "dense and SPLADE"),
         (lambda p: Dense(name_or_path=p, backend_quantization="static"), "set model.backend"),
         (lambda p: Dense(name_or_path=p, backend="tensorrt"), "tensorrt"),
+        (lambda p: Dense(name_or_path=p, backend="onnx", compile=True), "compile: .* Set one"),
         (
             lambda p: Dense(name_or_path=p, backend="onnx", backend_calibration_texts=0),
             "backend_calibration_texts",

@@ -44,7 +44,13 @@ CALIBRATION_BATCH = 16  # texts per calibration batch
 
 
 def check_backend_fields(config: Any) -> None:
-    """A backend only for bi-encoders, int8 only for an exported graph."""
+    """A backend only for bi-encoders, int8 only for an exported graph, compiling only for
+    PyTorch's own passes."""
+    if config.compile and config.backend is not Backend.torch:
+        raise ValueError(
+            f"compile: torch.compile speeds up PyTorch's passes; backend={config.backend.value} "
+            "runs an exported graph instead. Set one of them"
+        )
     if config.backend is Backend.torch:
         if config.backend_quantization is not BackendQuantization.none:
             raise ValueError(

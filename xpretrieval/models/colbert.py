@@ -57,7 +57,7 @@ class ColBERTEncoder(TransformerBiEncoder, MultiVectorBiEncoder):
         del batch["special_tokens_mask"]
         padding = batch["attention_mask"] == 0
         batch["input_ids"] = batch["input_ids"].masked_fill(padding, self.tokenizer.mask_token_id)
-        output = self.query_encoder(**batch)
+        output = self.running(self.query_encoder)(**batch)
         # every position is scored, [MASK] included; the encoder did not attend to the masks
         return self._pack(output.last_hidden_state, torch.ones_like(batch["attention_mask"]), True)
 

@@ -76,9 +76,9 @@ class CrossEncoderModel(TransformerModel, PairScorer):
         classifier = unwrapped(self.query_encoder)  # LoRA adapters stay in place and active
         head = last_token_head(classifier)
         if head is None:
-            return self.query_encoder(**batch).logits[:, 0]
+            return self.running(self.query_encoder)(**batch).logits[:, 0]
         backbone = getattr(classifier, classifier.base_model_prefix)
-        hidden = backbone(**batch, use_cache=False).last_hidden_state
+        hidden = self.running(backbone)(**batch, use_cache=False).last_hidden_state
         return head(pool(hidden, batch["attention_mask"], Pooling.last))[:, 0]
 
 

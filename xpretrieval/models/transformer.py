@@ -78,6 +78,7 @@ class TransformerConfig(ModelConfig):
         "backend",
         "backend_quantization",
         "backend_calibration_texts",
+        "compile",
     )
     # the sentence-transformers model kind read from and saved in its layout, if any
     layout_kind: ClassVar[str | None] = None
@@ -115,6 +116,11 @@ class TransformerConfig(ModelConfig):
     # calibrated on backend_calibration_texts texts spread over those encoded)
     backend_quantization: BackendQuantization = BackendQuantization.none
     backend_calibration_texts: int = 256
+    # encode for search through torch.compile (inductor, dynamic shapes), fusing what PyTorch
+    # runs op by op: all-MiniLM-L6-v2 in bf16 on an AMX CPU 1.40x faster after about 40 s of
+    # compiling, so worth it from some 15k documents; training is never compiled. A bi-encoder
+    # setting with backend=torch; the CPU needs a C++ compiler
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for name in ("query_max_length", "doc_max_length"):
@@ -316,6 +322,25 @@ class TransformerModel(nn.Module):
         else:
             self.save_layout(path)
 
+    def running(self, module: nn.Module) -> Any:
+        """`module` as this pass runs it: compiled (`model.compile`; made on first use, sharing
+        the module's weights) when encoding or scoring without gradients, else the module
+        itself: a training step, which needs gradients, is never compiled."""
+        if not self.config.compile or torch.is_grad_enabled():
+            return module
+        compiled = self.__dict__.setdefault("_compiled_modules", {})
+        if id(module) not in compiled:
+            logger.info("Compiling %s (model.compile: torch.compile)", type(module).__name__)
+            compiled[id(module)] = torch.compile(module, dynamic=True)
+        return compiled[id(module)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Compiled code stays in its process: a worker that unpickles the model compiles its
+        own."""
+        state = super().__getstate__()
+        state.pop("_compiled_modules", None)
+        return state
+
     def merge_lora(self) -> None:
         """Fold LoRA adapters into the encoders' weights: `save` then writes a plain checkpoint
         (loadable anywhere, sentence-transformers included) that scores as the adapted model."""
@@ -415,7 +440,7 @@ class TransformerBiEncoder(TransformerModel, BiEncoder):
     def forward_tokens(self, tokens: Sequence[TokenizedText], is_query: bool) -> Tensor:
         batch = self.pad(tokens).to(self.device)
         special = batch.pop("special_tokens_mask")
-        output = self.run_encoder(self.side_encoder(is_query), batch)
+        output = self.run_encoder(self.running(self.side_encoder(is_query)), batch)
         return self.represent(output, batch["attention_mask"], special, is_query)
 
     def pad(self, tokens: Sequence[TokenizedText], **padding: Any) -> Any:
