@@ -29,10 +29,12 @@ from xpretrieval.models.encoding import Batching, encode_texts
 
 CPU = torch.device("cpu")
 PEERS_PYTHON = Path(__file__).parent.parent / ".venv-peers" / "bin" / "python"
-# ours: (backend, int8, precision) by the name the table gives it
+# ours: (backend, int8, precision) by the name the table gives it; "compiled": model.compile
 OURS = {
     "torch fp32": ("torch", "none", Precision.fp32),
     "torch bf16": ("torch", "none", Precision.bf16),
+    "torch-compiled fp32": ("torch", "none", Precision.fp32),
+    "torch-compiled bf16": ("torch", "none", Precision.bf16),
     "onnx fp32": ("onnx", "none", Precision.fp32),
     "onnx int8 dynamic": ("onnx", "dynamic", Precision.fp32),
     "onnx int8 static": ("onnx", "static", Precision.fp32),
@@ -62,7 +64,10 @@ def ours(kind: str, model: str, texts: list[str], batch: int, length: int, repea
                 continue
             if kind == "splade" and int8 == "static":  # calibration holds logits: see above
                 continue
-            settings = {"backend": backend, "backend_quantization": int8}
+            compiled = name.startswith("torch-compiled")
+            if kind == "splade" and compiled:  # about 40 s of compiling each: dense alone
+                continue
+            settings = {"backend": backend, "backend_quantization": int8, "compile": compiled}
             built = config(name_or_path=source, doc_max_length=length, **settings).build().eval()
             encoder = built.text_encoder(is_query=False)
 

@@ -53,6 +53,8 @@ def test_every_backend_of_ours_encodes(kind, train, masked_lm_dir):
     assert set(figures) >= {"torch fp32", "onnx fp32", "openvino fp32", "onnx int8 dynamic"}
     assert ("onnx int8 static" in figures) == (kind == "dense")
     assert figures["onnx fp32"]["disagreement"] < 1e-4
+    assert ("torch-compiled fp32" in figures) == (kind == "dense")
+    assert figures.get("torch-compiled fp32", {"disagreement": 0})["disagreement"] < 1e-4
     assert all(figure["docs_per_second"] > 0 for figure in figures.values())
 
 
