@@ -9,7 +9,7 @@ import pickle
 import pytest
 import torch
 
-from xpretrieval.models import ColBERT, CrossEncoder, Dense
+from xpretrieval.models import ColBERT, CrossEncoder, Dense, Splade
 
 TEXTS = [
     "honey bees pollinate flowering plants",
@@ -29,9 +29,9 @@ def built(make, folder):
     return models
 
 
-@pytest.mark.parametrize("make", [Dense, ColBERT], ids=["dense", "colbert"])
-def test_compiled_encoding_equals_the_plain_passes(make, tiny_model_dir):
-    plain, compiled = built(make, tiny_model_dir)
+@pytest.mark.parametrize("make", [Dense, ColBERT, Splade], ids=["dense", "colbert", "splade"])
+def test_compiled_encoding_equals_the_plain_passes(make, tiny_model_dir, masked_lm_dir):
+    plain, compiled = built(make, masked_lm_dir if make is Splade else tiny_model_dir)
     for side in ("encode_queries", "encode_documents"):
         expected, ours = getattr(plain, side)(TEXTS), getattr(compiled, side)(TEXTS)
         assert torch.allclose(ours, expected, atol=1e-5, rtol=0), side
@@ -47,9 +47,12 @@ def test_compiled_pair_scores_equal_the_plain_ones(tiny_model_dir):
 
 
 def test_training_runs_the_module_itself_and_the_flag_is_not_saved(tiny_model_dir, tmp_path):
-    model = Dense(name_or_path=str(tiny_model_dir), compile=True).build()
+    model = Dense(name_or_path=str(tiny_model_dir), compile=True).build().train()
     encoder = model.side_encoder(is_query=False)
     assert model.running(encoder) is encoder  # gradients on: a training step
+    with torch.no_grad():  # GradCache's first pass: no gradients, still training
+        assert model.running(encoder) is encoder
+    model.eval()
     with torch.inference_mode():
         assert model.running(encoder) is not encoder
     assert "_compiled_modules" not in pickle.loads(pickle.dumps(model)).__dict__

@@ -20,7 +20,7 @@ from tests.conftest import TINY_BEIR, tiny_overrides
 from xpretrieval.core.errors import ConfigError, DataError
 from xpretrieval.core.hooks import TrainState
 from xpretrieval.data.dataset import Split
-from xpretrieval.data.hub_layouts import ColumnMapping, teacher_scores, text_id
+from xpretrieval.data.hub_layouts import ColumnMapping, id_key, teacher_scores, text_id
 from xpretrieval.samplers import BatchwiseSampler, DistillationSampler
 from xpretrieval.training.checkpoint import Checkpointer
 
@@ -368,6 +368,9 @@ def test_text_sets_holding_whole_float_ids_match_the_rows_string_ids(tmp_path):
     write([{"query_id": None, "query": "what"}], queries)
     with pytest.raises(DataError, match=r"queries\.jsonl.*, row 1: expected an id, got None"):
         split.load()
+    with pytest.raises(DataError, match="row 3: expected an id, got nan"):
+        id_key(float("nan"), "row 3")  # pandas' null in a float column
+    assert (id_key(12.0, "row"), id_key(7, "row"), id_key("a7", "row")) == ("12", "7", "a7")
 
 
 def test_text_columns_beside_id_columns_are_read_as_texts(tmp_path):

@@ -304,9 +304,9 @@ class IdTriplets(Layout):
 
 
 def id_key(value: Any, where: str) -> str:
-    """An id cell as the string ids are matched by: a null id is refused, a whole float (what
-    pandas makes of an integer column with nulls) read as the integer it holds."""
-    if value is None or isinstance(value, bool):
+    """An id cell as the string ids are matched by: a null id (None, NaN) is refused, a whole
+    float (what pandas makes of an integer column with nulls) read as the integer it holds."""
+    if value is None or isinstance(value, bool) or value != value:  # NaN: pandas' null
         raise DataError(f"{where}: expected an id, got {value!r}")
     if isinstance(value, float) and value.is_integer():
         value = int(value)

@@ -88,7 +88,7 @@ class SpladeEncoder(MaskedLMEncoder, SparseBiEncoder):
         head = _bert_head(encoder) if self.pooling_chunk is not None else None
         if head is None:
             return super().run_encoder(encoder, batch)
-        hidden = last_hidden_state(encoder.base_model, batch)
+        hidden = last_hidden_state(self.running(encoder.base_model), batch)
         return HeadInputs(head.transform(hidden), head.decoder)
 
     def represent(

@@ -118,8 +118,8 @@ class TransformerConfig(ModelConfig):
     backend_calibration_texts: int = 256
     # encode for search through torch.compile (inductor, dynamic shapes), fusing what PyTorch
     # runs op by op: all-MiniLM-L6-v2 in bf16 on an AMX CPU 1.40x faster after about 40 s of
-    # compiling, so worth it from some 15k documents; training is never compiled. A bi-encoder
-    # setting with backend=torch; the CPU needs a C++ compiler
+    # compiling, so worth it from some 15k documents; training is never compiled. Bi-encoders
+    # (with backend=torch) and cross-encoders; the CPU needs a C++ compiler
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -326,8 +326,8 @@ class TransformerModel(nn.Module):
         """`module` as this pass runs it: compiled (`model.compile`; made on first use, sharing
         the module's weights) when encoding or scoring without gradients, else the module
         itself: a training step, which needs gradients, is never compiled."""
-        if not self.config.compile or torch.is_grad_enabled():
-            return module
+        if not self.config.compile or torch.is_grad_enabled() or module.training:
+            return module  # GradCache's first pass runs without gradients, in training mode
         compiled = self.__dict__.setdefault("_compiled_modules", {})
         if id(module) not in compiled:
             logger.info("Compiling %s (model.compile: torch.compile)", type(module).__name__)
@@ -440,7 +440,7 @@ class TransformerBiEncoder(TransformerModel, BiEncoder):
     def forward_tokens(self, tokens: Sequence[TokenizedText], is_query: bool) -> Tensor:
         batch = self.pad(tokens).to(self.device)
         special = batch.pop("special_tokens_mask")
-        output = self.run_encoder(self.running(self.side_encoder(is_query)), batch)
+        output = self.run_encoder(self.side_encoder(is_query), batch)
         return self.represent(output, batch["attention_mask"], special, is_query)
 
     def pad(self, tokens: Sequence[TokenizedText], **padding: Any) -> Any:
@@ -455,10 +455,11 @@ class TransformerBiEncoder(TransformerModel, BiEncoder):
     def run_encoder(self, encoder: PreTrainedModel, batch: Any) -> Any:
         """The encoder's output for a tokenised batch, which `represent` reads: for a base
         model's last hidden states, computed from the real tokens alone where the model allows
-        (models/packing.py)."""
+        (models/packing.py); compiled where `running` says so."""
         if self.auto_class is AutoModel and not self.encoder_kwargs:
-            return BaseModelOutput(last_hidden_state=last_hidden_state(encoder, batch))
-        return encoder(**batch, **self.encoder_kwargs)
+            hidden = last_hidden_state(self.running(encoder), batch)
+            return BaseModelOutput(last_hidden_state=hidden)
+        return self.running(encoder)(**batch, **self.encoder_kwargs)
 
     @abstractmethod
     def represent(
