@@ -1,6 +1,7 @@
 """Benchmark suites: presets compose, a suite measures each collection as a separate
 evaluation would, a killed suite resumes where it stopped, the nano cut is drawn by seed,
-train evaluates (and validates on) a suite, and report compares suite runs by collection."""
+train evaluates (and validates on) a suite, report compares suite runs by collection, and fuse
+fuses runs of one suite collection by collection."""
 
 from __future__ import annotations
 
@@ -16,11 +17,15 @@ from tests.conftest import CONF_DIR, ROOT, TINY_BEIR, make_tiny_bert, tiny_overr
 from tests.test_cli import cli
 from xpretrieval.commands import evaluate as evaluate_module
 from xpretrieval.commands.evaluate import run_evaluate
+from xpretrieval.commands.fuse import fuse_run_dirs
 from xpretrieval.commands.report import find_runs, write_report
 from xpretrieval.commands.train import run_train
-from xpretrieval.core.errors import ConfigError, RunDirectoryRefused
+from xpretrieval.core.errors import ConfigError, RunDirectoryRefused, UserInputError
 from xpretrieval.data.collection import Collection
 from xpretrieval.data.passages import Passages
+from xpretrieval.data.run import read_trec_run
+from xpretrieval.evaluation.fusion import fuse_runs
+from xpretrieval.evaluation.measures import compute_metrics
 from xpretrieval.evaluation.suites import NanoCut, collection_name, suite_mean
 
 MEASURES = ["nDCG@10", "RR@10", "R@100", "AP"]
@@ -259,6 +264,36 @@ def test_report_compares_suite_runs_by_collection(tiny_model_dir, folders, tmp_p
     base = read(tmp_path / "runs" / "base" / "suite.json")["collections"]
     assert f"| alpha | {base['alpha']['nDCG@10']:.4f} |" in by_collection
     assert "| beta |" in by_collection
+
+
+def test_runs_of_one_suite_fuse_collection_by_collection(tiny_model_dir, folders, tmp_path):
+    other_model = make_tiny_bert(tmp_path / "other-model", seed=1)
+    runs = [tmp_path / "runs" / name for name in ("base", "other")]
+    for folder, model in zip(runs, (tiny_model_dir, other_model), strict=True):
+        run_evaluate(xpretrieval.configure(suite_overrides(model, *folders), "evaluate"), folder)
+    output = tmp_path / "runs" / "fused"
+    mean = fuse_run_dirs(runs, output, "rrf", None, "min-max")
+    table = read(output / "suite.json")
+    assert set(table["collections"]) == {"alpha", "beta"} and table["mean"] == mean
+    for name, folder in zip(("alpha", "beta"), folders, strict=True):
+        expected = fuse_runs([read_trec_run(run / "suite" / name / "run.trec") for run in runs])
+        qrels = Collection.from_beir(folder).qrels
+        measured = compute_metrics(expected, qrels, MEASURES).aggregate
+        assert read(output / "suite" / name / "metrics.json")["aggregate"] == measured
+    assert sorted(run.path.name for run in find_runs(tmp_path / "runs")) == [
+        "base",
+        "fused",
+        "other",
+    ]
+    single = tmp_path / "single"
+    run_evaluate(xpretrieval.configure(tiny_overrides(tiny_model_dir), "evaluate"), single)
+    with pytest.raises(UserInputError, match="ranks one collection, .* a suite"):
+        fuse_run_dirs([single, runs[0]], tmp_path / "mixed", "rrf", None, "min-max")
+    cut = tmp_path / "cut"
+    overrides = [*suite_overrides(tiny_model_dir, *folders), "suite.nano.queries=2"]
+    run_evaluate(xpretrieval.configure(overrides, "evaluate"), cut)
+    with pytest.raises(UserInputError, match="another suite"):
+        fuse_run_dirs([runs[0], cut], tmp_path / "other-cut", "rrf", None, "min-max")
 
 
 def test_the_cli_prints_the_suite_table(tiny_model_dir, folders, tmp_path):
