@@ -21,10 +21,11 @@ from xpretrieval.commands.suite import Measured, record_suite, suite_table
 from xpretrieval.core.config import to_objects
 from xpretrieval.core.errors import DataError, UserInputError
 from xpretrieval.core.io import write_text
+from xpretrieval.data.collection import Collection
 from xpretrieval.data.dataset import DatasetConfig
 from xpretrieval.data.run import read_trec_run, write_trec_run
 from xpretrieval.evaluation.fusion import METHODS, NORMS, fuse_runs
-from xpretrieval.evaluation.measures import compute_metrics
+from xpretrieval.evaluation.measures import Metrics, compute_metrics
 from xpretrieval.evaluation.suites import SuiteConfig, collection_name
 
 
@@ -36,6 +37,8 @@ def fuse_run_dirs(
     started = time.perf_counter()
     if len(folders) < 2:
         raise UserInputError("fuse needs at least two runs")
+    settings = {"runs": [str(folder) for folder in folders], "method": method}
+    settings |= {"weights": weights, "norm": norm}
     suites = [(folder / "suite.json").is_file() for folder in folders]
     if any(suites):
         if not all(suites):
@@ -44,35 +47,23 @@ def fuse_run_dirs(
                 f"{single} ranks one collection, {suite} a suite: fuse runs of one collection, "
                 "or runs of one suite"
             )
-        return _fuse_suites(folders, output, method, weights, norm, started)
+        return _fuse_suites(folders, output, settings, started)
     measured = [_measured(folder) for folder in folders]
     collections = {metrics["dataset"] for metrics in measured}
     if len(collections) != 1:
         raise UserInputError(
             f"the runs rank different collections: {', '.join(sorted(collections))}"
         )
-    dataset = _saved_dataset(folders[0])
-    runs = [str(folder) for folder in folders]
-    settings = {"runs": runs, "method": method, "weights": weights, "norm": norm}
+    dataset = _saved(folders[0])["dataset"]
     claim_run_dir(output, "fuse", resuming=False)  # refuses a folder that holds a run
     write_text(output / "config.yaml", OmegaConf.to_yaml({"dataset": dataset, "fuse": settings}))
     test = to_objects(OmegaConf.merge(OmegaConf.structured(DatasetConfig), dataset)).test.load()
-    fused = fuse_runs(
-        [read_trec_run(folder / "run.trec") for folder in folders], method, weights, norm
-    )
-    write_trec_run(output / "run.trec", fused, f"fuse-{method}")
-    metrics = compute_metrics(fused, test.qrels, list(measured[0]["aggregate"]))
-    write_metrics(output / "metrics.json", test, metrics, started, {"fused": settings})
-    return metrics.aggregate
+    measures = list(measured[0]["aggregate"])
+    return _fuse_collection(folders, measures, test, output, settings, started).aggregate
 
 
 def _fuse_suites(
-    folders: list[Path],
-    output: Path,
-    method: str,
-    weights: list[float] | None,
-    norm: str,
-    started: float,
+    folders: list[Path], output: Path, settings: dict[str, Any], started: float
 ) -> dict[str, float]:
     """Runs of one suite (the same collections, cut with the same seed) fused collection by
     collection into `output/suite/<name>/`, then the suite's table and mean, as `evaluate
@@ -86,24 +77,18 @@ def _fuse_suites(
                 "of one suite"
             )
     collections = to_objects(OmegaConf.merge(OmegaConf.structured(SuiteConfig), suite))
-    settings = {"runs": [str(folder) for folder in folders], "method": method}
-    settings |= {"weights": weights, "norm": norm}
     claim_run_dir(output, "fuse", resuming=False)  # refuses a folder that holds a run
     record = {"suite": suite, "seed": seed, "fuse": settings}
     write_text(output / "config.yaml", OmegaConf.to_yaml(record))
     results = {}
     for entry in collections.collections:
         name, begun = collection_name(entry), time.perf_counter()
+        collection = collections.load(entry, seed)  # cut as the runs' collections were
         parts = [folder / "suite" / name for folder in folders]
         measured = [_measured(part) for part in parts]  # each finished, or one line naming it
         measures = list(measured[0]["aggregate"])
-        runs = [read_trec_run(part / "run.trec") for part in parts]
-        collection = collections.load(entry, seed)  # cut as the runs' collections were
-        fused = fuse_runs(runs, method, weights, norm)
-        write_trec_run(output / "suite" / name / "run.trec", fused, f"fuse-{method}")
-        metrics = compute_metrics(fused, collection.qrels, measures)
-        details = {"fused": settings}
-        write_metrics(output / "suite" / name / "metrics.json", collection, metrics, begun, details)
+        into = output / "suite" / name
+        metrics = _fuse_collection(parts, measures, collection, into, settings, begun)
         seconds = time.perf_counter() - begun
         documents, queries = len(collection.documents), len(collection.queries)
         results[name] = Measured(metrics.aggregate, metrics.per_query, documents, queries, seconds)
@@ -112,17 +97,31 @@ def _fuse_suites(
     return summary.aggregate
 
 
+def _fuse_collection(
+    folders: list[Path],
+    measures: list[str],
+    collection: Collection,
+    output: Path,
+    settings: dict[str, Any],
+    started: float,
+) -> Metrics:
+    """The finished runs in `folders`, of `collection`, fused as `settings` say into
+    `output`'s run.trec and metrics.json, with `measures`."""
+    runs = [read_trec_run(folder / "run.trec") for folder in folders]
+    method = settings["method"]
+    fused = fuse_runs(runs, method, settings["weights"], settings["norm"])
+    write_trec_run(output / "run.trec", fused, f"fuse-{method}")
+    metrics = compute_metrics(fused, collection.qrels, measures)
+    write_metrics(output / "metrics.json", collection, metrics, started, {"fused": settings})
+    return metrics
+
+
 def _measured(folder: Path) -> dict[str, Any]:
     """A finished run's metrics.json (its collection and measures), or one line naming it."""
     file = folder / "metrics.json"
     if not (folder / "run.trec").is_file() or not file.is_file():
         raise DataError(f"{folder}: not a finished run (run.trec and metrics.json expected)")
     return json.loads(file.read_text(encoding="utf-8"))
-
-
-def _saved_dataset(folder: Path) -> dict[str, Any]:
-    """The dataset a run was measured on, from its saved config.yaml (resolved)."""
-    return _saved(folder)["dataset"]
 
 
 def _saved(folder: Path) -> dict[str, Any]:
