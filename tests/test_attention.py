@@ -64,6 +64,26 @@ def test_without_dropout_values_and_gradients_equal_sdpa(monkeypatch, additive, 
         assert got.dtype == dtype and torch.allclose(got, expected, atol=tolerance, rtol=tolerance)
 
 
+def test_bf16_with_dropout_stays_within_bf16_error_of_the_exact_computation(monkeypatch):
+    """bf16 keeps scores and probabilities in bf16: values and gradients stay within bf16's
+    error (2^-8) of fp64 run on the same inputs with the same dropout mask."""
+    monkeypatch.setattr(attention, "SCORES_PER_CHUNK", 2 * 2 * 32 * 32)  # several chunks
+    q, k, v, mask = inputs(torch.bfloat16, batch=6, heads=2, length=32, width=8)
+    mask[1, ..., 20:] = False
+    upstream = torch.randn(q.shape, generator=torch.Generator().manual_seed(1))
+    results = []
+    for dtype in (torch.bfloat16, torch.float64):
+        leaves = [t.detach().to(dtype).requires_grad_() for t in (q, k, v)]
+        torch.manual_seed(0)
+        output = _DropoutAttention.apply(*leaves, mask, 0.2, 8**-0.5)
+        (output * upstream.to(dtype)).sum().backward()
+        results.append([output.detach(), *(t.grad for t in leaves)])
+    for got, exact in zip(*results, strict=True):
+        assert got.dtype == torch.bfloat16
+        error = (got.double() - exact).norm() / exact.norm()
+        assert error < 2**-6, error
+
+
 def saved_bytes(attend) -> tuple[int, list[torch.Tensor]]:
     """The bytes `attend()` keeps for backward, and the boolean tensors among them."""
     saved = []

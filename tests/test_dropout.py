@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from xpretrieval.models import Dense
-from xpretrieval.models.dropout import FastDropout, _Dropout, bernoulli_mask
+from xpretrieval.models.dropout import FastDropout, _Dropout, bernoulli_mask, zero_dropped
 
 
 def test_gradients_are_those_of_the_forward_pass():
@@ -55,3 +55,10 @@ def test_a_rate_that_16_bits_cannot_keep_is_drawn_from_uniform_floats(monkeypatc
     assert not drawn
     bernoulli_mask(torch.Size([8]), 1e-5)  # 0.66 of a level: it would round to 1.5e-5
     assert drawn
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_zeroing_through_bytes_equals_boolean_masking_exactly(dtype):
+    values = torch.randn(64, 33).to(dtype)
+    dropped = bernoulli_mask(values.shape, 0.3)
+    assert torch.equal(zero_dropped(values, dropped), torch.where(dropped, 0.0, values))

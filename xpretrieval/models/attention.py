@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from xpretrieval.models.dropout import bernoulli_mask
+from xpretrieval.models.dropout import bernoulli_mask, zero_dropped
 
 NAME = "xpretrieval_sdpa"
 PACKING_KWARG = "xpretrieval_packing"  # a packed batch's layout (models/packing.py)
@@ -92,9 +92,15 @@ def attention_forward(
 def _probabilities(
     query: Tensor, key: Tensor, mask: Tensor | None, scale: float, heads: int
 ) -> Tensor:
-    """softmax(q k^T scale + mask) of one chunk, q [texts x heads, L, d], in fp32 at least."""
-    scores = torch.bmm(query, key.transpose(1, 2))
-    scores = scores.to(torch.promote_types(scores.dtype, torch.float32)).mul_(scale)
+    """softmax(q k^T scale + mask) of one chunk, q [texts x heads, L, d]. In fp32 (and wider)
+    the product is scaled after it is taken, as the pinned baselines were trained; in bf16 it
+    is scaled inside the product and the scores stay bf16, as flash attention keeps its
+    probabilities (softmax sums in fp32 either way): half the bytes of every pass over them."""
+    if query.dtype.itemsize < 4:
+        unused = query.new_zeros(())  # beta=0: only the scaled product
+        scores = torch.baddbmm(unused, query, key.transpose(1, 2), beta=0, alpha=scale)
+    else:
+        scores = torch.bmm(query, key.transpose(1, 2)).mul_(scale)
     if mask is not None:  # [texts or 1, heads or 1, L or 1, L'] broadcast over each text's
         by_text = scores.view(-1, heads, *scores.shape[1:])
         if mask.dtype != torch.bool:
@@ -132,8 +138,8 @@ class _DropoutAttention(torch.autograd.Function):
             for rows, chunk_mask in _chunks(batch, heads, length * k.shape[1], mask):
                 probabilities = _probabilities(q[rows], k[rows], chunk_mask, scale, heads)
                 chunk_dropped = bernoulli_mask(probabilities.shape, dropout, out=dropped[rows])
-                probabilities.masked_fill_(chunk_dropped, 0)
-                torch.bmm(probabilities.to(v.dtype), v[rows], out=output[rows])
+                kept = zero_dropped(probabilities, chunk_dropped)
+                torch.bmm(kept, v[rows], out=output[rows])
             output.mul_(1 / (1 - dropout))
         ctx.save_for_backward(q, k, v, mask, dropped, output)
         ctx.dropout, ctx.scale, ctx.batch = dropout, scale, batch
@@ -147,17 +153,16 @@ class _DropoutAttention(torch.autograd.Function):
         with torch.autocast(q.device.type, enabled=False):
             # d softmax: the row sums of dP * P equal grad . output (no [L, L] pass needed)
             wide = torch.promote_types(grad.dtype, torch.float32)
-            row_sums = (grad.to(wide) * output.to(wide)).sum(dim=-1, keepdim=True)
+            row_sums = (grad.to(wide) * output.to(wide)).sum(dim=-1, keepdim=True).to(q.dtype)
             grad = grad * (1 / (1 - ctx.dropout))
             grad_q, grad_k, grad_v = (torch.empty_like(t) for t in (q, k, v))
             for rows, chunk_mask in _chunks(batch, heads, q.shape[1] * k.shape[1], mask):
                 probabilities = _probabilities(q[rows], k[rows], chunk_mask, ctx.scale, heads)
-                kept = torch.where(dropped[rows], 0.0, probabilities)  # one pass, not two
-                torch.bmm(kept.to(v.dtype).transpose(1, 2), grad[rows], out=grad_v[rows])
+                kept = zero_dropped(probabilities, dropped[rows])
+                torch.bmm(kept.transpose(1, 2), grad[rows], out=grad_v[rows])
                 # d scores = (dP - row sums) * P, where dP * P = (grad v^T) * kept
-                scores = torch.bmm(grad[rows], v[rows].transpose(1, 2)).to(wide).mul_(kept)
+                scores = torch.bmm(grad[rows], v[rows].transpose(1, 2)).mul_(kept)
                 scores.addcmul_(probabilities, row_sums[rows], value=-1)
-                scores = scores.to(q.dtype)
                 torch.bmm(scores, k[rows], out=grad_q[rows])
                 torch.bmm(scores.transpose(1, 2), q[rows], out=grad_k[rows])
         grad_q.mul_(ctx.scale)

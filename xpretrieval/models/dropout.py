@@ -17,6 +17,13 @@ LEVELS = 2**16  # one draw is an int16: four draws from each 64-bit number of to
 RATE_TOLERANCE = 1e-3  # largest relative change of the rate that 16-bit draws may make
 
 
+def zero_dropped(values: Tensor, dropped: Tensor) -> Tensor:
+    """`values` with zeros where `dropped` is True, as a new tensor: values - values x dropped,
+    the booleans read as bytes, since PyTorch's boolean masking (`where`, `masked_fill`) runs
+    2-4x slower on a CPU. Exact for finite values."""
+    return torch.addcmul(values, values, dropped.view(torch.uint8).to(values.dtype), value=-1)
+
+
 def bernoulli_mask(shape: torch.Size, rate: float, out: Tensor | None = None) -> Tensor:
     """Booleans of `shape`, each True with probability `rate`, from torch's generator (so
     `torch.manual_seed` repeats them). Four draws per 64-bit random number, the rate rounded
@@ -57,9 +64,9 @@ class _Dropout(torch.autograd.Function):
         dropped = bernoulli_mask(input.shape, p)
         ctx.save_for_backward(dropped)
         ctx.scale = 1 / (1 - p)
-        return torch.where(dropped, 0.0, input * ctx.scale)  # 2 passes; masked_fill + mul_: 3
+        return zero_dropped(input, dropped).mul_(ctx.scale)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor):  # noqa: ANN205
         (dropped,) = ctx.saved_tensors
-        return torch.where(dropped, 0.0, grad * ctx.scale), None
+        return zero_dropped(grad, dropped).mul_(ctx.scale), None
