@@ -36,6 +36,7 @@ from xpretrieval.models.attention import save_attention_memory
 from xpretrieval.models.backend_export import Backend, BackendQuantization
 from xpretrieval.models.backends import BackendSide, check_backend_fields
 from xpretrieval.models.base import BiEncoder, ModelConfig
+from xpretrieval.models.compiled import CompiledModules
 from xpretrieval.models.dropout import use_fast_dropout
 from xpretrieval.models.encoding import TextEncoder
 from xpretrieval.models.lora import ADAPTER_FILE, is_adapter, load_adapter, merged, with_lora
@@ -116,10 +117,11 @@ class TransformerConfig(ModelConfig):
     # calibrated on backend_calibration_texts texts spread over those encoded)
     backend_quantization: BackendQuantization = BackendQuantization.none
     backend_calibration_texts: int = 256
-    # encode for search through torch.compile (inductor, dynamic shapes), fusing what PyTorch
-    # runs op by op: all-MiniLM-L6-v2 in bf16 on an AMX CPU 1.40x faster after about 40 s of
-    # compiling, so worth it from some 15k documents; training is never compiled. Bi-encoders
-    # (with backend=torch) and cross-encoders; the CPU needs a C++ compiler
+    # encode for search through torch.compile (inductor, dynamic shapes, weights frozen into
+    # the code), fusing what PyTorch runs op by op: all-MiniLM-L6-v2 in bf16 on an AMX CPU
+    # 1.5x faster after about 40 s of compiling, so worth it from some 15k documents; training
+    # is never compiled. Bi-encoders (with backend=torch) and cross-encoders; the CPU needs a
+    # C++ compiler
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -323,16 +325,12 @@ class TransformerModel(nn.Module):
             self.save_layout(path)
 
     def running(self, module: nn.Module) -> Any:
-        """`module` as this pass runs it: compiled (`model.compile`; made on first use, sharing
-        the module's weights) when encoding or scoring without gradients, else the module
-        itself: a training step, which needs gradients, is never compiled."""
+        """`module` as this pass runs it: compiled (`model.compile`, models/compiled.py) when
+        encoding or scoring without gradients, else the module itself: a training step, which
+        needs gradients, is never compiled."""
         if not self.config.compile or torch.is_grad_enabled() or module.training:
             return module  # GradCache's first pass runs without gradients, in training mode
-        compiled = self.__dict__.setdefault("_compiled_modules", {})
-        if id(module) not in compiled:
-            logger.info("Compiling %s (model.compile: torch.compile)", type(module).__name__)
-            compiled[id(module)] = torch.compile(module, dynamic=True)
-        return compiled[id(module)]
+        return self.__dict__.setdefault("_compiled_modules", CompiledModules())(module)
 
     def __getstate__(self) -> dict[str, Any]:
         """Compiled code stays in its process: a worker that unpickles the model compiles its
