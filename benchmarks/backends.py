@@ -62,8 +62,6 @@ def ours(kind: str, model: str, texts: list[str], batch: int, length: int, repea
         for name, (backend, int8, precision) in OURS.items():
             if precision is Precision.bf16 and Precision.bf16 not in precisions():
                 continue
-            if kind == "splade" and int8 == "static":  # calibration holds logits: see above
-                continue
             compiled = name.startswith("torch-compiled")
             if kind == "splade" and compiled:  # about 40 s of compiling each: dense alone
                 continue
