@@ -4,8 +4,9 @@ oneDNN layouts are made once rather than at every call (all-MiniLM-L6-v2, bf16 e
 AMX CPU: 1.18x over compiling without it), for a second copy of the weights in memory.
 
 Constants go stale when the weights change (validation between training steps, a loaded
-state): each module's code is keyed by its weights' versions and storage, and compiled again
-when they move.
+state): a frozen module's code is checked against its weights' versions and storage at each
+pass and, once they move, compiled again without freezing, reading the weights as they are, so
+that a model in training is compiled twice at most.
 """
 
 from __future__ import annotations
@@ -46,22 +47,22 @@ def weights_state(module: nn.Module) -> tuple[tuple[int, int], ...]:
 
 
 class CompiledModules:
-    """Each module's compiled code, made on its first pass and made again after its weights
-    change."""
+    """Each module's compiled code: frozen on its first pass, compiled again without freezing
+    if its weights then change."""
 
     def __init__(self) -> None:
-        self._held: dict[int, tuple[tuple[tuple[int, int], ...], FrozenCompiled]] = {}
+        # by module: the weights' state its frozen code holds (None once unfrozen), the code
+        self._held: dict[int, tuple[tuple[tuple[int, int], ...] | None, Any]] = {}
 
-    def __call__(self, module: nn.Module) -> FrozenCompiled:
-        state, held = weights_state(module), self._held.get(id(module))
-        if held is None or held[0] != state:
-            name = type(module).__name__
-            if held is None:
-                logger.info("Compiling %s (model.compile: torch.compile)", name)
-            else:  # the cached code would hand back the old weights, folded into it
-                logger.info("Compiling %s again: its weights changed", name)
-                torch.compiler.reset()
-            held = self._held[id(module)] = (state, FrozenCompiled(module))
+    def __call__(self, module: nn.Module) -> Any:
+        name, held = type(module).__name__, self._held.get(id(module))
+        if held is None:
+            logger.info("Compiling %s (model.compile: torch.compile, weights frozen)", name)
+            held = self._held[id(module)] = (weights_state(module), FrozenCompiled(module))
+        elif held[0] is not None and held[0] != weights_state(module):
+            logger.info("%s's weights changed: compiling it again, not frozen", name)
+            torch.compiler.reset()  # the cached code would hand back the old weights
+            held = self._held[id(module)] = (None, torch.compile(module, dynamic=True))
         return held[1]
 
     def __bool__(self) -> bool:
