@@ -37,8 +37,8 @@ def fuse_run_dirs(
     started = time.perf_counter()
     if len(folders) < 2:
         raise UserInputError("fuse needs at least two runs")
-    settings = {"runs": [str(folder) for folder in folders], "method": method}
-    settings |= {"weights": weights, "norm": norm}
+    runs = [str(folder) for folder in folders]
+    settings = {"runs": runs, "method": method, "weights": weights, "norm": norm}
     suites = [(folder / "suite.json").is_file() for folder in folders]
     if any(suites):
         if not all(suites):

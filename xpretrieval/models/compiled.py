@@ -55,12 +55,14 @@ class CompiledModules:
         self._held: dict[int, tuple[tuple[tuple[int, int], ...] | None, Any]] = {}
 
     def __call__(self, module: nn.Module) -> Any:
-        name, held = type(module).__name__, self._held.get(id(module))
+        held = self._held.get(id(module))
         if held is None:
-            logger.info("Compiling %s (model.compile: torch.compile, weights frozen)", name)
+            logger.info("Compiling %s (model.compile, weights frozen)", type(module).__name__)
             held = self._held[id(module)] = (weights_state(module), FrozenCompiled(module))
         elif held[0] is not None and held[0] != weights_state(module):
-            logger.info("%s's weights changed: compiling it again, not frozen", name)
+            logger.info(
+                "%s's weights changed: compiling it again, not frozen", type(module).__name__
+            )
             torch.compiler.reset()  # the cached code would hand back the old weights
             held = self._held[id(module)] = (None, torch.compile(module, dynamic=True))
         return held[1]

@@ -330,7 +330,9 @@ class TransformerModel(nn.Module):
         needs gradients, is never compiled."""
         if not self.config.compile or torch.is_grad_enabled() or module.training:
             return module  # GradCache's first pass runs without gradients, in training mode
-        return self.__dict__.setdefault("_compiled_modules", CompiledModules())(module)
+        if "_compiled_modules" not in self.__dict__:  # made once, not at every pass
+            self._compiled_modules = CompiledModules()
+        return self._compiled_modules(module)
 
     def __getstate__(self) -> dict[str, Any]:
         """Compiled code stays in its process: a worker that unpickles the model compiles its
